@@ -1,0 +1,221 @@
+"""Scoring speed and memory: synthetic subscribers (about 20 terms each) against papers,
+top 10 each, through digestbot's scoring core (one sparse product per chunk, masks, top k).
+
+    .venv/bin/python bench/score.py [--subscribers N --papers M] [--quick]
+
+Per size: wall and CPU time of the core on the default path, scoring.require_match (the
+allowed mask built per chunk from the readers' match terms, product, masks, top k, in chunks
+of scoring.chunk_size), the peak memory it allocates beyond its inputs (tracemalloc, which
+sees numpy and scipy buffers, in every thread), the same without the rule for comparison, and
+whether the 1,000,000 x 1,000 target is met; then the end-to-end path that also builds the
+profiles from typed keywords, matches phrases and makes Pick objects with their
+explanations, at a smaller size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import resource
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from digestbot.config import default_config  # noqa: E402
+from digestbot.scoring.engine import Profiles, rank, top_papers  # noqa: E402
+from digestbot.scoring.model import PaperModel, l2_rows  # noqa: E402
+
+VOCAB = 50_000
+TERMS_PER_PAPER = 150
+TERMS_PER_SUBSCRIBER = 20
+TOP = 10
+PHRASE_POOL = 100_000
+# the target for 1,000,000 subscribers x 1,000 papers on the reference 2-core machine
+TARGET_SECONDS = 5.0
+TARGET_MIB = 1024
+
+
+def zipf_terms(rng: np.random.Generator, rows: int, per_row: int, skip: int) -> sp.csr_matrix:
+    """Rows of ``per_row`` distinct-ish terms drawn with Zipf-like frequencies, like text."""
+    ranks = np.arange(skip + 1, VOCAB + 1, dtype=np.float64)
+    p = 1.0 / ranks
+    p /= p.sum()
+    cols = rng.choice(np.arange(skip, VOCAB), size=rows * per_row, p=p).astype(np.int32)
+    indptr = np.arange(0, rows * per_row + 1, per_row, dtype=np.int64)
+    data = rng.random(rows * per_row, dtype=np.float32) + 0.5
+    mat = sp.csr_matrix((data, cols, indptr), shape=(rows, VOCAB))
+    mat.sum_duplicates()
+    return l2_rows(mat)
+
+
+def core(
+    profiles: sp.csr_matrix, papers: sp.csr_matrix, chunk: int, gate: sp.csr_matrix | None = None
+) -> int:
+    """Top papers per chunk; with ``gate`` (readers x terms, the terms that count as a keyword
+    match), the no-padding rule too: the allowed mask is built per chunk and applied."""
+    picks = 0
+    binary = None if gate is None else (papers > 0).astype(np.float32).T.tocsr()
+    for lo in range(0, profiles.shape[0], chunk):
+        allowed = None if gate is None else (gate[lo : lo + chunk] @ binary).tocsr()
+        indptr, _, _ = top_papers(
+            profiles[lo : lo + chunk], papers, TOP, allowed=allowed, threads=os.cpu_count()
+        )
+        picks += int(indptr[-1])
+    return picks
+
+
+def match_gate(profiles: sp.csr_matrix, first_rare: int = 2_000) -> sp.csr_matrix:
+    """Readers x terms that count as a keyword match: a reader's rarer terms (past the
+    ``first_rare`` commonest, standing for phrases and rare words) that also weigh at least
+    the row's mean, as a phrase's own terms do; the other terms only add to the score, as a
+    phrase's common words do."""
+    gate = profiles.copy()
+    rows = np.repeat(np.arange(gate.shape[0]), np.diff(gate.indptr))
+    mean = np.asarray(gate.sum(axis=1)).ravel() / np.maximum(np.diff(gate.indptr), 1)
+    gate.data = ((gate.indices >= first_rare) & (gate.data >= mean[rows])).astype(np.float32)
+    gate.eliminate_zeros()
+    return gate
+
+
+def _timed(fn, *args) -> tuple[int, float, float]:  # noqa: ANN001
+    gc.collect()
+    t0, c0 = time.perf_counter(), time.process_time()
+    result = fn(*args)
+    return result, time.perf_counter() - t0, time.process_time() - c0
+
+
+def _peak(fn, *args) -> float:  # noqa: ANN001
+    """MiB allocated at the peak of ``fn(*args)`` beyond what was there before."""
+    gc.collect()
+    tracemalloc.start()
+    fn(*args)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak / 2**20
+
+
+def run_core(n_subs: int, n_papers: int, chunk: int, seed: int = 1) -> None:
+    """The default path (scoring.require_match: each chunk's allowed mask built from the
+    readers' match terms, then masked top k) is THE figure for the target; the core without
+    the rule is printed below it for comparison."""
+    rng = np.random.default_rng(seed)
+    papers = zipf_terms(rng, n_papers, TERMS_PER_PAPER, skip=0)
+    # readers type topical words, not the commonest ones
+    profiles = zipf_terms(rng, n_subs, TERMS_PER_SUBSCRIBER, skip=200)
+    gate = match_gate(profiles)
+    gated, elapsed, cpu = _timed(core, profiles, papers, chunk, gate)
+    picks, elapsed_bare, cpu_bare = _timed(core, profiles, papers, chunk)
+    # memory is per chunk: a few chunks show the peak of any number of them
+    few = min(n_subs, 4 * chunk)
+    peak = _peak(core, profiles[:few], papers, chunk, gate[:few])
+    peak_bare = _peak(core, profiles[:few], papers, chunk)
+    sample = profiles[: min(chunk, n_subs)] @ papers.T
+    density = sample.nnz / (sample.shape[0] * n_papers)
+    inputs = sum(
+        m.data.nbytes + m.indices.nbytes + m.indptr.nbytes for m in (profiles, gate, papers)
+    )
+    met = elapsed <= TARGET_SECONDS and peak <= TARGET_MIB
+    print(
+        f"core  {n_subs:>9,} subscribers x {n_papers:>5,} papers, default path "
+        f"(scoring.require_match, mask built per chunk): {elapsed:6.2f} s, CPU {cpu:.2f} s "
+        f"({n_subs / elapsed:,.0f} subscribers/s), peak beyond inputs {peak:,.0f} MiB, "
+        f"inputs {inputs / 2**20:,.0f} MiB, {gated:,} picks"
+    )
+    print(
+        f"  without the rule (padding allowed): {elapsed_bare:6.2f} s, CPU {cpu_bare:.2f} s, "
+        f"peak beyond inputs {peak_bare:,.0f} MiB, {picks:,} picks, "
+        f"score density {density:.1%}"
+    )
+    if n_subs >= 1_000_000:
+        print(
+            f"  target (<= {TARGET_SECONDS:g} s and <= {TARGET_MIB / 1024:g} GiB beyond inputs, "
+            f"default path, cpu_count={os.cpu_count()}): {'MET' if met else 'MISSED'}"
+        )
+
+
+def run_end_to_end(n_subs: int, n_papers: int, chunk: int, seed: int = 2) -> None:
+    """Profiles from typed phrases, explanations and Pick objects, through rank()."""
+    rng = np.random.default_rng(seed)
+    words = [f"w{i}" for i in range(VOCAB)]
+    papers = zipf_terms(rng, n_papers, TERMS_PER_PAPER, skip=0)
+    model = PaperModel(
+        ids=np.array([f"p{i}" for i in range(n_papers)], dtype=object),
+        titles=[f"Paper {i}" for i in range(n_papers)],
+        first_seen=np.arange(n_papers, dtype=np.float64),
+        upvotes=np.zeros(n_papers),
+        matrix=papers,
+        vocabulary={w: i for i, w in enumerate(words)},
+        # idf from the synthetic papers, so a phrase's words weigh by rarity as in a real store
+        idf=(
+            np.log((1 + n_papers) / (1 + np.bincount(papers.indices, minlength=VOCAB))) + 1
+        ).astype(np.float32),
+    )
+    # ~20 terms as 8 phrases of two or three words, drawn from a pool of distinct phrases
+    # with Zipf popularity: readers share phrases ("large language models")
+    pool_terms = zipf_terms(rng, PHRASE_POOL, 3, skip=200)
+    pool = [
+        " ".join(
+            words[c] for c in pool_terms.indices[pool_terms.indptr[i] : pool_terms.indptr[i + 1]]
+        )
+        for i in range(PHRASE_POOL)
+    ]
+    p = 1.0 / np.arange(1, PHRASE_POOL + 1)
+    chosen = rng.choice(PHRASE_POOL, size=(n_subs, 8), p=p / p.sum())
+    keywords = [[pool[c] for c in row] for row in chosen.tolist()]
+    config = default_config()
+    t0 = time.perf_counter()
+    made = 0
+    for lo in range(0, n_subs, chunk):
+        part = keywords[lo : lo + chunk]
+        n = len(part)
+        profiles = Profiles(
+            keywords=part,
+            liked=[[]] * n,
+            disliked=[[]] * n,
+            start=np.zeros(n, dtype=np.int64),
+            end=n_papers,
+            ks=np.full(n, TOP),
+            min_scores=np.zeros(n, dtype=np.float32),
+            excluded=[],
+        )
+        made += sum(len(p) for p in rank(model, profiles, now=float(n_papers), config=config))
+    elapsed = time.perf_counter() - t0
+    print(
+        f"full  {n_subs:>9,} subscribers x {n_papers:>5,} papers: {elapsed:6.2f} s "
+        f"({n_subs / elapsed:,.0f} subscribers/s), {made:,} Pick objects with explanations"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int)
+    parser.add_argument("--papers", type=int, default=1000)
+    parser.add_argument("--chunk", type=int, default=default_config()["scoring.chunk_size"])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    args = parser.parse_args()
+    print(
+        f"bench/score.py  cpu_count={os.cpu_count()}  chunk_size={args.chunk}  "
+        f"(shared machine: figures are noisy)"
+    )
+    if args.subscribers:
+        run_core(args.subscribers, args.papers, args.chunk)
+    elif args.quick:
+        run_core(50_000, 1000, args.chunk)
+        run_end_to_end(5_000, 1000, args.chunk)
+    else:
+        run_core(1_000_000, 1000, args.chunk)
+        run_core(100_000, 2000, args.chunk)
+        run_end_to_end(100_000, 1000, args.chunk)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"process peak RSS {rss:,.0f} MiB (includes the synthetic inputs)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from digestbot.cli import main
+
+main(prog_name="digestbot")

@@ -1,0 +1,221 @@
+"""The command line: a thin layer over the library.
+
+Every command module adds its commands to :data:`main`. Errors raised by the library as
+:class:`~digestbot.errors.DigestbotError` are turned into ``Error: ...`` and ``Hint: ...`` on
+stderr and exit code 1, here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from ..config import Config, load_config
+from ..errors import DigestbotError
+from ..store import Store, open_store
+
+# Exit codes: documented in the README and relied on by the systemd units.
+EXIT_OK = 0
+EXIT_ERROR = 1  # a DigestbotError: bad input, config, lock held...
+EXIT_USAGE = 2  # click's own: bad options
+EXIT_PARTIAL = 3  # the job ran but some items failed (a dump, a digest)
+EXIT_NOTHING = 4  # the job ran and there was nothing to do (--nothing-exit-code 0 turns it off)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class App:
+    """What every command needs: the configuration, the store, consoles."""
+
+    config_path: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    quiet: bool = False
+    _config: Config | None = None
+    _store: Store | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path, overrides=self.overrides)
+        return self._config
+
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.config["store.db"])
+        return self._store
+
+    @property
+    def console(self) -> Console:
+        return Console(quiet=self.quiet, highlight=False, soft_wrap=False)
+
+    @property
+    def err(self) -> Console:
+        return Console(stderr=True, highlight=False)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.dispose()
+            self._store = None
+
+
+def _set_override(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+        if value is not None:
+            app = ctx.ensure_object(App)
+            app.overrides[name] = value
+            app._config = None
+        return value
+
+    return callback
+
+
+def _set_config(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+    if value is not None:
+        app = ctx.ensure_object(App)
+        app.config_path = value
+        app._config = None
+    return value
+
+
+def common_options(func: F) -> F:
+    """--db and --config on every command, so they can follow the command name."""
+    func = click.option(
+        "--db",
+        "db",
+        metavar="URL",
+        expose_value=False,
+        is_eager=True,
+        callback=_set_override("store.db"),
+        help="SQLAlchemy URL or SQLite file path of the store [env: DIGESTBOT_DB].",
+    )(func)
+    func = click.option(
+        "--config",
+        "config",
+        metavar="PATH",
+        expose_value=False,
+        is_eager=True,
+        callback=_set_config,
+        type=click.Path(dir_okay=False),
+        help="Configuration file [env: DIGESTBOT_CONFIG].",
+    )(func)
+    return func
+
+
+pass_app = click.make_pass_decorator(App, ensure=True)
+
+nothing_exit_code_option = click.option(
+    "--nothing-exit-code",
+    type=click.IntRange(0, 255),
+    default=EXIT_NOTHING,
+    show_default=True,
+    metavar="N",
+    help="Exit status when there was nothing to do (0 to count it as success).",
+)
+
+
+class Bars:
+    """Library progress callbacks drawn as rich bars, one per stage, on stderr.
+
+    Call it as ``bars(stage, done, total)`` (the pipeline's form) or hand
+    ``bars.stage(name)`` to a function that reports ``(done, total)``.
+    """
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._tasks: dict[str, TaskID] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage not in self._tasks:
+            self._tasks[stage] = self._progress.add_task(stage, total=total)
+        self._progress.update(self._tasks[stage], completed=done, total=total)
+
+    def stage(self, name: str) -> Callable[[int, int], None]:
+        return lambda done, total: self(name, done, total)
+
+
+@contextmanager
+def progress_bars(app: App, *, enabled: bool = True) -> Iterator[Bars]:
+    """Bars on a terminal; nothing with --quiet, --json (enabled=False) or when piped."""
+    err = Console(stderr=True)
+    with Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=app.quiet or not enabled or not err.is_terminal,
+    ) as progress:
+        yield Bars(progress)
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def fail(error: DigestbotError) -> None:
+    """Print a library error the one way the CLI prints errors."""
+    click.echo(f"Error: {error}", err=True)
+    if error.hint:
+        click.echo(f"Hint: {error.hint}", err=True)
+
+
+class DigestbotGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DigestbotError as error:
+            fail(error)
+            ctx.exit(EXIT_ERROR)
+        finally:
+            app = ctx.find_object(App)
+            if app is not None:
+                app.close()
+
+
+@click.group(cls=DigestbotGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="digestbot")
+@common_options
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors and the summary.")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.pass_context
+def main(ctx: click.Context, quiet: bool, verbose: int) -> None:
+    """digestbot: get trending papers in your email inbox.
+
+    Ingests paper listings, scores them against each subscriber's interests, and delivers
+    personalised digests by email and RSS/Atom.
+    """
+    app = ctx.ensure_object(App)
+    app.quiet = quiet
+    level = logging.WARNING if not verbose else (logging.INFO if verbose == 1 else logging.DEBUG)
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _register() -> None:
+    from . import db, deliver, ingest, rank, render, run, subscribers, web
+
+    for module in (db, ingest, subscribers, rank, render, deliver, run, web):
+        for command in module.COMMANDS:
+            main.add_command(command)
+
+
+_register()

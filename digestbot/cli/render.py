@@ -1,0 +1,120 @@
+"""`digestbot preview` and `digestbot feeds`: look at a digest, write the feeds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from sqlalchemy import select
+
+from ..errors import NotFoundError, RenderError
+from ..files import write_atomic
+from ..periods import current_slot
+from ..render import render_digest, subscriber_feeds
+from ..render.feeds import recent_entries, write_feeds
+from ..scoring import score_subscribers
+from ..store import Paper, Subscriber
+from . import App, common_options, pass_app, progress_bars
+
+
+def _parse_now(value: str | None) -> datetime:
+    if not value:
+        return datetime.now(UTC)
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter("use ISO 8601, e.g. 2026-11-22T08:00+01:00") from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+@click.command("preview")
+@common_options
+@click.option("--subscriber", "email", required=True, metavar="EMAIL", help="Whose digest.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("preview"),
+    show_default=True,
+    help="Folder for the .html, .txt, .eml and feed files.",
+)
+@click.option("--now", "now_text", metavar="ISO-TIME", help="Pretend it is this time.")
+@pass_app
+def preview(app: App, email: str, out: Path, now_text: str | None) -> None:
+    """Write a subscriber's next digest and feed to files, without sending or recording.
+
+    Prints the paths of the files written.
+    """
+    config = app.config
+    now = _parse_now(now_text)
+    store = app.store()
+    with store.session() as session:
+        sub = session.scalars(
+            select(Subscriber).where(Subscriber.email_key == email.strip().lower())
+        ).first()
+        if sub is None:
+            raise NotFoundError(
+                f"no subscriber {email!r}",
+                hint="List them with `digestbot subscribers list`.",
+            )
+        history = recent_entries(session, [sub.id], int(config["digest.feed_items"]))[sub.id]
+    picks = next(iter(score_subscribers(store, [sub], now=now, config=config)), None)
+    chosen = picks.picks if picks is not None else []
+    with store.session() as session:
+        wanted = [p.paper_id for p in chosen]
+        papers = {p.id: p for p in session.scalars(select(Paper).where(Paper.id.in_(wanted)))}
+    entries = [(papers[p.paper_id], p) for p in chosen if p.paper_id in papers]
+    slot = current_slot(sub.frequency, sub.weekday, sub.send_hour, sub.timezone, now)
+    # an empty digest is previewed as the note it would be with digest.send_empty on
+    shown = config if entries else config.replace(digest__send_empty=True)
+    rendered = render_digest(sub, entries, period=slot.period, config=shown, now=now)
+    assert rendered is not None
+    rss, atom = subscriber_feeds(
+        sub, [(paper, pick, now) for paper, pick in entries] + history, config=config
+    )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        files = {
+            "digest.html": rendered.html.encode("utf-8"),
+            "digest.txt": rendered.text.encode("utf-8"),
+            "digest.eml": rendered.as_bytes(),
+            "feed.rss": rss,
+            "feed.atom": atom,
+        }
+        for name, data in files.items():
+            write_atomic(out / name, data)
+    except OSError as exc:
+        raise RenderError(
+            f"cannot write the preview: {exc.strerror}",
+            file=out,
+            hint="Pick another folder with --out.",
+        ) from None
+    for name in files:
+        click.echo(str(out / name))
+    if entries:
+        note = f"{len(entries)} papers; subject: {rendered.subject}"
+    else:
+        note = "no new papers: no digest would be sent (digest.send_empty is off)"
+        if config["digest.send_empty"]:
+            note = "no new papers: the 'nothing new' note would be sent"
+    click.echo(f"Preview of {sub.email}'s digest for {slot.period}: {note}.", err=True)
+
+
+@click.command("feeds")
+@common_options
+@pass_app
+def feeds(app: App) -> None:
+    """Write every feed reader's RSS and Atom files and the public new.rss/new.atom.
+
+    Files go to digest.feeds_dir, named by each reader's feed token; readers who left or
+    switched to email only lose theirs.
+    """
+    config = app.config
+    with progress_bars(app) as bars:
+        count = write_feeds(app.store(), config, progress=bars.stage("feeds"))
+    folder = config.path("digest.feeds_dir")
+    noun = "reader" if count == 1 else "readers"
+    click.echo(f"Wrote feeds for {count} {noun} and the public feed in {folder}.")
+
+
+COMMANDS = [preview, feeds]

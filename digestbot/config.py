@@ -1,0 +1,703 @@
+"""Settings: each declared once (name, type, default, help), validated on load.
+
+Precedence: defaults < config file < environment (``DIGESTBOT_<SECTION>_<KEY>``) < overrides
+passed by the command line. Secrets come only from the environment or from a file readable by
+its owner alone; a secret written in the config file is an error, so it never lands in git.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import stat
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .errors import ConfigError
+
+CONFIG_NAME = "digestbot.toml"
+ENV_PREFIX = "DIGESTBOT_"
+
+
+@dataclass(frozen=True)
+class Setting:
+    section: str
+    key: str
+    type: str  # str, int, float, bool, path, list, cron, timezone, choice:a|b|c
+    default: Any
+    help: str
+    secret: bool = False
+    minimum: float | None = None
+    # extra environment names accepted besides DIGESTBOT_<SECTION>_<KEY>
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.section}.{self.key}"
+
+    @property
+    def env(self) -> str:
+        return f"{ENV_PREFIX}{self.section.upper()}_{self.key.upper()}"
+
+
+def _s(section: str, key: str, type_: str, default: Any, help_: str, **kw: Any) -> Setting:
+    return Setting(section, key, type_, default, help_, **kw)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    # store
+    _s(
+        "store",
+        "db",
+        "str",
+        "digestbot.db",
+        "SQLAlchemy URL or SQLite file path of the store.",
+        aliases=("DIGESTBOT_DB",),
+    ),
+    _s(
+        "store",
+        "lock_dir",
+        "path",
+        "",
+        "Folder for the run lock of a SQLite store (default: beside the database file).",
+    ),
+    # ingest
+    _s(
+        "ingest",
+        "inbox",
+        "path",
+        "inbox",
+        "Folder watched for new dumps; handled files move to processed/ or failed/.",
+    ),
+    _s("ingest", "max_file_mb", "int", 100, "Dumps larger than this are refused.", minimum=1),
+    # scoring
+    _s(
+        "scoring",
+        "new_subscriber_days",
+        "int",
+        7,
+        "A new subscriber's first digest draws on papers first seen in this many days.",
+        minimum=1,
+    ),
+    _s(
+        "scoring",
+        "title_weight",
+        "float",
+        2.0,
+        "How much more a title term counts than an abstract term.",
+        minimum=0,
+    ),
+    _s(
+        "scoring",
+        "liked_weight",
+        "float",
+        0.75,
+        "Rocchio weight of the centroid of liked papers.",
+        minimum=0,
+    ),
+    _s(
+        "scoring",
+        "disliked_weight",
+        "float",
+        0.25,
+        "Rocchio share of the centroid of disliked papers that is subtracted.",
+        minimum=0,
+    ),
+    _s(
+        "scoring",
+        "popularity_weight",
+        "float",
+        0.0,
+        "Weight of upvotes in the score (0 turns it off).",
+        minimum=0,
+    ),
+    _s(
+        "scoring",
+        "recency_weight",
+        "float",
+        0.0,
+        "Weight of recency in the score (0 turns it off).",
+        minimum=0,
+    ),
+    _s(
+        "scoring",
+        "require_match",
+        "bool",
+        True,
+        "Pick only papers that match one of the reader's keywords or closely resemble a paper "
+        "they liked; never fill a digest up to max_items with weaker papers.",
+    ),
+    _s(
+        "scoring",
+        "chunk_size",
+        "int",
+        20000,
+        "Subscribers scored per sparse matrix product; bounds memory.",
+        minimum=1,
+    ),
+    # digest: what a reader gets
+    _s("digest", "max_items", "int", 10, "Default number of papers in a digest.", minimum=1),
+    _s(
+        "digest",
+        "min_score",
+        "float",
+        0.0,
+        "Default minimum relevance for a paper to be included.",
+        minimum=0,
+    ),
+    _s(
+        "digest",
+        "send_empty",
+        "bool",
+        False,
+        "Send a short 'nothing new' note when a digest would be empty.",
+    ),
+    _s("digest", "feed_items", "int", 50, "Entries kept in each subscriber's feed.", minimum=1),
+    _s("digest", "feeds_dir", "path", "feeds", "Folder where static RSS/Atom feeds are written."),
+    _s(
+        "digest",
+        "site_url",
+        "str",
+        "http://127.0.0.1:8080",
+        "Public base URL of the web front, used in links in emails and feeds.",
+    ),
+    _s("digest", "from_name", "str", "digestbot", "Display name in the From header."),
+    _s("digest", "from_address", "str", "digestbot@localhost", "Address in the From header."),
+    _s(
+        "digest",
+        "list_id",
+        "str",
+        "digest.digestbot.localhost",
+        "List-Id header value (a domain-like identifier).",
+    ),
+    _s(
+        "digest",
+        "unsubscribe_mailto",
+        "str",
+        "",
+        "Address for mailto: unsubscribe (default: the From address).",
+    ),
+    # delivery
+    _s(
+        "delivery",
+        "transport",
+        "choice:maildir|smtp|file",
+        "maildir",
+        "Where digests go: a Maildir folder, an SMTP server, or .eml files (dry run).",
+    ),
+    _s("delivery", "maildir", "path", "maildir", "Maildir folder for the maildir transport."),
+    _s("delivery", "outdir", "path", "outbox-eml", "Folder for the file transport's .eml files."),
+    _s(
+        "delivery",
+        "envelope_from",
+        "str",
+        "",
+        "Envelope sender (MAIL FROM, where bounces go); default: digest.from_address.",
+    ),
+    _s(
+        "delivery",
+        "max_attempts",
+        "int",
+        8,
+        "Attempts before a temporarily failing digest is marked failed.",
+        minimum=1,
+    ),
+    _s(
+        "delivery",
+        "backoff_seconds",
+        "float",
+        60.0,
+        "First retry delay; doubles each attempt, with jitter.",
+        minimum=0,
+    ),
+    _s(
+        "delivery",
+        "batch_size",
+        "int",
+        100,
+        "Outbox rows claimed and committed together.",
+        minimum=1,
+    ),
+    _s(
+        "delivery",
+        "lease_seconds",
+        "int",
+        600,
+        "A claim held longer than this by a worker that died is taken over.",
+        minimum=1,
+    ),
+    # smtp
+    _s("smtp", "host", "str", "127.0.0.1", "SMTP server host."),
+    _s("smtp", "port", "int", 25, "SMTP server port.", minimum=1),
+    _s(
+        "smtp",
+        "security",
+        "choice:none|starttls|tls",
+        "none",
+        "none, starttls, or tls (implicit TLS, usually port 465).",
+    ),
+    _s("smtp", "username", "str", "", "SMTP user name (empty: no authentication)."),
+    _s("smtp", "password", "str", "", "SMTP password: only DIGESTBOT_SMTP_PASSWORD.", secret=True),
+    _s(
+        "smtp",
+        "password_file",
+        "path",
+        "",
+        "File holding the SMTP password; must be readable by its owner alone.",
+    ),
+    _s("smtp", "cafile", "path", "", "CA bundle to verify the server's certificate."),
+    _s("smtp", "validate_certs", "bool", True, "Verify the server's TLS certificate."),
+    _s("smtp", "timeout", "float", 30.0, "Seconds to wait for the server.", minimum=0.1),
+    _s("smtp", "pool_size", "int", 4, "Connections used at once.", minimum=1),
+    _s(
+        "smtp",
+        "per_connection",
+        "int",
+        100,
+        "Messages sent on one connection before it is renewed.",
+        minimum=1,
+    ),
+    _s("smtp", "rate", "float", 0.0, "Messages per second at most (0: no limit).", minimum=0),
+    _s(
+        "smtp",
+        "daily_limit",
+        "int",
+        0,
+        "Messages per sliding 24 hours at most (0: no limit).",
+        minimum=0,
+    ),
+    # schedule
+    _s("schedule", "ingest_cron", "cron", "*/10 * * * *", "When the daemon ingests the inbox."),
+    _s(
+        "schedule",
+        "digest_cron",
+        "cron",
+        "0 * * * *",
+        "When the daemon runs the digest job; at least hourly so every send hour is met.",
+    ),
+    _s(
+        "schedule",
+        "misfire_grace_seconds",
+        "int",
+        3600,
+        "A job missed by less than this still runs once after a sleep or restart.",
+        minimum=1,
+    ),
+    _s(
+        "schedule",
+        "send_cron",
+        "cron",
+        "*/5 * * * *",
+        "When the daemon retries the outbox (digests waiting after a temporary failure).",
+    ),
+    _s(
+        "schedule",
+        "run_at_start",
+        "bool",
+        True,
+        "Run the digest job once when the daemon starts, to catch up after downtime.",
+    ),
+    _s("schedule", "timezone", "timezone", "UTC", "Time zone of the cron expressions."),
+    # web
+    _s("web", "host", "str", "127.0.0.1", "Address `digestbot serve` listens on."),
+    _s("web", "port", "int", 8080, "Port `digestbot serve` listens on.", minimum=1),
+    _s(
+        "web",
+        "secret_key",
+        "str",
+        "",
+        "Signing key for links and forms: only DIGESTBOT_SECRET_KEY.",
+        secret=True,
+        aliases=("DIGESTBOT_SECRET_KEY",),
+    ),
+    _s(
+        "web",
+        "secret_key_file",
+        "path",
+        "",
+        "File holding the signing key; must be readable by its owner alone.",
+    ),
+    _s("web", "confirm_hours", "int", 48, "Hours a confirmation link stays valid.", minimum=1),
+    _s(
+        "web",
+        "subscribe_limit",
+        "int",
+        5,
+        "Subscribe requests per hour allowed per address and per client.",
+        minimum=1,
+    ),
+    _s(
+        "web",
+        "max_body_kb",
+        "int",
+        64,
+        "Largest request body accepted; a larger one gets 413 before it is read.",
+        minimum=1,
+    ),
+    _s(
+        "web",
+        "trusted_proxies",
+        "list",
+        [],
+        "Proxy addresses or networks whose X-Forwarded-For is trusted (e.g. 127.0.0.1).",
+    ),
+    # log
+    _s("log", "level", "choice:debug|info|warning|error", "info", "Log level."),
+)
+
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(s.section for s in SETTINGS))
+
+
+def _convert(setting: Setting, value: Any, where: str | None) -> Any:
+    """Turn a raw value (TOML value or environment string) into the setting's type."""
+
+    def bad(expected: str, hint: str | None = None) -> ConfigError:
+        return ConfigError(
+            f"expected {expected}, got {value!r}",
+            file=where,
+            field=setting.name,
+            hint=hint or f"{setting.help} Default: {setting.default!r}.",
+        )
+
+    kind = setting.type
+    if kind in ("str", "path", "cron", "timezone") or kind.startswith("choice:"):
+        if not isinstance(value, str):
+            raise bad("a string")
+        value = value.strip() if kind != "str" else value
+    if kind == "int":
+        if isinstance(value, bool):
+            raise bad("a whole number")
+        try:
+            value = int(value) if isinstance(value, int | str) else int("x")
+        except ValueError:
+            raise bad("a whole number") from None
+    elif kind == "float":
+        if isinstance(value, bool):
+            raise bad("a number")
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise bad("a number") from None
+    elif kind == "bool":
+        if isinstance(value, str):
+            low = value.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                value = True
+            elif low in ("0", "false", "no", "off", ""):
+                value = False
+        if not isinstance(value, bool):
+            raise bad("true or false")
+    elif kind == "list":
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad("a list of strings")
+    elif kind.startswith("choice:"):
+        choices = kind.split(":", 1)[1].split("|")
+        if value not in choices:
+            raise bad("one of " + ", ".join(choices))
+    elif kind == "timezone":
+        validate_timezone(value, field=setting.name, file=where)
+    elif kind == "cron":
+        validate_cron(value, field=setting.name, file=where)
+    if setting.minimum is not None and value < setting.minimum:
+        raise bad(f"a value of at least {setting.minimum:g}")
+    return value
+
+
+def validate_timezone(name: str, *, field: str | None = None, file: str | None = None) -> str:
+    try:
+        if not name or name != name.strip():
+            raise ValueError(name)
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, IsADirectoryError):
+        close = difflib.get_close_matches(name, sorted(_zone_names()), n=1)
+        hint = f"Did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(
+            f"unknown time zone {name!r}",
+            field=field,
+            file=file,
+            hint=hint + "Use an IANA name such as 'Europe/Berlin' or 'UTC'.",
+        ) from None
+    return name
+
+
+def _zone_names() -> set[str]:
+    import zoneinfo
+
+    return zoneinfo.available_timezones()
+
+
+def validate_cron(expr: str, *, field: str | None = None, file: str | None = None) -> str:
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(expr)
+    except ValueError as exc:
+        raise ConfigError(
+            f"bad cron expression {expr!r}: {exc}",
+            field=field,
+            file=file,
+            hint="Use five fields: minute hour day month weekday, e.g. '0 * * * *'.",
+        ) from None
+    return expr
+
+
+def read_secret_file(path: Path, field: str) -> str:
+    """Read a secret from a file that only its owner may read."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read secret file {path}: {exc.strerror}",
+            field=field,
+            hint="Create it, or set the secret in the environment instead.",
+        ) from None
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"secret file {path} is readable by others (mode {stat.S_IMODE(st.st_mode):o})",
+            field=field,
+            hint=f"Run: chmod 600 {path}",
+        )
+    return path.read_text(encoding="utf-8").strip()
+
+
+@dataclass
+class Config:
+    """The effective configuration; ``cfg.smtp.host`` or ``cfg["smtp.host"]``."""
+
+    values: dict[str, Any]
+    sources: dict[str, str] = field(default_factory=dict)
+    file: Path | None = None
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def __getattr__(self, section: str) -> SimpleNamespace:
+        if section.startswith("_") or section not in SECTIONS:
+            raise AttributeError(section)
+        prefix = section + "."
+        return SimpleNamespace(
+            **{k[len(prefix) :]: v for k, v in self.values.items() if k.startswith(prefix)}
+        )
+
+    def replace(self, **overrides: Any) -> Config:
+        """A copy with ``section__key=value`` or ``{"section.key": value}`` overrides."""
+        merged = dict(self.values)
+        for key, value in overrides.items():
+            name = key.replace("__", ".")
+            setting = _lookup(name, None)
+            merged[name] = _convert(setting, value, None) if isinstance(value, str) else value
+        return Config(merged, dict(self.sources), self.file)
+
+    def path(self, name: str) -> Path:
+        """A path setting, relative paths taken from the working folder."""
+        return Path(self.values[name]).expanduser()
+
+    def writable_dir(self, name: str) -> Path:
+        """A folder setting, created if missing; ConfigError naming the setting if unusable."""
+        path = self.path(name)
+        source = self.sources.get(name, "default")
+        where = None if source == "default" else source
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create folder {path}: {exc.strerror}",
+                file=where,
+                field=name,
+                hint=f"Point {name} at a folder this user can write, or create it.",
+            ) from None
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ConfigError(
+                f"folder {path} is not writable",
+                file=where,
+                field=name,
+                hint=f"Fix its permissions (e.g. chown it to this user) or change {name}.",
+            )
+        return path
+
+    def masked(self) -> dict[str, Any]:
+        """The values safe to print: secrets starred, a password inside the store URL too."""
+        out = {k: ("********" if BY_NAME[k].secret and v else v) for k, v in self.values.items()}
+        out["store.db"] = mask_url_password(out["store.db"])
+        return out
+
+
+def mask_url_password(url: str) -> str:
+    """``postgresql://user:secret@host/db`` -> ``postgresql://user:********@host/db``."""
+    return re.sub(r"^([a-z][a-z0-9+.-]*://[^:/@]*):[^@/]*@", r"\1:********@", url, flags=re.I)
+
+
+def _lookup(name: str, where: str | None) -> Setting:
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, BY_NAME, n=1)
+        raise ConfigError(
+            f"unknown setting {name!r}",
+            file=where,
+            field=name,
+            hint=(f"Did you mean {close[0]!r}? " if close else "")
+            + "Run `digestbot config --help-settings` for the list.",
+        ) from None
+
+
+def find_config_file(explicit: str | Path | None, env: Mapping[str, str]) -> Path | None:
+    """--config, then DIGESTBOT_CONFIG, then ./digestbot.toml, then the XDG config folder."""
+    if explicit:
+        return Path(explicit)
+    if env.get("DIGESTBOT_CONFIG"):
+        return Path(env["DIGESTBOT_CONFIG"])
+    local = Path.cwd() / CONFIG_NAME
+    if local.is_file():
+        return local
+    xdg = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "digestbot" / CONFIG_NAME
+    return xdg if xdg.is_file() else None
+
+
+def _flatten(data: Mapping[str, Any], where: str) -> Iterable[tuple[str, Any]]:
+    for section, body in data.items():
+        if not isinstance(body, dict):
+            close = difflib.get_close_matches(section, SECTIONS, n=1)
+            raise ConfigError(
+                f"{section!r} must be a [section] table",
+                file=where,
+                field=section,
+                hint=(f"Did you mean [{close[0]}]? " if close else "")
+                + "Settings live in sections such as [smtp] or [digest].",
+            )
+        for key, value in body.items():
+            yield f"{section}.{key}", value
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the effective configuration and validate every value."""
+    env = os.environ if env is None else env
+    values = {s.name: s.default for s in SETTINGS}
+    sources = dict.fromkeys(values, "default")
+
+    file = find_config_file(path, env)
+    if file is not None:
+        where = str(file)
+        try:
+            raw = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(
+                "config file not found",
+                file=where,
+                hint="Check the path, or copy digestbot.example.toml to start one.",
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file: {exc}", file=where) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(
+                f"not valid TOML: {exc}",
+                file=where,
+                hint="Check quoting and [section] headers; see digestbot.example.toml.",
+            ) from None
+        for name, value in _flatten(raw, where):
+            setting = _lookup(name, where)
+            if setting.secret:
+                raise ConfigError(
+                    "secrets are not read from the config file",
+                    file=where,
+                    field=name,
+                    hint=f"Remove it and set {setting.env} in the environment, "
+                    f"or point {setting.name}_file at a file only you can read.",
+                )
+            values[name] = _convert(setting, value, where)
+            sources[name] = where
+
+    for setting in SETTINGS:
+        for var in (setting.env, *setting.aliases):
+            if var in env and (env[var] != "" or setting.secret):
+                values[setting.name] = _convert(setting, env[var], f"${var}")
+                sources[setting.name] = f"${var}"
+                break
+
+    for name, value in (overrides or {}).items():
+        if value is None:
+            continue
+        setting = _lookup(name, "command line")
+        values[name] = _convert(setting, value, "command line") if isinstance(value, str) else value
+        sources[name] = "command line"
+
+    for secret, file_key in (
+        ("smtp.password", "smtp.password_file"),
+        ("web.secret_key", "web.secret_key_file"),
+    ):
+        if not values[secret] and values[file_key]:
+            values[secret] = read_secret_file(Path(values[file_key]).expanduser(), file_key)
+            sources[secret] = str(values[file_key])
+
+    return Config(values, sources, file)
+
+
+def toml_value(value: Any) -> str:
+    """A Python value as TOML: JSON strings and lists are valid TOML basic values."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def example_toml() -> str:
+    """A commented digestbot.toml with every setting at its default."""
+    lines = [
+        "# digestbot configuration: every setting, at its default.",
+        "# Generated by `digestbot config --example`; copy it to digestbot.toml and edit.",
+        "# Looked up at --config, $DIGESTBOT_CONFIG, ./digestbot.toml, then",
+        "# $XDG_CONFIG_HOME/digestbot/digestbot.toml. Precedence: defaults < this file <",
+        "# environment (DIGESTBOT_<SECTION>_<KEY>) < command-line options.",
+        "# Relative paths are taken from the working folder of the process.",
+    ]
+    for section in SECTIONS:
+        lines += ["", f"[{section}]"]
+        for i, s in enumerate(s for s in SETTINGS if s.section == section):
+            if i:
+                lines.append("")
+            kind = s.type.replace("choice:", "one of: ").replace("|", ", ")
+            envs = ", ".join((s.env, *s.aliases))
+            lines.append(f"# {s.help}")
+            lines.append(f"# type: {kind}; environment: {envs}")
+            if s.secret:
+                env = (*s.aliases, s.env)[0]
+                lines.append(f"# {s.key}: never in this file; set {env} or {s.key}_file.")
+            else:
+                lines.append(f"{s.key} = {toml_value(s.default)}")
+    return "\n".join(lines) + "\n"
+
+
+def default_config(**overrides: Any) -> Config:
+    """Defaults only, ignoring files and environment: for tests and embedding."""
+    return load_config(
+        Path(os.devnull), env={}, overrides={k.replace("__", "."): v for k, v in overrides.items()}
+    )
+
+
+__all__ = [
+    "SETTINGS",
+    "Config",
+    "ConfigError",
+    "Setting",
+    "default_config",
+    "example_toml",
+    "load_config",
+    "validate_cron",
+    "validate_timezone",
+]

@@ -1,0 +1,473 @@
+"""The sender: claim due digests in batches, send them over a pool of channels, and record
+the results with a group commit.
+
+Crash safety rests on three rules:
+
+* a row is claimed (``sending``, with a lease) in its own committed transaction before any of
+  it is sent, so another process never picks it up while this one lives;
+* a row is marked ``sent`` only after the server accepted it;
+* a channel does not start its next message until the result of its previous one is
+  committed. Results of all channels that finish meanwhile share one transaction (a group
+  commit), so there is no disk sync per message, yet at any moment at most one message per
+  channel (the pool size) can be accepted by the server and not yet recorded: the only
+  messages a crash can send twice.
+
+A commit costs about a millisecond whatever its size, so the committer lingers a little
+(:data:`GROUP_LINGER`) for the results of messages still in flight, and commits at once when
+no other message is in flight: larger groups, fewer commits, the same guarantees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.parser import BytesHeaderParser
+from functools import partial
+from typing import Any, TypeVar
+
+from ..config import Config
+from ..errors import DeliveryError, StoreError
+from ..store import Store
+from ..store.models import utcnow
+from . import outbox
+from .outbox import Job, Outcome, Tally
+from .ratelimit import RateLimiter
+from .transports import FileTransport, SendFailure, Transport, Unavailable, make_transport
+
+try:  # not on Windows
+    import uvloop
+except ImportError:  # pragma: no cover - the plain asyncio loop does the same, a little slower
+    uvloop = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Progress = Callable[[int, int], None]
+
+# How long the first result of a group may wait for the results of other messages in flight
+# before it is committed. Far shorter than a message's round trip, and it only delays a
+# channel's next message, so throughput does not suffer; fewer, larger commits save CPU.
+GROUP_LINGER = 0.002
+
+
+@dataclass
+class SendReport(Tally):
+    """A Tally of the whole run, and how the run went."""
+
+    released: int = 0
+    elapsed: float = 0.0
+    due: int = 0
+    dry_run: bool = False
+    limited: bool = False  # stopped by smtp.daily_limit
+    stopped: bool = False  # asked to stop (SIGTERM)
+    error: str | None = None  # why the run ended early (server unreachable)
+    transport: str = ""
+    worker_id: str = ""
+    connections: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def done(self) -> int:
+        return self.sent + self.retried + self.failed + self.bounced
+
+    @property
+    def ok(self) -> bool:
+        return not (self.retried or self.failed or self.bounced or self.error)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rate"] = round(self.rate, 1)
+        data["elapsed"] = round(self.elapsed, 3)
+        return data
+
+
+def envelope_sender(config: Config) -> str:
+    return config["delivery.envelope_from"] or config["digest.from_address"]
+
+
+class _Run:
+    """One call of send_due: the dispatcher, the channel tasks and the group committer."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        transport: Transport,
+        report: SendReport,
+        *,
+        limit: int | None,
+        worker_id: str,
+        progress: Progress | None,
+        stop: threading.Event,
+        now: Callable[[], datetime],
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.transport = transport
+        self.report = report
+        self.limit = limit
+        self.worker_id = worker_id
+        self.progress = progress
+        self.stop = stop
+        self.now = now
+        self.sender = envelope_sender(config)
+        self.batch = config["delivery.batch_size"]
+        self.lease = timedelta(seconds=config["delivery.lease_seconds"])
+        self.daily_limit = config["smtp.daily_limit"] if transport.name == "smtp" else 0
+        rate = config["smtp.rate"] if transport.name == "smtp" else 0.0
+        self.limiter = RateLimiter(rate)
+        if rate > 0:
+            # what waits in pending must go out well within its lease at this rate
+            fits = int(rate * self.lease.total_seconds() / 2)
+            self.batch = max(1, min(self.batch, fits))
+        self.pending: deque[Job] = deque()
+        # ids claimed and not yet recorded or given back: their leases are renewed
+        self.held: set[int] = set()
+        # ids whose result could not be committed: sent (maybe), so never released
+        self.unrecorded: set[int] = set()
+        self.renewed = time.monotonic()
+        self.claimed = 0
+        self.exhausted = False
+        self.halt = False
+        self.fill_lock = asyncio.Lock()
+        self.prefetch: asyncio.Task[None] | None = None
+        self.results: list[tuple[Job, Outcome, asyncio.Future[None]]] = []
+        self.wake = asyncio.Event()
+        self.in_flight = 0  # messages handed to a channel whose result is not yet in results
+        self.linger: asyncio.TimerHandle | None = None
+        self.closing = False
+        # one thread for the store: SQLite connections stay on it, and the event loop that
+        # drives the connections never waits on a disk sync
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="digestbot-outbox")
+
+    async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, partial(fn, *args, **kwargs))
+
+    # --- dispatching ---
+
+    async def next_job(self) -> Job | None:
+        while True:
+            if self.halt or self.stop.is_set():
+                return None
+            if self.pending:
+                if time.monotonic() - self.renewed > self.lease.total_seconds() / 3:
+                    await self.renew()
+                    continue
+                job = self.pending.popleft()
+                if (
+                    len(self.pending) < self.transport.concurrency
+                    and not self.exhausted
+                    and (self.prefetch is None or self.prefetch.done())
+                ):
+                    self.prefetch = asyncio.create_task(self.fill())
+                return job
+            if self.exhausted:
+                return None
+            await self.fill()
+
+    async def fill(self) -> None:
+        async with self.fill_lock:
+            if self.pending and len(self.pending) >= self.transport.concurrency:
+                return
+            if self.exhausted or self.halt or self.stop.is_set():
+                return
+            n = self.batch
+            if self.limit is not None:
+                n = min(n, self.limit - self.claimed)
+            if self.daily_limit:
+                headroom = await self.db(
+                    outbox.daily_headroom, self.store, self.now(), self.daily_limit
+                )
+                if headroom <= 0:
+                    self.report.limited = True
+                    n = 0
+                n = min(n, headroom)
+            if n <= 0:
+                self.exhausted = True
+                return
+            jobs = await self.db(
+                outbox.claim,
+                self.store,
+                self.worker_id,
+                n,
+                self.now(),
+                self.lease,
+                max_attempts=self.config["delivery.max_attempts"],
+            )
+            if not jobs:
+                self.exhausted = True
+                return
+            self.claimed += len(jobs)
+            if not self.held:
+                self.renewed = time.monotonic()
+            self.held.update(j.id for j in jobs)
+            self.pending.extend(jobs)
+
+    async def renew(self) -> None:
+        """Extend the leases of the claims still held; drop the ones taken over meanwhile."""
+        self.renewed = time.monotonic()
+        held = set(self.held)
+        kept = await self.db(outbox.renew, self.store, self.worker_id, held, self.now(), self.lease)
+        lost = held - kept
+        if lost:
+            log.warning("%d claims were taken over by another sender; not sending them", len(lost))
+            self.held -= lost
+            self.report.lost += sum(1 for j in self.pending if j.id in lost)
+            self.pending = deque(j for j in self.pending if j.id not in lost)
+
+    async def renewer(self) -> None:
+        """Renew the leases every third of a lease while this run holds claims."""
+        period = self.lease.total_seconds() / 3
+        while not self.closing:
+            await asyncio.sleep(max(0.05, period - (time.monotonic() - self.renewed)))
+            if self.closing:
+                return
+            if self.held and time.monotonic() - self.renewed >= period:
+                try:
+                    await self.renew()
+                except Exception:  # the next result commit reports a broken store
+                    log.exception("renewing the outbox leases failed")
+
+    # --- sending ---
+
+    async def channel_task(self) -> None:
+        async with self.transport.channel() as channel:
+            while (job := await self.next_job()) is not None:
+                await self.limiter.acquire()
+                self.in_flight += 1
+                try:
+                    await channel.send(self.sender, job.recipient, job.message, job.message_id)
+                    outcome = Outcome("sent")
+                except Unavailable as failure:
+                    # the server is down: this one retries later, the rest stay queued
+                    self.halt = True
+                    self.report.error = failure.reason
+                    outcome = Outcome("retry", failure.reason)
+                except SendFailure as failure:
+                    outcome = Outcome(failure.kind, failure.reason)
+                except BaseException:
+                    self.in_flight -= 1
+                    self.halt = True
+                    raise
+                await self.record(job, outcome)
+            self.report.connections += getattr(channel, "opened", 0)
+
+    # --- the group commit ---
+
+    async def record(self, job: Job, outcome: Outcome) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self.results.append((job, outcome, future))
+        self.in_flight -= 1
+        if not self.in_flight:
+            # nothing else is on its way: waiting longer would only delay this group
+            self.wake.set()
+        elif self.linger is None:
+            self.linger = loop.call_later(GROUP_LINGER, self.wake.set)
+        await future
+
+    async def committer(self) -> None:
+        max_attempts = self.config["delivery.max_attempts"]
+        backoff = self.config["delivery.backoff_seconds"]
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            if not self.results:
+                if self.closing:
+                    return
+                continue
+            if self.linger is not None:
+                self.linger.cancel()
+                self.linger = None
+            group, self.results = self.results, []
+            try:
+                tally = await self.db(
+                    outbox.record,
+                    self.store,
+                    [(job, outcome) for job, outcome, _ in group],
+                    self.now(),
+                    max_attempts=max_attempts,
+                    backoff_seconds=backoff,
+                )
+            except Exception as exc:
+                self.halt = True
+                # their results are unknown to the store: keep them claimed, not released
+                self.unrecorded.update(job.id for job, _, _ in group)
+                error = StoreError(
+                    f"cannot record delivery results: {exc}",
+                    hint="Some of those messages were sent; their rows stay claimed until "
+                    "delivery.lease_seconds runs out and are then sent again, so a reader "
+                    "may get one twice.",
+                )
+                for _, _, future in group:
+                    future.set_exception(error)
+                continue
+            self.held.difference_update(job.id for job, _, _ in group)
+            r = self.report
+            r.add(tally)
+            for _, _, future in group:
+                future.set_result(None)
+            if self.progress is not None:
+                try:
+                    self.progress(r.done, r.due)
+                except Exception:  # a broken progress display must not stop the sending
+                    log.exception("the progress callback failed; no more progress reports")
+                    self.progress = None
+
+    async def run(self) -> None:
+        committer = asyncio.create_task(self.committer())
+        renewer = asyncio.create_task(self.renewer())
+        tasks = [
+            asyncio.create_task(self.channel_task()) for _ in range(self.transport.concurrency)
+        ]
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        if self.prefetch is not None:
+            await asyncio.gather(self.prefetch, return_exceptions=True)
+        self.closing = True
+        self.wake.set()
+        await committer
+        renewer.cancel()
+        await asyncio.gather(renewer, return_exceptions=True)
+        # claims not attempted (stop, halt, limit) go back to the queue untouched; those whose
+        # result could not be recorded stay claimed until their lease runs out
+        self.report.released = await self.db(
+            outbox.release, self.store, self.worker_id, self.held - self.unrecorded, now=self.now()
+        )
+        self.executor.shutdown(wait=True)
+        self.report.stopped = self.stop.is_set()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run on uvloop where it is installed (less CPU per message than asyncio's own loop)."""
+    if uvloop is not None:
+        return uvloop.run(coro)
+    return asyncio.run(coro)
+
+
+def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, also from a thread that already runs an event loop (the web front)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _run(coro)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = _run(coro)
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="digestbot-send")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]
+
+
+def send_due(
+    store: Store,
+    config: Config,
+    *,
+    limit: int | None = None,
+    dry_run: bool = False,
+    worker_id: str | None = None,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+    now: Callable[[], datetime] | None = None,
+) -> SendReport:
+    """Send what is due in the outbox, batch after batch, until nothing is due.
+
+    ``dry_run`` writes the due messages as .eml files into delivery.outdir and changes nothing
+    in the store. ``stop`` set (e.g. on SIGTERM): claim no more, finish the messages in
+    flight, give the other claims back.
+    """
+    now = now or utcnow
+    stop = stop or threading.Event()
+    transport = FileTransport(config.path("delivery.outdir")) if dry_run else None
+    transport = transport or make_transport(config)
+    report = SendReport(
+        dry_run=dry_run, transport=transport.name, worker_id=worker_id or outbox.new_worker_id()
+    )
+    started = time.perf_counter()
+    if dry_run:
+        jobs = outbox.peek_due(store, limit, now())
+        report.due = len(jobs)
+
+        async def write_all() -> None:
+            async with transport.channel() as channel:
+                for job in jobs:
+                    await channel.send(report.worker_id, job.recipient, job.message, job.message_id)
+                    report.sent += 1
+                    if progress is not None:
+                        progress(report.sent, report.due)
+
+        _run_coroutine(write_all())
+        report.elapsed = time.perf_counter() - started
+        return report
+
+    outbox.release_dead_local_claims(store)
+    outbox.stop_inactive(store, now())
+    due = outbox.count_due(store, now())
+    report.due = due if limit is None else min(due, limit)
+    if report.due:
+
+        async def go() -> None:
+            await _Run(
+                store,
+                config,
+                transport,
+                report,
+                limit=limit,
+                worker_id=report.worker_id,
+                progress=progress,
+                stop=stop,
+                now=now,
+            ).run()
+
+        _run_coroutine(go())
+    report.elapsed = time.perf_counter() - started
+    return report
+
+
+def send_now(config: Config, message: bytes | EmailMessage, *, recipient: str) -> None:
+    """Send one message through the configured transport right now (confirmation emails).
+
+    Raises DeliveryError when it was not accepted.
+    """
+    data = message.as_bytes() if isinstance(message, EmailMessage) else bytes(message)
+    headers = BytesHeaderParser().parsebytes(data)
+    message_id = str(headers.get("Message-ID") or "") or f"now-{time.time_ns()}"
+    transport = make_transport(config)
+
+    async def go() -> None:
+        async with transport.channel() as channel:
+            await channel.send(envelope_sender(config), recipient, data, message_id)
+
+    try:
+        _run_coroutine(go())
+    except SendFailure as failure:
+        raise DeliveryError(
+            f"message to {recipient} was not delivered: {failure.reason}",
+            hint="Check the address"
+            if failure.kind == "bounced"
+            else "Check the [smtp] settings and that the server is up, then try again.",
+        ) from None
+
+
+__all__ = ["SendReport", "send_due", "send_now"]

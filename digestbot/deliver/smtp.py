@@ -1,0 +1,247 @@
+"""SMTP through aiosmtplib: a pool of reused connections, each a channel of the sender.
+
+A connection carries up to ``smtp.per_connection`` messages, then is renewed. A connection the
+server closed is noticed at the next MAIL FROM, before any of the message left, so the message
+goes out on a fresh connection at once. Replies are sorted into retry (4xx, timeouts, dropped
+or refused connections), failed (other 5xx) and bounced (the address does not exist). Only
+RCPT and DATA replies can bounce a reader: a 5xx to MAIL FROM is about the sender address, a
+setting, and stops the run with a DeliveryError.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiosmtplib
+from aiosmtplib import (
+    SMTPAuthenticationError,
+    SMTPException,
+    SMTPResponseException,
+    SMTPServerDisconnected,
+)
+
+from ..config import Config
+from ..errors import DeliveryError
+from .transports import Channel, SendFailure, Unavailable
+
+# Enhanced status codes (RFC 3463) that say the address itself is bad: bad mailbox, bad
+# domain, bad syntax, mailbox moved, null MX. A reply like this will never turn into a 250.
+BAD_ADDRESS = {"5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10"}
+_ENHANCED = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+def classify(code: int, message: str) -> SendFailure:
+    """A failure for an SMTP reply that was not 2xx."""
+    text = f"{code} {message}".strip()
+    if 400 <= code < 500:
+        return SendFailure("retry", text)
+    match = _ENHANCED.match(message or "")
+    if match and match.group(1) in BAD_ADDRESS:
+        return SendFailure("bounced", text)
+    if 500 <= code < 600:
+        return SendFailure("failed", text)
+    # anything else (a garbled reply) might be fine next time
+    return SendFailure("retry", text)
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    security: str
+    username: str
+    password: str
+    cafile: str
+    validate_certs: bool
+    timeout: float
+    pool_size: int
+    per_connection: int
+
+    @classmethod
+    def from_config(cls, config: Config) -> SmtpSettings:
+        c = config.smtp
+        if c.username and not c.password:
+            raise DeliveryError(
+                f"smtp.username is {c.username!r} but no password is set",
+                field="smtp.password",
+                hint="Set DIGESTBOT_SMTP_PASSWORD, or smtp.password_file to a file only you "
+                "can read (chmod 600).",
+            )
+        return cls(
+            host=c.host,
+            port=c.port,
+            security=c.security,
+            username=c.username,
+            password=c.password,
+            cafile=str(c.cafile or ""),
+            validate_certs=c.validate_certs,
+            timeout=c.timeout,
+            pool_size=c.pool_size,
+            per_connection=c.per_connection,
+        )
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        if self.security == "none":
+            return None
+        try:
+            ctx = ssl.create_default_context(cafile=self.cafile or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise DeliveryError(
+                f"cannot load CA file {self.cafile}: {exc}",
+                field="smtp.cafile",
+                hint="Point smtp.cafile at a PEM bundle holding your server's CA.",
+            ) from None
+        if not self.validate_certs:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+
+class SmtpChannel:
+    """One pooled connection, opened on first use and renewed as needed."""
+
+    def __init__(self, settings: SmtpSettings, tls: ssl.SSLContext | None) -> None:
+        self.s = settings
+        self.tls = tls
+        self.client: aiosmtplib.SMTP | None = None
+        self.count = 0
+        self.opened = 0
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        s = self.s
+        client = aiosmtplib.SMTP(
+            hostname=s.host,
+            port=s.port,
+            timeout=s.timeout,
+            use_tls=s.security == "tls",
+            start_tls=s.security == "starttls",
+            tls_context=self.tls,
+        )
+        where = f"{s.host}:{s.port}"
+        try:
+            await client.connect()
+            if s.username:
+                await client.login(s.username, s.password)
+        except SMTPAuthenticationError as exc:
+            client.close()
+            raise DeliveryError(
+                f"{where} refused the login for {s.username!r}: {exc.code} {exc.message}",
+                field="smtp.username",
+                hint="Check smtp.username and the password (DIGESTBOT_SMTP_PASSWORD or "
+                "smtp.password_file).",
+            ) from None
+        except (SMTPException, OSError, TimeoutError) as exc:
+            client.close()
+            text = str(exc)
+            if "CERTIFICATE_VERIFY_FAILED" in text or isinstance(
+                exc.__cause__, ssl.SSLCertVerificationError
+            ):
+                raise DeliveryError(
+                    f"{where}: the server's TLS certificate could not be verified: {text}",
+                    field="smtp.cafile",
+                    hint="Set smtp.cafile to the CA that signed it (or, on a trusted network "
+                    "only, smtp.validate_certs = false).",
+                ) from None
+            if isinstance(exc, SMTPResponseException) and "STARTTLS" in text.upper():
+                raise DeliveryError(
+                    f"{where}: {text}",
+                    field="smtp.security",
+                    hint="The server does not offer STARTTLS; check smtp.security and port.",
+                ) from None
+            raise Unavailable(f"cannot connect to {where}: {text or type(exc).__name__}") from None
+        self.opened += 1
+        self.count = 0
+        return client
+
+    def _drop(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    async def send(self, sender: str, recipient: str, message: bytes, message_id: str) -> None:
+        for fresh in (False, True):
+            if self.client is None or not self.client.is_connected:
+                self._drop()
+                self.client = await self._connect()
+                fresh = True
+            client = self.client
+            try:
+                await client.mail(sender)
+                break
+            except (SMTPServerDisconnected, ConnectionError) as exc:
+                # nothing of the message left yet: safe to go again on a new connection
+                self._drop()
+                if fresh:
+                    raise SendFailure("retry", f"connection dropped: {exc}") from None
+            except SMTPResponseException as exc:
+                await self._reset()
+                if 500 <= exc.code < 600:
+                    # the sender address was refused: the same for every reader, so it is
+                    # the settings that are wrong, not the readers' addresses
+                    raise DeliveryError(
+                        f"{self.s.host}:{self.s.port} refused the envelope sender "
+                        f"{sender!r} at MAIL FROM: {exc.code} {exc.message}",
+                        field="delivery.envelope_from",
+                        hint="Set delivery.envelope_from (or digest.from_address, its default) "
+                        "to an address this server accepts; the digests stay queued.",
+                    ) from None
+                raise classify(exc.code, exc.message) from None
+            except (SMTPException, OSError, TimeoutError) as exc:
+                self._drop()
+                raise SendFailure("retry", f"{type(exc).__name__}: {exc}") from None
+        try:
+            await client.rcpt(recipient)
+            await client.data(message)
+        except SMTPResponseException as exc:
+            await self._reset()
+            raise classify(exc.code, exc.message) from None
+        except (SMTPException, OSError, TimeoutError) as exc:
+            # the message may or may not have arrived: the stable Message-ID covers a repeat
+            self._drop()
+            raise SendFailure("retry", f"{type(exc).__name__}: {exc}".strip()) from None
+        self.count += 1
+        if self.count >= self.s.per_connection:
+            await self.close()
+
+    async def _reset(self) -> None:
+        if self.client is None:
+            return
+        try:
+            await self.client.rset()
+        except (SMTPException, OSError, TimeoutError):
+            self._drop()
+
+    async def close(self) -> None:
+        client, self.client = self.client, None
+        if client is None:
+            return
+        try:
+            if client.is_connected:
+                await client.quit()
+        except (SMTPException, OSError, TimeoutError):
+            client.close()
+
+
+class SmtpTransport:
+    name = "smtp"
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+        self.concurrency = settings.pool_size
+        self._tls = settings.tls_context()
+
+    @classmethod
+    def from_config(cls, config: Config) -> SmtpTransport:
+        return cls(SmtpSettings.from_config(config))
+
+    @asynccontextmanager
+    async def channel(self) -> AsyncIterator[Channel]:
+        channel = SmtpChannel(self.settings, self._tls)
+        try:
+            yield channel
+        finally:
+            await channel.close()

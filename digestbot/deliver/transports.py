@@ -1,0 +1,142 @@
+"""Transports: where a message goes. Each hands out *channels*; the sender runs one task per
+channel, so an SMTP channel is one pooled connection and the local transports have one.
+
+A channel's ``send`` returns when the message is safely handed over, or raises
+:class:`SendFailure` saying whether to retry, give up, or mark the reader bounced.
+"""
+
+from __future__ import annotations
+
+import mailbox
+import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Protocol
+
+from ..config import Config
+from ..errors import DeliveryError
+from ..files import write_atomic
+
+
+class SendFailure(Exception):
+    """One message was not accepted. ``kind``: retry, failed or bounced."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
+class Unavailable(SendFailure):
+    """The server cannot be reached at all: this message retries, the run stops."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("retry", reason)
+
+
+class Channel(Protocol):
+    async def send(self, sender: str, recipient: str, message: bytes, message_id: str) -> None:
+        """Hand one message over, or raise SendFailure (or DeliveryError for bad settings)."""
+
+
+class Transport(Protocol):
+    name: str
+    concurrency: int
+
+    def channel(self) -> AsyncIterator[Channel]: ...
+
+
+def _atomic_write(folder: Path, name: str, data: bytes) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(folder / name, data)
+    return folder / name
+
+
+def eml_name(message_id: str) -> str:
+    """A file name from a Message-ID: the same digest always lands in the same file."""
+    stem = re.sub(r"[^A-Za-z0-9._@+-]+", "_", message_id.strip("<> ")) or uuid.uuid4().hex
+    return stem[:200] + ".eml"
+
+
+class _FileChannel:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    async def send(self, sender: str, recipient: str, message: bytes, message_id: str) -> None:
+        try:
+            _atomic_write(self.folder, eml_name(message_id), message)
+        except OSError as exc:
+            raise _local_error(self.folder, exc, "delivery.outdir") from None
+
+
+class FileTransport:
+    """Writes each message to ``<outdir>/<message-id>.eml``, atomically: a dry run to read."""
+
+    name = "file"
+    concurrency = 1
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    @asynccontextmanager
+    async def channel(self) -> AsyncIterator[Channel]:
+        yield _FileChannel(self.folder)
+
+
+class _MaildirChannel:
+    def __init__(self, box: mailbox.Maildir, folder: Path) -> None:
+        self.box = box
+        self.folder = folder
+
+    async def send(self, sender: str, recipient: str, message: bytes, message_id: str) -> None:
+        try:
+            # Maildir writes to tmp/ and renames into new/: a reader never sees half a message
+            self.box.add(message)
+        except OSError as exc:
+            raise _local_error(self.folder, exc, "delivery.maildir") from None
+
+
+class MaildirTransport:
+    """Delivers into a local Maildir folder: real messages without a mail server."""
+
+    name = "maildir"
+    concurrency = 1
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    @asynccontextmanager
+    async def channel(self) -> AsyncIterator[Channel]:
+        try:
+            box = mailbox.Maildir(self.folder, factory=None, create=True)
+        except OSError as exc:
+            raise _local_error(self.folder, exc, "delivery.maildir") from None
+        yield _MaildirChannel(box, self.folder)
+
+
+def _local_error(folder: Path, exc: OSError, field: str) -> DeliveryError:
+    return DeliveryError(
+        f"cannot write to {folder}: {exc.strerror or exc}",
+        field=field,
+        hint=f"Make the folder writable, or point {field} elsewhere.",
+    )
+
+
+def make_transport(config: Config) -> Transport:
+    """The transport named by ``delivery.transport``."""
+    kind = config["delivery.transport"]
+    if kind == "smtp":
+        from .smtp import SmtpTransport
+
+        return SmtpTransport.from_config(config)
+    if kind == "file":
+        return FileTransport(config.path("delivery.outdir"))
+    if kind == "maildir":
+        return MaildirTransport(config.path("delivery.maildir"))
+    raise DeliveryError(
+        f"unknown transport {kind!r}",
+        field="delivery.transport",
+        hint="Use maildir, smtp or file.",
+    )

@@ -1,0 +1,420 @@
+"""The Hugging Face Daily Papers page saved as text.
+
+A header (``new``, ``Get trending papers in your email inbox!``, ``Subscribe``, maybe a
+search query, ``Daily / Weekly / Monthly``, ``Daily Papers``, ``byAK and the research
+community``), the listing date (``Dec 29``), then per paper: maybe an upvote line
+(``[-] 19``), the title, the abstract (perhaps hard-wrapped), and maybe a metadata block
+(``• 5 authors`` or an organisation, ``·``, the publication date, maybe the comment count),
+with URLs on lines of their own anywhere in the entry.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from itertools import islice
+from pathlib import Path
+
+from ..errors import IngestError
+from .dates import DATE_LINE, LISTING_LINE, latest_on_or_before, month_number, valid_month_day
+from .model import ParsedPaper, clean_text
+
+MARKERS = (
+    "get trending papers in your email inbox",
+    "daily papers",
+    "byak and the research community",
+)
+KNOWN_HEADER = {
+    "new",
+    "subscribe",
+    "daily papers",
+    "byak and the research community",
+    "get trending papers in your email inbox!",
+    "get trending papers in your email inbox once a day!",
+    "daily / weekly / monthly",
+    "daily",
+    "weekly",
+    "monthly",
+}
+_UNREAD = object()
+MAX_TITLE = 300  # the seeds' longest is 142; a longer "title" means the entries slipped
+MAX_ORG = 200
+
+UPVOTE = re.compile(r"\[\s*[-–]?\s*\]\s*(\d[\d,]*|[-–])")
+URL = re.compile(r"<?(https?://\S+?)>?")
+HF_PAPER = re.compile(
+    r"https?://(?:www\.)?huggingface\.co/papers/(\d{4}\.\d{4,5})(?:v\d+)?/?(#\S*)?", re.I
+)
+ARXIV = re.compile(r"https?://(?:www\.)?arxiv\.org/(?:abs|pdf)/(\d{4}\.\d{4,5})", re.I)
+GITHUB = re.compile(r"https?://(?:www\.)?github\.com/[^/\s]+/[^/\s#?]+", re.I)
+AUTHORS = re.compile(r"•?\s*\[?(\d[\d,]*)\s+authors?\]?(?:\([^)]*\))?", re.I)
+NUMBER = re.compile(r"\d[\d,]*")
+
+
+def _int(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def is_hf_text(text: str) -> bool:
+    """Whether a header marker shows up among the first lines."""
+    seen = 0
+    end = -1
+    for _ in range(200):  # the first 200 lines, without copying the rest of the text
+        end = text.find("\n", end + 1)
+        if end < 0:
+            end = len(text)
+            break
+    for line in text[:end].split("\n"):
+        low = line.strip().lower()
+        if not low:
+            continue
+        if any(low.startswith(m) for m in MARKERS):
+            return True
+        seen += 1
+        if seen >= 40:
+            break
+    return False
+
+
+class _Entry:
+    __slots__ = (
+        "line",
+        "title",
+        "abstract",
+        "abstract_line",
+        "upvotes",
+        "comments",
+        "arxiv_id",
+        "links",
+        "github_url",
+        "author_count",
+        "organization",
+        "published_on",
+        "meta",
+        "dot",
+    )
+
+    def __init__(self, line: int) -> None:
+        self.line = line
+        self.title: str | None = None
+        self.abstract: str | None = None
+        self.abstract_line = 0
+        self.upvotes: int | None = None
+        self.comments: int | None = None
+        self.arxiv_id: str | None = None
+        self.links: list[str] = []
+        self.github_url: str | None = None
+        self.author_count: int | None = None
+        self.organization: str | None = None
+        self.published_on: date | None = None
+        self.meta = False  # a metadata block has started
+        self.dot = False  # its "·" line was seen
+
+
+class TextParser:
+    def __init__(
+        self,
+        path: Path,
+        text: str,
+        listing_date: date | None,
+        mtime_date: date,
+        *,
+        plain: bool = False,
+    ):
+        self.path = path
+        self.plain = plain  # the text is known to hold no control characters
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        self.lines = text.split("\n")
+        self.given_date = listing_date
+        self.mtime_date = mtime_date
+        self.listed_on: date | None = None
+        self.papers: list[ParsedPaper] = []
+        self.warnings: list[str] = []
+        self.cur: _Entry | None = None
+        self.para: list[str] = []
+        self.para_line = 0
+        self._dates: dict[str, tuple[date, int | None] | None] = {}
+
+    def error(self, message: str, line: int | None, hint: str | None = None) -> IngestError:
+        return IngestError(message, file=self.path, line=line, hint=hint)
+
+    # --- header --------------------------------------------------------------------------
+
+    def _header(self) -> int:
+        """Index of the first line after the header; sets the listing date."""
+        seen = 0
+        last_known = -1
+        for i, raw in enumerate(self.lines):
+            s = raw.strip()
+            if not s:
+                continue
+            m = LISTING_LINE.fullmatch(s)
+            month = month_number(m["month"]) if m else None
+            if m and month and valid_month_day(month, int(m["day"])):
+                self.listed_on = self._listing_date(month, int(m["day"]), m["year"], i + 1)
+                return i + 1
+            if s.lower() in KNOWN_HEADER or any(s.lower().startswith(k) for k in MARKERS):
+                last_known = i
+            seen += 1
+            if seen >= 20:
+                break
+        if self.given_date is None:
+            raise self.error(
+                "no listing date (a line such as 'Dec 29') after the header",
+                None,
+                hint="Pass the listing date with --date YYYY-MM-DD.",
+            )
+        self.listed_on = self.given_date
+        return last_known + 1
+
+    def _listing_date(self, month: int, day: int, year: str | None, line: int) -> date:
+        given = self.given_date
+        if given is not None:
+            if (given.month, given.day) != (month, day) or (year and int(year) != given.year):
+                raise self.error(
+                    f"the listing date in the file ({self.lines[line - 1].strip()}) does not "
+                    f"match --date {given.isoformat()}",
+                    line,
+                    hint="Drop --date, or give the date this page was listed on.",
+                )
+            return given
+        if year:
+            return date(int(year), month, day)
+        return latest_on_or_before(month, day, self.mtime_date)
+
+    # --- entries -------------------------------------------------------------------------
+
+    def parse(self) -> list[ParsedPaper]:
+        start = self._header()
+        for i, line in enumerate(islice(self.lines, start, None), start):
+            s = line.strip()
+            if not s:
+                if self.para:
+                    self._close_para()
+                continue
+            lineno = i + 1
+            cur = self.cur
+            if cur is not None and cur.meta and self._meta_line(cur, s, lineno):
+                continue
+            if s[0] == "[" and (m := UPVOTE.fullmatch(s)):
+                self._close_para()
+                self._finish()
+                self.cur = _Entry(lineno)
+                self.cur.upvotes = 0 if m[1] in "-–" else _int(m[1])
+                continue
+            if s[0] in "<h" and URL.fullmatch(s):
+                self._url(s.strip("<>"), lineno)
+                continue
+            if s[0] == "•" or (s[0] == "[" or s[0].isdigit()) and AUTHORS.fullmatch(s):
+                self._start_meta(s, lineno)
+                continue
+            if not self.para and cur is not None and cur.abstract is not None:
+                nxt = self._next_nonblank(i)
+                if nxt is not None and nxt.startswith("·"):
+                    self._start_meta(s, lineno)
+                    continue
+                if nxt is not None and "#community" in nxt and NUMBER.fullmatch(s):
+                    cur.comments = _int(s)
+                    continue
+            if not self.para:
+                self.para_line = lineno
+            self.para.append(s)
+        self._close_para()
+        self._finish(at_end=True)
+        if not self.papers:
+            raise self.error(
+                "no papers after the header",
+                None,
+                hint="The page was saved before the list loaded, or is not a Daily Papers page.",
+            )
+        return self.papers
+
+    def _next_nonblank(self, i: int) -> str | None:
+        for raw in self.lines[i + 1 : i + 4]:
+            if raw.strip():
+                return raw.strip()
+        return None
+
+    def _meta_line(self, cur: _Entry, s: str, lineno: int) -> bool:
+        """A line that continues the open metadata block; False if it is something else."""
+        if s[0] == "·":
+            cur.dot = True
+            s = s[1:].strip()
+            if not s:
+                return True
+        if cur.published_on is None:
+            # a dump's dates repeat: each distinct line is read once
+            found = self._dates.get(s, _UNREAD)
+            if found is _UNREAD:
+                found = self._dates[s] = self._date_line(s, lineno)
+            if found is not None:
+                cur.published_on, count = found
+                if count is not None:
+                    cur.comments = count
+                return True
+        if cur.published_on is not None and cur.comments is None and NUMBER.fullmatch(s):
+            cur.comments = _int(s)
+            return True
+        return False
+
+    def _date_line(self, s: str, lineno: int) -> tuple[date, int | None] | None:
+        """A publication date line's date and comment count; None if it is no date."""
+        m = DATE_LINE.fullmatch(s)
+        if m is None:
+            return None
+        month = month_number(m["month"])
+        day = int(m["day"])
+        if not (month and valid_month_day(month, day)):
+            return None
+        if m["year"]:
+            try:
+                published_on = date(int(m["year"]), month, day)
+            except ValueError:
+                raise self.error(f"no such date: {s!r}", lineno) from None
+        else:
+            assert self.listed_on is not None
+            published_on = latest_on_or_before(month, day, self.listed_on)
+        return published_on, _int(m["count"]) if m["count"] else None
+
+    def _start_meta(self, s: str, lineno: int) -> None:
+        self._close_para()
+        cur = self.cur
+        if cur is None or cur.title is None:
+            raise self.error(
+                f"author or organisation line {s!r} with no paper before it",
+                lineno,
+                hint="Each metadata block follows a title and an abstract.",
+            )
+        if cur.abstract is None:
+            raise self._no_abstract(cur)
+        if cur.meta:
+            # a second block for the same entry cannot be told apart from a damaged file
+            raise self.error(
+                "a second author/organisation line for one paper",
+                lineno,
+                hint="A paper needs its own title and abstract before its metadata.",
+            )
+        cur.meta = True
+        if m := AUTHORS.fullmatch(s):
+            cur.author_count = _int(m[1])
+        else:
+            org = clean_text(s.lstrip("•").strip(), self.plain)
+            cur.organization = org[:MAX_ORG] or None
+
+    def _url(self, url: str, lineno: int) -> None:
+        hf = HF_PAPER.fullmatch(url)
+        arxiv = None if hf else ARXIV.match(url)
+        if self.para and not hf and not arxiv:
+            # a wrapped abstract can put a URL on a line of its own: it is still text
+            self.para.append(url)
+            return
+        self._close_para()
+        found = hf[1] if hf else arxiv[1] if arxiv else None
+        cur = self.cur
+        if cur is None or (found and cur.arxiv_id and cur.arxiv_id != found):
+            self._finish()
+            cur = self.cur = _Entry(lineno)
+        if found:
+            cur.arxiv_id = found
+        link = url.split("#", 1)[0] if hf else url
+        if link not in cur.links:
+            cur.links.append(link)
+        if cur.github_url is None and (g := GITHUB.match(url)):
+            cur.github_url = g[0][:500]
+
+    def _close_para(self) -> None:
+        if not self.para:
+            return
+        text = self.para[0] if len(self.para) == 1 else _join(self.para)
+        text = clean_text(text, self.plain)
+        line = self.para_line
+        self.para = []
+        cur = self.cur
+        if cur is None or cur.abstract is not None or cur.meta:
+            self._finish()
+            cur = self.cur = _Entry(line)
+        if cur.title is None:
+            if len(text) > MAX_TITLE:
+                raise self._slipped(line, len(text))
+            cur.title = text
+            cur.line = line
+        else:
+            cur.abstract = text
+            cur.abstract_line = line
+
+    def _finish(self, at_end: bool = False) -> None:
+        cur = self.cur
+        self.cur = None
+        if cur is None:
+            return
+        if cur.title is None:
+            if at_end:
+                raise self.error(
+                    "the dump ends after an upvote line or link with no paper",
+                    cur.line,
+                    hint="The file looks cut off; download or copy it again.",
+                )
+            raise self.error("an upvote line or link with no paper title after it", cur.line)
+        if cur.abstract is None:
+            raise self._no_abstract(cur, at_end)
+        if at_end and cur.meta and cur.published_on is None:
+            raise self.error(
+                f"the dump ends inside the metadata of {cur.title!r}",
+                cur.line,
+                hint="The file looks cut off; download or copy it again.",
+            )
+        if at_end and cur.abstract[-1].isalnum() and not cur.meta:
+            self.warnings.append(
+                f"{self.path}:{cur.abstract_line}: the last abstract ends mid-sentence; "
+                "the dump may be cut off (a complete copy will repair it later)."
+            )
+        self.papers.append(
+            ParsedPaper(
+                title=cur.title,
+                abstract=cur.abstract,
+                line=cur.line,
+                arxiv_id=cur.arxiv_id,
+                author_count=cur.author_count,
+                organization=cur.organization,
+                published_on=cur.published_on,
+                upvotes=cur.upvotes,
+                comments=cur.comments,
+                links=cur.links,
+                github_url=cur.github_url,
+            )
+        )
+
+    def _no_abstract(self, cur: _Entry, at_end: bool = False) -> IngestError:
+        if at_end:
+            return self.error(
+                f"the dump ends after the title {cur.title!r} with no abstract",
+                cur.line,
+                hint="The file looks cut off; download or copy it again.",
+            )
+        return self.error(
+            f"the paper {cur.title!r} has no abstract",
+            cur.line,
+            hint="Every paper needs a title line, a blank line, then its abstract.",
+        )
+
+    def _slipped(self, line: int, length: int) -> IngestError:
+        before = self.papers[-1] if self.papers else None
+        hint = "Titles are one short paragraph, followed by a blank line and the abstract."
+        if before is not None:
+            hint = (
+                f"The paper before it ({before.title[:60]!r}, line {before.line}) may have "
+                "no abstract, or an abstract is split by a blank line. " + hint
+            )
+        return self.error(f"expected a paper title, found {length} characters of text", line, hint)
+
+
+def _join(lines: list[str]) -> str:
+    """Undo hard wrapping: a line ending in '-' joins the next without a space."""
+    out = [lines[0]]
+    for line in lines[1:]:
+        if out[-1].endswith("-"):
+            out[-1] += line
+        else:
+            out.append(line)
+    return " ".join(out)

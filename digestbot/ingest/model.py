@@ -1,0 +1,136 @@
+"""What the parsers produce: plain records, no database."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+_NOT_WORD = re.compile(r"[\W_]+")
+# C0 controls other than tab and newline, and DEL: PostgreSQL refuses NUL in text, and
+# none of them belongs in a title or an abstract.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+# ASCII characters that are not letters or digits (what [\W_] matches in ASCII) -> space
+_ASCII_NOT_WORD = str.maketrans({c: " " for c in map(chr, range(128)) if not c.isalnum()})
+
+
+def normalise_title(title: str) -> str:
+    """Case, accents' composed forms, punctuation and spacing stop mattering."""
+    if title.isascii():
+        # the same as below for ASCII (NFKC changes nothing, casefold is lower), 3x faster
+        return " ".join(title.lower().translate(_ASCII_NOT_WORD).split())
+    return _NOT_WORD.sub(" ", unicodedata.normalize("NFKC", title).casefold()).strip()
+
+
+def title_key(title: str) -> str:
+    """The stable dedupe key of a title: SHA-256 of its normalised form."""
+    return hashlib.sha256(normalise_title(title).encode("utf-8")).hexdigest()
+
+
+def paper_id_for(arxiv_id: str | None, key: str) -> str:
+    """The arXiv id when known, else a stable id derived from the title."""
+    return arxiv_id if arxiv_id else "t" + key[:16]
+
+
+def clean_text(text: str, plain: bool = False) -> str:
+    """One line of text: control characters dropped, runs of spaces collapsed.
+
+    ``plain`` says the text is known to hold no control characters (a whole file was
+    checked at once): then ASCII text only needs its runs of spaces collapsed."""
+    if plain and text.isascii():
+        return text.strip() if "  " not in text else " ".join(text.split())
+    if text.isprintable() and "  " not in text:
+        return text.strip()  # the usual case, checked at C speed
+    if _CONTROL.search(text):
+        text = _CONTROL.sub("", text)
+    return " ".join(text.split())
+
+
+@dataclass(slots=True)
+class ParsedPaper:
+    title: str
+    abstract: str
+    line: int  # where the entry starts in the file (1-based); 0 when not line-based
+    key: str = ""
+    arxiv_id: str | None = None
+    authors: list[str] | None = None
+    author_count: int | None = None
+    organization: str | None = None
+    published_on: date | None = None
+    upvotes: int | None = None
+    comments: int | None = None
+    links: list[str] = field(default_factory=list)
+    github_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            self.key = title_key(self.title)
+
+    @property
+    def id(self) -> str:
+        return paper_id_for(self.arxiv_id, self.key)
+
+
+@dataclass(slots=True)
+class ParsedDump:
+    path: Path
+    format: str  # "hf-text" or "hf-json"
+    listed_on: date
+    papers: list[ParsedPaper]
+    content_hash: str
+    entries: int = 0  # entries in the file, before repeats within it are merged
+    warnings: list[str] = field(default_factory=list)
+
+
+MERGED_FIELDS = (
+    "arxiv_id",
+    "abstract",
+    "authors",
+    "author_count",
+    "organization",
+    "published_on",
+    "listed_on",
+    "upvotes",
+    "comments",
+    "links",
+    "github_url",
+)
+
+
+def _max(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+def merge_fields(old: dict[str, object], new: dict[str, object]) -> dict[str, object]:
+    """The fields of ``old`` that ``new`` improves: a paper keeps the best of every listing.
+
+    Order does not matter, so ingesting dumps again, or in another order, ends the same.
+    Counts only grow (upvotes and comments rise over time); the longer abstract wins (a
+    cut-off copy is repaired by a complete one); missing facts are filled in; the earliest
+    listing date stays; links are the union.
+    """
+    changes: dict[str, object] = {}
+    for name in MERGED_FIELDS:
+        a, b = old.get(name), new.get(name)
+        if b is None or a == b:
+            continue
+        if name == "abstract":
+            value = b if len(b) > len(a or "") else a  # type: ignore[arg-type]
+        elif name == "authors":
+            value = b if a is None or len(b) > len(a) else a  # type: ignore[arg-type]
+        elif name in ("author_count", "upvotes", "comments"):
+            value = _max(a, b)  # type: ignore[arg-type]
+        elif name == "listed_on":
+            value = b if a is None or b < a else a  # type: ignore[operator]
+        elif name == "links":
+            value = list(a or []) + [link for link in b if link not in (a or [])]  # type: ignore[union-attr,attr-defined]
+        else:
+            value = a if a is not None else b
+        if value != a:
+            changes[name] = value
+    return changes

@@ -1,0 +1,143 @@
+"""Digest periods and when a subscriber is due: pure functions of a clock and a schedule.
+
+A period is one day (``2026-11-22/daily``) or one ISO week (``2026-W47/weekly``) in the
+subscriber's own time zone. Its *send point* is the local send hour on that day (daily) or on
+the subscriber's weekday of that week (weekly). A subscriber is due when the send point of the
+current period has passed and the last period they got a digest for is a different one. So a
+run that was missed for days sends one digest for the current period, never one per missed
+period, and a run repeated within a period sends nothing the second time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+FREQUENCIES = ("daily", "weekly")
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+@lru_cache(maxsize=1024)
+def zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def aware_utc(now: datetime | None = None) -> datetime:
+    """``now`` as an aware UTC datetime; naive input is taken as UTC."""
+    if now is None:
+        return datetime.now(UTC)
+    if now.tzinfo is None:
+        return now.replace(tzinfo=UTC)
+    return now.astimezone(UTC)
+
+
+def period_key(frequency: str, local_day: date) -> str:
+    """The period a local calendar day belongs to."""
+    if frequency == "daily":
+        return f"{local_day.isoformat()}/daily"
+    if frequency == "weekly":
+        year, week, _ = local_day.isocalendar()
+        return f"{year}-W{week:02d}/weekly"
+    raise ValueError(f"unknown frequency {frequency!r}; expected one of {FREQUENCIES}")
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """Where a schedule stands at one moment."""
+
+    period: str
+    send_at: datetime  # the send point of the current period, in UTC
+
+    def passed(self, now: datetime) -> bool:
+        return aware_utc(now) >= self.send_at
+
+
+def current_slot(
+    frequency: str, weekday: int, send_hour: int, timezone: str, now: datetime | None = None
+) -> Slot:
+    """The current period of a schedule and its send point.
+
+    The send hour is wall-clock time: 08:00 in Europe/Berlin is 07:00 UTC in winter and
+    06:00 UTC in summer. On the spring-forward day a send hour that does not exist (02:00)
+    resolves to the instant the clocks jump, which is what a reader would expect.
+    """
+    if not 0 <= send_hour <= 23:
+        raise ValueError(f"send_hour must be 0..23, got {send_hour}")
+    if not 0 <= weekday <= 6:
+        raise ValueError(f"weekday must be 0 (Monday)..6 (Sunday), got {weekday}")
+    tz = zone(timezone)
+    local = aware_utc(now).astimezone(tz)
+    day = local.date()
+    if frequency == "weekly":
+        send_day = day - timedelta(days=day.weekday()) + timedelta(days=weekday)
+    elif frequency == "daily":
+        send_day = day
+    else:
+        raise ValueError(f"unknown frequency {frequency!r}; expected one of {FREQUENCIES}")
+    send_local = datetime.combine(send_day, time(send_hour), tzinfo=tz)
+    # a wall-clock time skipped by a DST jump round-trips to the moment after the jump
+    send_at = send_local.astimezone(UTC)
+    return Slot(period_key(frequency, day), send_at)
+
+
+def due_period(
+    frequency: str,
+    weekday: int,
+    send_hour: int,
+    timezone: str,
+    last_period: str | None,
+    now: datetime | None = None,
+) -> str | None:
+    """The period to send now, or None when this schedule is not due."""
+    slot = current_slot(frequency, weekday, send_hour, timezone, now)
+    if slot.passed(aware_utc(now)) and last_period != slot.period:
+        return slot.period
+    return None
+
+
+def next_send_at(
+    frequency: str,
+    weekday: int,
+    send_hour: int,
+    timezone: str,
+    last_period: str | None,
+    now: datetime | None = None,
+) -> datetime:
+    """When this schedule next becomes due (UTC); ``now`` if it is due already."""
+    now = aware_utc(now)
+    if due_period(frequency, weekday, send_hour, timezone, last_period, now):
+        return now
+    step = timedelta(days=7 if frequency == "weekly" else 1)
+    slot = current_slot(frequency, weekday, send_hour, timezone, now)
+    probe = slot.send_at if slot.send_at > now else slot.send_at + step
+    # walk forward in local days so DST changes between now and then are honoured
+    for _ in range(3):
+        candidate = current_slot(frequency, weekday, send_hour, timezone, probe)
+        if candidate.send_at > now and candidate.period != last_period:
+            return candidate.send_at
+        probe = candidate.send_at + step
+    return probe
+
+
+def describe(frequency: str, weekday: int, send_hour: int, timezone: str) -> str:
+    """A schedule for people: ``daily 08:00 Europe/Berlin``, ``weekly Fri 08:00 Asia/Tokyo``."""
+    when = f"{send_hour:02d}:00 {timezone}"
+    if frequency == "weekly":
+        return f"weekly {WEEKDAYS[weekday]} {when}"
+    return f"daily {when}"
+
+
+__all__ = [
+    "FREQUENCIES",
+    "WEEKDAYS",
+    "Slot",
+    "aware_utc",
+    "current_slot",
+    "describe",
+    "due_period",
+    "next_send_at",
+    "period_key",
+    "zone",
+]

@@ -1,0 +1,132 @@
+"""What a run did: counts per stage, time per stage, and the outcome."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass
+class DigestOutcome:
+    subscriber_id: int
+    period: str
+    state: str  # queued | feed_only | empty | exists | skipped | failed
+    error: str | None = None
+
+
+@dataclass
+class RunReport:
+    now: datetime
+    replay: bool = False  # now was given (--now, tests) rather than read from the clock
+    files: int = 0
+    papers_new: int = 0
+    papers_updated: int = 0
+    ingest_failed: int = 0
+    due: int = 0
+    bad_schedules: int = 0
+    digests: list[DigestOutcome] = field(default_factory=list)
+    sent: int = 0
+    retried: int = 0
+    send_failed: int = 0
+    bounced: int = 0
+    feeds: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    stopped: bool = False
+
+    def count(self, state: str) -> int:
+        return sum(1 for d in self.digests if d.state == state)
+
+    @property
+    def queued(self) -> int:
+        return self.count("queued")
+
+    @property
+    def feed_only(self) -> int:
+        return self.count("feed_only")
+
+    @property
+    def digest_failed(self) -> int:
+        return self.count("failed")
+
+    @property
+    def failures(self) -> int:
+        return (
+            self.ingest_failed
+            + self.digest_failed
+            + self.bad_schedules
+            + self.send_failed
+            + self.retried
+            + len(self.errors)
+        )
+
+    @property
+    def did_something(self) -> bool:
+        return bool(
+            self.files
+            or self.due
+            or self.digests
+            or self.sent
+            or self.retried
+            or self.send_failed
+            or self.bounced
+        )
+
+    @property
+    def status(self) -> str:
+        """ok, partial (something failed or will be retried), or nothing (no work found)."""
+        if self.failures:
+            return "partial"
+        return "ok" if self.did_something else "nothing"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "now": self.now.isoformat(),
+            "status": self.status,
+            "ingest": {
+                "files": self.files,
+                "papers_new": self.papers_new,
+                "papers_updated": self.papers_updated,
+                "failed": self.ingest_failed,
+            },
+            "digests": {
+                "due": self.due,
+                "queued": self.queued,
+                "feed_only": self.feed_only,
+                "empty": self.count("empty"),
+                "failed": self.digest_failed,
+                "bad_schedules": self.bad_schedules,
+            },
+            "send": {
+                "sent": self.sent,
+                "retried": self.retried,
+                "failed": self.send_failed,
+                "bounced": self.bounced,
+            },
+            "feeds": self.feeds,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "errors": list(self.errors),
+            "stopped": self.stopped,
+            "outcomes": [asdict(d) for d in self.digests],
+        }
+
+    def summary_lines(self) -> list[str]:
+        """Plain lines for journald and cron mail: one per stage, then the result."""
+        t = self.timings
+
+        def took(stage: str) -> str:
+            return f"  ({t[stage]:.2f} s)" if stage in t else "  (skipped)"
+
+        lines = [
+            f"ingest:  {self.files} files, {self.papers_new} new papers, "
+            f"{self.papers_updated} updated, {self.ingest_failed} failed{took('ingest')}",
+            f"due:     {self.due} subscribers{took('select')}",
+            f"digests: {self.queued} queued, {self.feed_only} feed only, "
+            f"{self.count('empty')} empty, {self.digest_failed} failed{took('digests')}",
+            f"send:    {self.sent} sent, {self.retried} retried, {self.send_failed} failed, "
+            f"{self.bounced} bounced{took('send')}",
+            f"feeds:   {self.feeds} written{took('feeds')}",
+        ]
+        lines += [f"error:   {e}" for e in self.errors]
+        return lines

@@ -1,0 +1,365 @@
+"""The one-shot run: ingest, select who is due, score, render, queue, send, write feeds.
+
+Each stage is a function of its own module; this one strings them together, times them and
+turns their reports into one :class:`RunReport`. Stages are imported when they run, so
+``digestbot config`` or ``digestbot --help`` do not pay for scikit-learn.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..config import Config
+from ..errors import DigestbotError
+from ..periods import aware_utc
+from ..store import Paper, RunLock, Store, Subscriber
+from .due import Due, Selection, select_due
+from .report import DigestOutcome, RunReport
+
+log = logging.getLogger("digestbot.run")
+T = TypeVar("T")
+# progress(stage, done, total): how a caller (the CLI) draws bars; the library never prints
+Progress = Callable[[str, int, int], None]
+
+# subscribers rendered and queued per transaction: bounds memory (rendered messages) and
+# keeps each commit short, so the web front is never blocked for long
+BATCH = 200
+# Due subscribers are read this many at a time, so memory does not grow with their number.
+SUBSCRIBER_CHUNK = 1000
+
+
+def run_lock(store: Store, config: Config) -> RunLock:
+    lock_dir = config["store.lock_dir"]
+    return RunLock(store, lock_dir=Path(lock_dir).expanduser() if lock_dir else None)
+
+
+def prepare_folders(config: Config) -> None:
+    """Create the folders a run writes to, or fail naming the setting before any work."""
+    # the Maildir is left to its transport: it must create cur/, new/ and tmp/ itself
+    names = ["ingest.inbox", "digest.feeds_dir"]
+    if config["delivery.transport"] == "file":
+        names.append("delivery.outdir")
+    if config["store.lock_dir"]:
+        names.append("store.lock_dir")
+    for name in names:
+        config.writable_dir(name)
+
+
+@contextmanager
+def _timed(report: RunReport, stage: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        report.timings[stage] = report.timings.get(stage, 0.0) + time.perf_counter() - started
+
+
+def _stage_progress(progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:
+    if progress is None:
+        return None
+    return lambda done, total: progress(stage, done, total)
+
+
+def ingest_stage(
+    store: Store, config: Config, report: RunReport, *, progress: Progress | None = None
+) -> None:
+    from ..ingest import ingest_inbox
+
+    with _timed(report, "ingest"):
+        result = ingest_inbox(
+            store,
+            config.path("ingest.inbox"),
+            now=report.now,
+            progress=_stage_progress(progress, "ingest"),
+            max_bytes=config["ingest.max_file_mb"] * 1024 * 1024,
+        )
+    report.files += result.files
+    report.papers_new += result.papers_new
+    report.papers_updated += result.papers_updated
+    report.ingest_failed += len(result.failed)
+    for failure in result.failed:
+        log.warning("ingest: %s", failure)
+
+
+def _stream_subscribers(
+    store: Store, due: list[Due], keep: dict[int, Subscriber]
+) -> Iterator[Subscriber]:
+    """Due subscribers loaded a chunk at a time; each is also kept for rendering."""
+    for start in range(0, len(due), SUBSCRIBER_CHUNK):
+        ids = [d.subscriber_id for d in due[start : start + SUBSCRIBER_CHUNK]]
+        with store.session() as session:
+            rows = list(session.scalars(select(Subscriber).where(Subscriber.id.in_(ids))))
+        for sub in sorted(rows, key=lambda s: s.id):
+            keep[sub.id] = sub
+            yield sub
+
+
+def digest_stage(
+    store: Store,
+    config: Config,
+    due: list[Due],
+    report: RunReport,
+    *,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Score, render and queue one digest per due subscriber."""
+    from ..scoring import score_subscribers
+
+    period_of = {d.subscriber_id: d.period for d in due}
+    subscribers: dict[int, Subscriber] = {}
+    done = 0
+
+    def flush(batch: list[tuple[Subscriber, str, list[Any]]]) -> None:
+        nonlocal done
+        _render_and_queue(store, config, batch, report)
+        done += len(batch)
+        if progress is not None:
+            progress("digests", done, len(due))
+
+    with _timed(report, "digests"):
+        picks_iter = score_subscribers(
+            store, _stream_subscribers(store, due, subscribers), now=report.now, config=config
+        )
+        batch: list[tuple[Subscriber, str, list[Any]]] = []
+        for item in picks_iter:
+            sub = subscribers.pop(item.subscriber_id)
+            batch.append((sub, period_of[sub.id], list(item.picks)))
+            if len(batch) >= BATCH:
+                flush(batch)
+                batch = []
+                if stop is not None and stop.is_set():
+                    report.stopped = True
+                    break
+        if batch and not report.stopped:
+            flush(batch)
+
+
+def _render_and_queue(
+    store: Store, config: Config, batch: list[tuple[Subscriber, str, list[Any]]], report: RunReport
+) -> None:
+    from ..render import render_digest
+
+    wanted = {p.paper_id for _, _, picks in batch for p in picks}
+    with store.session() as session:
+        papers = {p.id: p for p in session.scalars(select(Paper).where(Paper.id.in_(wanted)))}
+    rendered: list[tuple[Subscriber, str, list[Any], Any]] = []
+    for sub, period, picks in batch:
+        entries = [(papers[p.paper_id], p) for p in picks if p.paper_id in papers]
+        try:
+            message = render_digest(sub, entries, period=period, config=config, now=report.now)
+        except Exception as exc:  # one reader's broken digest must not stop the others
+            if not isinstance(exc, DigestbotError):
+                log.exception("rendering the digest of subscriber %d failed", sub.id)
+            report.digests.append(DigestOutcome(sub.id, period, "failed", f"render: {exc}"))
+            continue
+        rendered.append((sub, period, picks, message))
+    try:
+        report.digests.extend(_queue(store, rendered, report.now))
+    except SQLAlchemyError:
+        # one bad row spoils the transaction: redo the batch one subscriber at a time
+        log.warning("queueing a batch failed; retrying its %d digests one by one", len(rendered))
+        for one in rendered:
+            try:
+                report.digests.extend(_queue(store, [one], report.now))
+            except SQLAlchemyError as exc:
+                sub, period = one[0], one[1]
+                log.error("queueing the digest of subscriber %d failed: %s", sub.id, exc)
+                report.digests.append(DigestOutcome(sub.id, period, "failed", f"queue: {exc}"))
+
+
+def _queue(
+    store: Store, rendered: Iterable[tuple[Subscriber, str, list[Any], Any]], now: datetime
+) -> list[DigestOutcome]:
+    """Queue digests and mark their periods done, in one transaction."""
+    from ..deliver import enqueue
+
+    rendered = list(rendered)
+    outcomes: list[DigestOutcome] = []
+    with store.session() as session:
+        ids = [sub.id for sub, *_ in rendered]
+        if store.is_sqlite:
+            # take the write lock before reading, so the re-check below and the writes are one
+            # serialised transaction: an unsubscribe committed meanwhile is seen, or waits
+            session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+        # PostgreSQL: the subscriber rows stay locked until the digests are queued
+        current = {
+            s.id: s
+            for s in session.scalars(
+                select(Subscriber)
+                .where(Subscriber.id.in_(ids))
+                .order_by(Subscriber.id)
+                .with_for_update()
+            )
+        }
+        for detached, period, picks, message in rendered:
+            sub = current.get(detached.id)
+            # re-checked inside the transaction: the reader may have unsubscribed meanwhile
+            if sub is None or sub.status != "active" or sub.last_period == period:
+                outcomes.append(DigestOutcome(detached.id, period, "skipped"))
+                continue
+            if message is None:
+                outcomes.append(DigestOutcome(sub.id, period, "empty"))
+            else:
+                state = "feed_only" if sub.formats == "rss" else "queued"
+                digest = enqueue(
+                    session,
+                    subscriber=sub,
+                    period=period,
+                    message=message.as_bytes(),
+                    message_id=message.message_id,
+                    subject=message.subject,
+                    picks=picks,
+                    state=state,
+                )
+                outcomes.append(DigestOutcome(sub.id, period, state if digest else "exists"))
+                sub.last_digest_at = now
+            sub.last_period = period
+    return outcomes
+
+
+def send_stage(
+    store: Store,
+    config: Config,
+    report: RunReport,
+    *,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    from ..deliver import send_due
+
+    # a replayed moment holds still while sending; a live run reads the clock as it goes
+    clock = (lambda: report.now) if report.replay else None
+    with _timed(report, "send"):
+        result = send_due(
+            store, config, stop=stop, now=clock, progress=_stage_progress(progress, "send")
+        )
+    report.sent += result.sent
+    report.retried += result.retried
+    report.send_failed += result.failed
+    report.bounced += result.bounced
+    if result.error:
+        report.errors.append(f"send: {result.error}")
+
+
+def feeds_stage(
+    store: Store, config: Config, report: RunReport, *, progress: Progress | None = None
+) -> None:
+    from ..render.feeds import write_feeds
+
+    with _timed(report, "feeds"):
+        report.feeds = write_feeds(store, config, progress=_stage_progress(progress, "feeds"))
+
+
+def run_once(
+    store: Store,
+    config: Config,
+    *,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+    ingest: bool = True,
+    send: bool = True,
+    lock: bool = True,
+) -> RunReport:
+    """The whole run. Raises LockError at once if another run holds the lock.
+
+    A stage that cannot work at all (an unreadable inbox, a misconfigured SMTP server) is
+    recorded in ``report.errors`` and the stages that do not depend on it still run: a broken
+    mail server must not keep new papers out of the store or digests out of the feeds.
+    """
+    report = RunReport(now=aware_utc(now), replay=now is not None)
+    prepare_folders(config)
+    with run_lock(store, config) if lock else nullcontext():
+        if ingest and _go(report, stop, "ingest"):
+            _guarded(
+                report, "ingest", lambda: ingest_stage(store, config, report, progress=progress)
+            )
+        if not _go(report, stop, "select"):
+            return report
+        selection = _guarded(report, "select", lambda: _select(store, report))
+        if selection is None:
+            return report
+        if selection.due and _go(report, stop, "digests"):
+            _guarded(
+                report,
+                "digests",
+                lambda: digest_stage(
+                    store, config, selection.due, report, progress=progress, stop=stop
+                ),
+            )
+        if send and _go(report, stop, "send"):
+            _guarded(
+                report,
+                "send",
+                lambda: send_stage(store, config, report, progress=progress, stop=stop),
+            )
+        feeds_dir = config.path("digest.feeds_dir")
+        # feeds change only when digests are made; write them also on the very first run
+        fresh = not any(feeds_dir.iterdir())
+        if (report.queued or report.feed_only or fresh) and _go(report, stop, "feeds"):
+            _guarded(report, "feeds", lambda: feeds_stage(store, config, report, progress=progress))
+    return report
+
+
+def _select(store: Store, report: RunReport) -> Selection:
+    with _timed(report, "select"):
+        selection = select_due(store, report.now)
+    report.due = len(selection)
+    report.bad_schedules = len(selection.bad_schedules)
+    log.debug("due: %d subscribers", report.due)
+    return selection
+
+
+def _go(report: RunReport, stop: threading.Event | None, stage: str) -> bool:
+    if stop is not None and stop.is_set():
+        if not report.stopped:
+            log.info("stopping before %s: shutdown requested", stage)
+        report.stopped = True
+        return False
+    return True
+
+
+def _guarded(report: RunReport, stage: str, work: Callable[[], T]) -> T | None:
+    try:
+        return work()
+    except DigestbotError as exc:
+        log.error("%s failed: %s", stage, exc)
+        report.errors.append(f"{stage}: {exc}" + (f" (hint: {exc.hint})" if exc.hint else ""))
+        return None
+
+
+def send_once(
+    store: Store,
+    config: Config,
+    *,
+    now: datetime | None = None,
+    stop: threading.Event | None = None,
+) -> RunReport:
+    """Just the send stage, under the run lock: the daemon's outbox retry job."""
+    report = RunReport(now=aware_utc(now), replay=now is not None)
+    prepare_folders(config)
+    with run_lock(store, config):
+        _guarded(report, "send", lambda: send_stage(store, config, report, stop=stop))
+    return report
+
+
+def ingest_once(
+    store: Store, config: Config, *, now: datetime | None = None, progress: Progress | None = None
+) -> RunReport:
+    """Just the ingest stage, under the run lock: the daemon's frequent inbox job."""
+    report = RunReport(now=aware_utc(now), replay=now is not None)
+    config.writable_dir("ingest.inbox")
+    with run_lock(store, config):
+        ingest_stage(store, config, report, progress=progress)
+    return report

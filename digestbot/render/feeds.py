@@ -1,0 +1,293 @@
+"""RSS 2.0 and Atom feeds (feedgen): one pair per reader, and a public feed of new papers.
+
+Feeds are static files named by the reader's unguessable ``feed_token`` so any web server
+can serve them; ``write_feeds`` rewrites them all, each atomically (temporary file, then
+``os.replace``), and leaves a file untouched when its content has not changed, so
+``Last-Modified`` and ETags stay useful to feed readers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from feedgen.feed import FeedGenerator
+from sqlalchemy import func, select
+
+from ..config import Config
+from ..errors import RenderError
+from ..files import write_atomic
+from ..scoring.picks import Pick
+from ..store import Digest, DigestItem, Paper, Store, Subscriber
+from . import links
+from .clean import clean_text, clean_word
+from .digest import PaperView, paper_view, why_line
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+PUBLIC = "new"
+KINDS = ("rss", "atom")
+_TOKEN_FILE = re.compile(r"^[A-Za-z0-9_-]{16,}\.(rss|atom)$")
+CHUNK = 500
+
+Progress = Callable[[int, int], None]
+
+
+def paper_guid(paper_id: str) -> str:
+    """The same id in every feed and forever: readers use it to spot entries seen before."""
+    return f"urn:digestbot:paper:{paper_id}"
+
+
+def _generator(
+    config: Config, *, feed_id: str, title: str, description: str, self_url: str
+) -> FeedGenerator:
+    fg = FeedGenerator()
+    fg.id(feed_id)
+    fg.title(title)
+    fg.subtitle(description)
+    fg.author({"name": clean_text(config["digest.from_name"]) or "digestbot"})
+    fg.link(href=str(config["digest.site_url"]).rstrip("/") + "/", rel="alternate")
+    fg.link(href=self_url, rel="self")
+    fg.language("en")
+    fg.generator("digestbot", uri="https://github.com/digestbot/digestbot")
+    return fg
+
+
+def _entry(
+    fg: FeedGenerator,
+    paper: Paper,
+    view: PaperView,
+    why: str,
+    when: datetime,
+    categories: Iterable[str],
+) -> None:
+    guid = paper_guid(paper.id)
+    summary = "\n\n".join(p for p in (why, view.meta, view.snippet) if p)
+    fe = fg.add_entry(order="append")
+    fe.id(guid)
+    fe.guid(guid, permalink=False)
+    fe.title(view.title)
+    fe.link(href=view.url)
+    # RSS readers treat <description> as HTML: escaped once more, hostile markup in a
+    # title or abstract shows as text there too. Atom's summary is typed text.
+    fe.description(html.escape(summary, quote=False))
+    fe.summary(summary)
+    for term in categories:
+        fe.category(term=term)
+    fe.published(when)
+    fe.updated(when)
+
+
+def _finish(fg: FeedGenerator, newest: datetime) -> tuple[bytes, bytes]:
+    # fixed to the newest entry, not "now": an unchanged feed keeps the same bytes
+    fg.updated(newest)
+    fg.lastBuildDate(newest)
+    return fg.rss_str(pretty=True), fg.atom_str(pretty=True)
+
+
+def _aware(when: datetime) -> datetime:
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+def subscriber_feeds(
+    subscriber: Subscriber,
+    entries: Sequence[tuple[Paper, Pick, datetime]],
+    *,
+    config: Config,
+) -> tuple[bytes, bytes]:
+    """A reader's recent picks as (RSS 2.0, Atom) documents, newest first."""
+    urls = links.feed_urls(config, subscriber)
+    name = clean_text(config["digest.from_name"]) or "digestbot"
+    keywords = [clean_text(k) for k in (subscriber.keywords or []) if clean_text(k)]
+    description = (
+        "Papers picked for your interests: " + ", ".join(keywords[:6])
+        if keywords
+        else "Papers picked for your interests."
+    )
+    token_hash = hashlib.sha256(subscriber.feed_token.encode()).hexdigest()[:32]
+    fg = _generator(
+        config,
+        feed_id=f"urn:digestbot:feed:{token_hash}",
+        title=f"{name}: your papers",
+        description=description,
+        self_url=urls["atom"],
+    )
+    newest: datetime | None = None
+    seen: set[str] = set()
+    for paper, pick, when in entries:
+        if paper.id in seen:
+            continue
+        seen.add(paper.id)
+        when = _aware(when)
+        newest = when if newest is None else max(newest, when)
+        matched = [w for w in map(clean_word, pick.matched) if w]
+        _entry(fg, paper, paper_view(paper), why_line(paper, pick), when, matched[:5])
+    return _finish(fg, newest or _aware(subscriber.created_at or EPOCH))
+
+
+def public_feeds(papers: Sequence[Paper], *, config: Config) -> tuple[bytes, bytes]:
+    """New papers for everyone, in the order given (``write_feeds`` sorts by upvotes)."""
+    name = clean_text(config["digest.from_name"]) or "digestbot"
+    fg = _generator(
+        config,
+        feed_id="urn:digestbot:feed:new",
+        title=f"{name}: new papers",
+        description="New research papers, most upvoted first.",
+        self_url=links.public_feed_urls(config)["atom"],
+    )
+    newest = EPOCH
+    for paper in papers:
+        when = _aware(paper.first_seen_at or EPOCH)
+        newest = max(newest, when)
+        upvotes = f"{paper.upvotes} upvotes" if paper.upvotes else ""
+        _entry(fg, paper, paper_view(paper), upvotes, when, ())
+    return _finish(fg, newest)
+
+
+# --- reading the store -------------------------------------------------------------------
+
+
+def _pick(paper_id: str, score: float, why: Any) -> Pick:
+    why = why if isinstance(why, dict) else {}
+    matched = why.get("matched") or ()
+    similar_title = why.get("similar_title")
+    return Pick(
+        paper_id=paper_id,
+        score=float(score or 0.0),
+        matched=tuple(str(m) for m in matched if isinstance(m, str)),
+        similar_to=why.get("similar_to") if isinstance(why.get("similar_to"), str) else None,
+        similar_title=similar_title if isinstance(similar_title, str) else None,
+    )
+
+
+def recent_entries(
+    session: Any, subscriber_ids: Sequence[int], limit: int
+) -> dict[int, list[tuple[Paper, Pick, datetime]]]:
+    """Each reader's newest ``limit`` digest items (any state but failed), newest first."""
+    rn = (
+        func.row_number()
+        .over(
+            partition_by=Digest.subscriber_id,
+            order_by=(Digest.created_at.desc(), Digest.id.desc(), DigestItem.rank),
+        )
+        .label("rn")
+    )
+    ranked = (
+        select(
+            Digest.subscriber_id,
+            Digest.created_at,
+            DigestItem.paper_id,
+            DigestItem.score,
+            DigestItem.why,
+            rn,
+        )
+        .join(DigestItem, DigestItem.digest_id == Digest.id)
+        .where(Digest.subscriber_id.in_(subscriber_ids), Digest.state != "failed")
+        .subquery()
+    )
+    query = (
+        select(ranked.c.subscriber_id, ranked.c.created_at, ranked.c.score, ranked.c.why, Paper)
+        .join(Paper, Paper.id == ranked.c.paper_id)
+        .where(ranked.c.rn <= limit)
+        .order_by(ranked.c.subscriber_id, ranked.c.rn)
+    )
+    out: dict[int, list[tuple[Paper, Pick, datetime]]] = {i: [] for i in subscriber_ids}
+    for sub_id, created, score, why, paper in session.execute(query):
+        out[sub_id].append((paper, _pick(paper.id, score, why), _aware(created)))
+    return out
+
+
+def newest_papers(session: Any, limit: int) -> list[Paper]:
+    """The ``limit`` papers seen most recently, most upvoted first."""
+    papers = list(
+        session.scalars(select(Paper).order_by(Paper.first_seen_at.desc(), Paper.id).limit(limit))
+    )
+    papers.sort(key=lambda p: (-(p.upvotes or 0), p.id))
+    return papers
+
+
+def _feeds_dir(config: Config) -> Path:
+    folder = config.path("digest.feeds_dir")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RenderError(
+            f"cannot create the feeds folder {folder}: {exc.strerror}",
+            field="digest.feeds_dir",
+            hint="Create it or point digest.feeds_dir at a writable folder.",
+        ) from None
+    return folder
+
+
+def write_feeds(store: Store, config: Config, *, progress: Progress | None = None) -> int:
+    """Write every feed reader's RSS and Atom files, and the public ``new.rss``/``new.atom``.
+
+    Readers are the active subscribers whose ``formats`` is ``rss`` or ``both``; files of
+    readers who left are removed. ``progress(done, total)`` is called after each reader.
+    Returns the number of readers whose feeds were written.
+    """
+    folder = _feeds_dir(config)
+    limit = int(config["digest.feed_items"])
+    with store.session() as session:
+        readers = list(
+            session.scalars(
+                select(Subscriber)
+                .where(Subscriber.status == "active", Subscriber.formats.in_(("rss", "both")))
+                .order_by(Subscriber.id)
+            )
+        )
+        total = len(readers)
+        keep = {f"{PUBLIC}.rss", f"{PUBLIC}.atom"}
+        try:
+            rss, atom = public_feeds(newest_papers(session, limit), config=config)
+            write_atomic(folder / f"{PUBLIC}.rss", rss, skip_unchanged=True)
+            write_atomic(folder / f"{PUBLIC}.atom", atom, skip_unchanged=True)
+            done = 0
+            for start in range(0, total, CHUNK):
+                chunk = readers[start : start + CHUNK]
+                recent = recent_entries(session, [r.id for r in chunk], limit)
+                for reader in chunk:
+                    rss, atom = subscriber_feeds(reader, recent[reader.id], config=config)
+                    for kind, data in (("rss", rss), ("atom", atom)):
+                        name = f"{reader.feed_token}.{kind}"
+                        write_atomic(folder / name, data, skip_unchanged=True)
+                        keep.add(name)
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
+        except OSError as exc:
+            raise RenderError(
+                f"cannot write feeds in {folder}: {exc.strerror}",
+                field="digest.feeds_dir",
+                hint="Check that the folder is writable and the disk is not full.",
+            ) from None
+    for path in folder.iterdir():
+        if _TOKEN_FILE.match(path.name) and path.name not in keep:
+            path.unlink(missing_ok=True)
+    return total
+
+
+def feed_bytes_for(store: Store, config: Config, feed_token: str, kind: str) -> bytes | None:
+    """One feed built on the spot (``kind`` is ``rss`` or ``atom``; token ``new`` is the
+    public feed), or None when no active reader has that token."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be 'rss' or 'atom', not {kind!r}")
+    limit = int(config["digest.feed_items"])
+    with store.session() as session:
+        if feed_token == PUBLIC:
+            pair = public_feeds(newest_papers(session, limit), config=config)
+        else:
+            reader = session.scalars(
+                select(Subscriber).where(
+                    Subscriber.feed_token == feed_token, Subscriber.status == "active"
+                )
+            ).first()
+            if reader is None:
+                return None
+            recent = recent_entries(session, [reader.id], limit)[reader.id]
+            pair = subscriber_feeds(reader, recent, config=config)
+    return pair[0] if kind == "rss" else pair[1]

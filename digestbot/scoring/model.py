@@ -1,0 +1,312 @@
+"""The paper model: TF-IDF vectors of every paper in the store, title counted above abstract.
+
+The model is rebuilt deterministically from the store (papers in id order), so two runs over
+the same papers score alike; it is cached per process while the papers do not change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
+from sqlalchemy import func, select
+
+from ..store import Paper, Store
+from .text import (
+    acronym_definitions,
+    analyze,
+    joined_form,
+    phrase_segments,
+    phrase_terms,
+    phrase_words,
+)
+
+# a multi-word keyword counts as its phrase; each of its words adds at most this share of the
+# phrase's weight, less the commoner the word (see keyword_matrix)
+COMPONENT_SHARE = 0.7
+RARITY_POWER = 0.5
+RARE_DF = 0.02
+# entries (two per distinct phrase, a few hundred bytes each) a model remembers; past this
+# the memo starts over
+PHRASE_MEMO = 200_000
+
+
+def l2_rows(matrix: sp.spmatrix) -> sp.csr_matrix:
+    """Rows scaled to unit length (all-zero rows stay zero); empty matrices are fine."""
+    matrix = sp.csr_matrix(matrix, dtype=np.float32)
+    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    matrix.data *= np.repeat(scale, np.diff(matrix.indptr)).astype(np.float32)
+    return matrix
+
+
+@dataclass(eq=False)
+class PaperModel:
+    """Vectors of all papers, sorted by when they were first seen (oldest first)."""
+
+    ids: np.ndarray  # object array of paper ids
+    titles: list[str]
+    first_seen: np.ndarray  # float64 POSIX seconds, ascending
+    upvotes: np.ndarray  # float64, 0 when unknown
+    matrix: sp.csr_matrix  # papers x terms, rows L2-normalised
+    vocabulary: dict[str, int]
+    idf: np.ndarray
+    fingerprint: str = ""
+    index: dict[str, int] = field(default_factory=dict)
+    binary: sp.csr_matrix | None = None  # which terms each paper has, for explanations
+    df: np.ndarray | None = None  # papers having each term
+    # acronyms the papers define: phrase key ("text speech") -> acronym terms ("tts",), and back
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    expansions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # match clauses and keyword_matrix rows per phrase: readers share phrases, and every
+    # chunk of readers asks again (the model is fixed once built; see PHRASE_MEMO)
+    _memo: dict[tuple[str, str], object] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.index = {pid: i for i, pid in enumerate(self.ids)}
+        self.binary = (self.matrix > 0).astype(np.float32).tocsr()
+        self.df = np.bincount(self.binary.indices, minlength=self.n_terms)
+
+    @property
+    def n_terms(self) -> int:
+        return len(self.vocabulary)
+
+    def first_after(self, when: float) -> int:
+        """Index of the first paper first seen strictly after ``when``."""
+        return int(np.searchsorted(self.first_seen, when, side="right"))
+
+    def spellings(self, phrase: str) -> list[tuple[str, ...]]:
+        """Ways a paper can contain ``phrase``, each a tuple of terms it must all have: the
+        phrase's word pairs (so "text-to-speech" meets "text to speech"), the phrase as one
+        word ("pretraining"), an acronym the papers define for it ("TTS"), or for an acronym
+        typed as a keyword, the phrase it stands for."""
+        main = phrase_terms(phrase)
+        out = [main] if main else []
+        tokens = phrase_words(phrase)
+        joined = joined_form(phrase)
+        if joined is not None and joined in self.vocabulary and (joined,) not in out:
+            out.append((joined,))
+        out.extend((a,) for a in self.aliases.get(" ".join(tokens), ()))
+        if len(tokens) == 1:
+            out.extend(phrase_terms(long) for long in self.expansions.get(tokens[0], ()))
+        return out
+
+    def _remember(self, kind: str, phrase: str, compute):  # noqa: ANN001, ANN202
+        key = (kind, phrase)
+        found = self._memo.get(key)
+        if found is None:
+            if len(self._memo) >= PHRASE_MEMO:
+                self._memo.clear()
+            found = self._memo[key] = compute(phrase)
+        return found
+
+    def match_clauses(self, phrase: str) -> list[tuple[str, ...]]:
+        """Memoised :meth:`_match_clauses` (callers must not change what it returns)."""
+        return self._remember("clauses", phrase, self._match_clauses)
+
+    def key_terms(self, phrase: str) -> tuple[list[str], list[str], int]:
+        """``(full, parts, missing)``: the terms a keyword phrase counts in full (its word
+        pairs and other spellings, or its word if it is one word: a paper with any of them
+        matches the phrase), its words (counted at a small share only), and how many of its
+        own word pairs no paper uses."""
+        vocab = self.vocabulary
+        own = phrase_terms(phrase)
+        segments = phrase_segments(phrase)
+        full: list[str] = [*own]
+        for i, spelling in enumerate(self.spellings(phrase)):
+            full.extend(spelling if i else ())
+        for seg in segments if len(segments) > 1 else ():
+            if len(phrase_words(seg)) > 1:
+                full.extend(t for spelling in self.spellings(seg) for t in spelling)
+        missing = sum(1 for t in set(own) if t not in vocab)
+        full = [t for t in dict.fromkeys(full) if t in vocab]
+        tokens = phrase_words(phrase)
+        parts = [t for t in dict.fromkeys(tokens) if len(tokens) > 1 and t in vocab]
+        return full, [t for t in parts if t not in full], missing
+
+    def _match_clauses(self, phrase: str) -> list[tuple[str, ...]]:
+        """A paper matches a keyword phrase when it has all the terms of one clause: a term
+        the phrase counts in full; all the words of the phrase, or of one of its topics, in
+        any order ("retrieval ... dense"); or a word of the phrase rare enough (in at most
+        RARE_DF of the papers) to name the topic on its own."""
+        full, parts, _ = self.key_terms(phrase)
+        clauses = [(t,) for t in full]
+        for seg in (phrase, *phrase_segments(phrase)):
+            tokens = tuple(dict.fromkeys(phrase_words(seg)))
+            if len(tokens) > 1 and all(t in self.vocabulary for t in tokens):
+                clauses.append(tokens)
+        n = max(self.matrix.shape[0], 1)
+        clauses.extend((t,) for t in parts if self.df[self.vocabulary[t]] <= RARE_DF * n)
+        return list(dict.fromkeys(clauses))
+
+    def term_vector(self, text_terms: Sequence[str]) -> sp.csr_matrix:
+        cols = [self.vocabulary[t] for t in text_terms if t in self.vocabulary]
+        vec = sp.csr_matrix(
+            (np.ones(len(cols), dtype=np.float64), (np.zeros(len(cols), int), cols)),
+            shape=(1, self.n_terms),
+        )
+        vec.sum_duplicates()
+        return vec
+
+
+def build_model(
+    rows: Sequence[tuple[str, str, str, datetime | None, int | None]],
+    *,
+    title_weight: float,
+) -> PaperModel:
+    """Fit on ``(id, title, abstract, first_seen_at, upvotes)`` rows."""
+    rows = sorted(rows, key=lambda r: r[0])
+    if rows:
+        counter = CountVectorizer(analyzer=analyze, dtype=np.float64)
+        counter.fit([f"{r[1]}\n{r[2]}" for r in rows])
+        titles = counter.transform([r[1] for r in rows])
+        abstracts = counter.transform([r[2] or "" for r in rows])
+        counts = (title_weight * titles + abstracts).tocsr()
+        tfidf = TfidfTransformer(sublinear_tf=True, norm="l2").fit(counts)
+        matrix = tfidf.transform(counts).tocsr().astype(np.float32)
+        vocabulary = {str(k): int(v) for k, v in counter.vocabulary_.items()}
+        idf = tfidf.idf_.astype(np.float32)
+    else:
+        matrix = sp.csr_matrix((0, 0), dtype=np.float32)
+        vocabulary, idf = {}, np.zeros(0, np.float32)
+    seen = np.array(
+        [(r[3] or datetime(1970, 1, 1, tzinfo=UTC)).timestamp() for r in rows], dtype=np.float64
+    )
+    order = np.argsort(seen, kind="stable")
+    return PaperModel(
+        ids=np.array([r[0] for r in rows], dtype=object)[order],
+        titles=[rows[i][1] for i in order],
+        first_seen=seen[order],
+        upvotes=np.array([float(r[4] or 0) for r in rows], dtype=np.float64)[order],
+        matrix=matrix[order] if rows else matrix,
+        vocabulary=vocabulary,
+        idf=idf,
+        **_acronyms(rows, vocabulary),
+    )
+
+
+def _acronyms(rows: Sequence[tuple], vocabulary: dict[str, int]) -> dict[str, dict]:
+    """Acronyms defined in the papers, each read as the long form most papers give it."""
+    seen: dict[str, Counter[str]] = {}
+    for row in rows:
+        for text in (row[1], row[2] or ""):
+            for key, acronym in set(acronym_definitions(text)):
+                seen.setdefault(acronym, Counter())[key] += 1
+    aliases: dict[str, list[str]] = {}
+    expansions: dict[str, tuple[str, ...]] = {}
+    for acronym in sorted(seen):
+        if acronym not in vocabulary:
+            continue
+        key = min(seen[acronym].items(), key=lambda kv: (-kv[1], kv[0]))[0]
+        aliases.setdefault(key, []).append(acronym)
+        expansions[acronym] = (key,)
+    return {"aliases": {k: tuple(v) for k, v in aliases.items()}, "expansions": expansions}
+
+
+def keyword_matrix(model: PaperModel, phrases: Sequence[str]) -> sp.csr_matrix:
+    """One row per phrase: the terms it counts in full (:meth:`PaperModel.key_terms`)
+    weighted by idf, and each word of a several-word segment at a small share of its idf,
+    scaled by how rare the word is.
+
+    A rare word of a phrase ("speech") still counts a little on its own; a common one
+    ("text", "learning") next to nothing, so it cannot make a paper relevant. Each row is
+    scaled as if every word pair of the phrase were in the vocabulary: a phrase no paper uses
+    does not hand its weight to its words.
+    """
+    idf_max = float(model.idf.max(initial=1.0))
+    indptr, cols, data = [0], [], []
+    for phrase in phrases:
+        row_cols, row_data = model._remember(
+            "row", phrase, lambda x: _keyword_row(model, x, idf_max)
+        )
+        cols.extend(row_cols)
+        data.extend(row_data)
+        indptr.append(len(cols))
+    return sp.csr_matrix(
+        (np.asarray(data, np.float32), np.asarray(cols, np.int64), np.asarray(indptr)),
+        shape=(len(phrases), model.n_terms),
+    )
+
+
+def _keyword_row(model: PaperModel, phrase: str, idf_max: float) -> tuple[list[int], list[float]]:
+    """One row of :func:`keyword_matrix`: term columns, ascending, and their weights."""
+    vocab, idf = model.vocabulary, model.idf
+    full, parts, missing = model.key_terms(phrase)
+    weights = {vocab[t]: float(idf[vocab[t]]) for t in full}
+    for t in parts:
+        col = vocab[t]
+        rarity = (idf[col] - 1.0) / max(idf_max - 1.0, 1e-6)
+        weights[col] = COMPONENT_SHARE * float(idf[col]) * float(rarity) ** RARITY_POWER
+    norm = np.sqrt(sum(w * w for w in weights.values()) + missing * idf_max**2)
+    order = sorted(weights)
+    return order, [weights[c] / norm if norm > 0 else 0.0 for c in order]
+
+
+def phrase_match_matrix(
+    model: PaperModel, phrases: Sequence[str], lo: int = 0, hi: int | None = None
+) -> sp.csr_matrix:
+    """phrases x papers[lo:hi], 1 where the paper matches the phrase: it has all the terms of
+    one of the phrase's clauses (:meth:`PaperModel.match_clauses`)."""
+    indptr, cols, need, owner = [0], [], [], []
+    vocab = model.vocabulary
+    for p, phrase in enumerate(phrases):
+        for clause in model.match_clauses(phrase):
+            cols.extend(sorted(vocab[t] for t in clause))
+            indptr.append(len(cols))
+            need.append(len(clause))
+            owner.append(p)
+    q = sp.csr_matrix(
+        (np.ones(len(cols), np.float32), np.asarray(cols, np.int64), np.asarray(indptr)),
+        shape=(len(need), model.n_terms),
+    )
+    counts = (q @ model.binary[lo:hi].T).tocsr()
+    rows = np.repeat(np.arange(len(need)), np.diff(counts.indptr))
+    counts.data = (counts.data >= np.asarray(need, np.float32)[rows]).astype(np.float32)
+    counts.eliminate_zeros()
+    of_phrase = sp.csr_matrix(
+        (np.ones(len(owner), np.float32), (np.asarray(owner, np.int64), np.arange(len(owner)))),
+        shape=(len(phrases), len(need)),
+    )
+    hits = (of_phrase @ counts).tocsr()
+    hits.data[:] = 1.0
+    return hits
+
+
+# --- loading from the store, cached per process ---------------------------------------------
+
+_CACHE: dict[tuple[str, float], PaperModel] = {}
+_LOCK = threading.Lock()
+
+
+def _fingerprint(store: Store) -> str:
+    with store.session() as session:
+        count, newest, oldest = session.execute(
+            select(func.count(Paper.id), func.max(Paper.updated_at), func.min(Paper.id))
+        ).one()
+    return hashlib.sha256(f"{count}|{newest}|{oldest}".encode()).hexdigest()[:16]
+
+
+def load_model(store: Store, *, title_weight: float = 2.0) -> PaperModel:
+    """The model of the store's papers, fitted again only when the papers changed."""
+    fingerprint = _fingerprint(store)
+    key = (store.url, title_weight)
+    with _LOCK:
+        cached = _CACHE.get(key)
+        if cached is not None and cached.fingerprint == fingerprint:
+            return cached
+    with store.session() as session:
+        rows = session.execute(
+            select(Paper.id, Paper.title, Paper.abstract, Paper.first_seen_at, Paper.upvotes)
+        ).all()
+    model = build_model([tuple(r) for r in rows], title_weight=title_weight)
+    model.fingerprint = fingerprint
+    with _LOCK:
+        _CACHE[key] = model
+    return model

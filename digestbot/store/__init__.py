@@ -1,0 +1,37 @@
+"""The store: papers, subscribers and the outbox, in SQLite or PostgreSQL."""
+
+from .db import RunLock, Store, normalise_url, open_store, upgrade
+from .models import (
+    Base,
+    Digest,
+    DigestItem,
+    Dump,
+    Feedback,
+    Meta,
+    Paper,
+    SentPaper,
+    Sighting,
+    Subscriber,
+    UsedToken,
+    utcnow,
+)
+
+__all__ = [
+    "Base",
+    "Digest",
+    "DigestItem",
+    "Dump",
+    "Feedback",
+    "Meta",
+    "Paper",
+    "RunLock",
+    "SentPaper",
+    "Sighting",
+    "Store",
+    "Subscriber",
+    "UsedToken",
+    "normalise_url",
+    "open_store",
+    "upgrade",
+    "utcnow",
+]

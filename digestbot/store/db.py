@@ -1,0 +1,209 @@
+"""Opening the store: URL handling, SQLite pragmas, migrations on first use, the run lock."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..errors import LockError, StoreError
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+_URL_RE = re.compile(r"^[a-z][a-z0-9+]*://", re.I)
+
+
+def normalise_url(db: str | Path) -> str:
+    """A SQLAlchemy URL, or a file path taken as a SQLite file."""
+    raw = str(db).strip()
+    if not raw:
+        raise StoreError("no database given", hint="Pass --db PATH or set DIGESTBOT_DB.")
+    if _URL_RE.match(raw):
+        if raw.startswith("postgresql://") or raw.startswith("postgres://"):
+            # psycopg 3 is the driver we ship; plain postgresql:// would ask for psycopg2
+            raw = "postgresql+psycopg://" + raw.split("://", 1)[1]
+        return raw
+    return "sqlite:///" + str(Path(raw).expanduser().resolve())
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL lets readers (the web front) run beside a writer (the digest run)
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+@dataclass
+class Store:
+    """An open store: an engine, a session factory, and what kind of database it is."""
+
+    url: str
+    engine: Engine
+    sessions: sessionmaker[Session] = field(repr=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        db = self.engine.url.database
+        return Path(db) if self.is_sqlite and db and db != ":memory:" else None
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: committed on success, rolled back on any error."""
+        with self.sessions.begin() as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def open_store(db: str | Path, *, migrate: bool = True, echo: bool = False) -> Store:
+    url = normalise_url(db)
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(
+            f"not a database URL: {db!r} ({exc})",
+            hint="Use a file path or e.g. postgresql+psycopg://host/db",
+        ) from None
+    kwargs: dict[str, Any] = {"echo": echo, "future": True}
+    if parsed.get_backend_name() == "sqlite":
+        path = parsed.database
+        if path and path != ":memory:":
+            folder = Path(path).parent
+            if not folder.is_dir():
+                raise StoreError(
+                    f"folder {folder} does not exist",
+                    field="store.db",
+                    hint="Create the folder, or point --db at another path.",
+                )
+        kwargs["connect_args"] = {"timeout": 30}
+    else:
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except Exception as exc:  # missing driver, bad options
+        raise StoreError(f"cannot open {parsed.render_as_string()}: {exc}") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    store = Store(url, engine, sessionmaker(engine, expire_on_commit=False))
+    if migrate:
+        upgrade(store)
+    return store
+
+
+def _alembic_config(store: Store) -> Any:
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["engine"] = store.engine
+    return cfg
+
+
+def current_revision(store: Store) -> str | None:
+    from alembic.migration import MigrationContext
+
+    with store.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision(store: Store) -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config(store)).get_current_head()
+
+
+def upgrade(store: Store, revision: str = "head") -> None:
+    """Apply pending migrations; cheap when the schema is current."""
+    from alembic import command
+
+    try:
+        if revision == "head" and current_revision(store) == head_revision(store):
+            return
+        command.upgrade(_alembic_config(store), revision)
+    except OperationalError as exc:
+        raise StoreError(
+            f"cannot migrate {store.engine.url.render_as_string()}: {exc.orig}",
+            hint="Check that the database exists, is reachable and is writable.",
+        ) from None
+
+
+# --- the run lock ---------------------------------------------------------------------------
+
+
+@dataclass
+class RunLock:
+    """One run at a time: a file lock beside a SQLite store, an advisory lock on PostgreSQL."""
+
+    store: Store
+    name: str = "run"
+    lock_dir: Path | None = None
+    _file_lock: Any = None
+    _conn: Any = None
+
+    def _key(self) -> int:
+        digest = hashlib.sha256(f"digestbot:{self.name}".encode()).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
+
+    def acquire(self) -> RunLock:
+        if self.store.dialect == "postgresql":
+            conn = self.store.engine.connect()
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key()})
+            if not got.scalar():
+                conn.close()
+                raise LockError(f"another digestbot {self.name} holds the lock on this database")
+            self._conn = conn
+            return self
+        from filelock import FileLock, Timeout
+
+        base = self.lock_dir or (
+            self.store.sqlite_path.parent if self.store.sqlite_path else Path.cwd()
+        )
+        stem = self.store.sqlite_path.name if self.store.sqlite_path else "digestbot"
+        path = Path(base) / f"{stem}.{self.name}.lock"
+        lock = FileLock(str(path), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise LockError(f"another digestbot {self.name} is running (lock {path})") from None
+        except OSError as exc:
+            raise LockError(
+                f"cannot create lock file {path}: {exc.strerror}",
+                hint="Make the folder writable or set store.lock_dir.",
+            ) from None
+        self._file_lock = lock
+        return self
+
+    def release(self) -> None:
+        if self._conn is not None:
+            self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key()})
+            self._conn.close()
+            self._conn = None
+        if self._file_lock is not None:
+            self._file_lock.release()
+            self._file_lock = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

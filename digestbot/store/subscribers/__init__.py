@@ -1,0 +1,52 @@
+"""Subscribers and their feedback: adding, changing, finding, removing, CSV in and out."""
+
+from .core import (
+    EDITABLE,
+    add_subscriber,
+    as_dict,
+    count_subscribers,
+    disliked_ids,
+    find_subscriber,
+    get_subscriber,
+    liked_ids,
+    new_token,
+    remove_subscriber,
+    set_feedback,
+    update_subscriber,
+)
+from .csvio import CSV_COLUMNS, ImportReport, export_csv, import_csv
+from .validate import (
+    FORMATS,
+    FREQUENCIES,
+    STATUSES,
+    email_key,
+    parse_ids,
+    parse_keywords,
+    validate_email,
+)
+
+__all__ = [
+    "CSV_COLUMNS",
+    "EDITABLE",
+    "FORMATS",
+    "FREQUENCIES",
+    "STATUSES",
+    "ImportReport",
+    "add_subscriber",
+    "as_dict",
+    "count_subscribers",
+    "disliked_ids",
+    "email_key",
+    "export_csv",
+    "find_subscriber",
+    "get_subscriber",
+    "import_csv",
+    "liked_ids",
+    "new_token",
+    "parse_ids",
+    "parse_keywords",
+    "remove_subscriber",
+    "set_feedback",
+    "update_subscriber",
+    "validate_email",
+]

@@ -1,0 +1,167 @@
+"""CSV import and export of subscribers: a header row, one subscriber a row.
+
+A bad row is reported with its line number and skipped; the other rows are imported.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ...errors import DigestbotError, ValidationError
+from ..models import Feedback, Subscriber
+from .core import add_subscriber
+
+CSV_COLUMNS = (
+    "email",
+    "name",
+    "keywords",
+    "liked",
+    "disliked",
+    "frequency",
+    "weekday",
+    "send_hour",
+    "timezone",
+    "max_items",
+    "min_score",
+    "formats",
+    "status",
+)
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    failed: list[tuple[int, DigestbotError]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+@contextmanager
+def _open(path_or_file: str | Path | IO[str], mode: str) -> Iterator[tuple[IO[str], str | None]]:
+    if isinstance(path_or_file, str | Path):
+        path = Path(path_or_file)
+        try:
+            with path.open(mode, encoding="utf-8-sig" if "r" in mode else "utf-8", newline="") as f:
+                yield f, str(path)
+        except FileNotFoundError:
+            raise ValidationError(
+                "file not found", file=path, hint="Check the path of the CSV file."
+            ) from None
+        except UnicodeDecodeError:
+            raise ValidationError(
+                "not UTF-8 text", file=path, hint="Save the CSV file as UTF-8."
+            ) from None
+    else:
+        yield path_or_file, getattr(path_or_file, "name", None)
+
+
+def import_csv(session: Session, path_or_file: str | Path | IO[str]) -> ImportReport:
+    """Add a subscriber per row; columns as in :data:`CSV_COLUMNS`, only ``email`` required."""
+    report = ImportReport()
+    with _open(path_or_file, "r") as (f, name):
+        reader = csv.reader(f)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise ValidationError(
+                "the file is empty", file=name, line=1, hint=_header_hint()
+            ) from None
+        columns = [h.strip().lower() for h in header]
+        unknown = [c for c in columns if c and c not in CSV_COLUMNS]
+        if unknown:
+            raise ValidationError(
+                f"unknown column {unknown[0]!r}",
+                file=name,
+                line=1,
+                field=unknown[0],
+                hint=_header_hint(),
+            )
+        if "email" not in columns:
+            raise ValidationError(
+                "no 'email' column", file=name, line=1, field="email", hint=_header_hint()
+            )
+        start = reader.line_num + 1
+        for row in reader:
+            line, start = start, reader.line_num + 1
+            if not any(cell.strip() for cell in row):
+                continue
+            try:
+                if len(row) > len(columns):
+                    raise ValidationError(
+                        f"{len(row)} fields, the header has {len(columns)}",
+                        hint='Quote fields that contain commas, e.g. "a, b".',
+                    )
+                values: dict[str, Any] = {
+                    c: v.strip() for c, v in zip(columns, row, strict=False) if c and v.strip()
+                }
+                values.setdefault("email", "")
+                # add_subscriber checks everything before it writes, so a bad row adds nothing
+                add_subscriber(session, **values)
+                report.added += 1
+            except DigestbotError as error:
+                error.file = error.file or name
+                error.line = line
+                report.failed.append((line, error))
+    return report
+
+
+def _header_hint() -> str:
+    return "The first row names the columns; 'email' is required. Columns: " + ", ".join(
+        CSV_COLUMNS
+    )
+
+
+def export_csv(session: Session, file: str | Path | IO[str], *, status: str | None = None) -> int:
+    """Write every subscriber (or those with ``status``); returns how many."""
+    feedback: dict[int, tuple[list[str], list[str]]] = {}
+    for sub_id, paper_id, value in session.execute(
+        select(Feedback.subscriber_id, Feedback.paper_id, Feedback.value).order_by(
+            Feedback.subscriber_id, Feedback.created_at, Feedback.paper_id
+        )
+    ):
+        feedback.setdefault(sub_id, ([], []))[0 if value > 0 else 1].append(paper_id)
+    query = select(Subscriber).order_by(Subscriber.id)
+    if status:
+        query = query.where(Subscriber.status == status)
+    count = 0
+    with _open(file, "w") as (f, _name):
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        for sub in session.scalars(query).yield_per(1000):
+            liked, disliked = feedback.get(sub.id, ([], []))
+            writer.writerow(
+                [
+                    sub.email,
+                    sub.name,
+                    ", ".join(sub.keywords or []),
+                    " ".join(liked),
+                    " ".join(disliked),
+                    sub.frequency,
+                    sub.weekday,
+                    sub.send_hour,
+                    sub.timezone,
+                    sub.max_items,
+                    f"{sub.min_score:g}",
+                    sub.formats,
+                    sub.status,
+                ]
+            )
+            count += 1
+    return count
+
+
+def export_text(session: Session) -> str:
+    out = io.StringIO()
+    export_csv(session, out)
+    return out.getvalue()

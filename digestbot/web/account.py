@@ -1,0 +1,214 @@
+"""A reader's own pages, reached by signed links from their emails: unsubscribe,
+preferences, feedback on a paper."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+
+from ..errors import NotFoundError
+from ..render.links import feed_urls, paper_url, public_feed_urls
+from ..store import Paper, Store, Subscriber
+from ..store.subscribers import disliked_ids, liked_ids, set_feedback, update_subscriber
+from .forms import PREFERENCE_FIELDS, FormResult, check_form, read_form
+from .pages import form_context, site_of
+from .security import check_csrf
+from .site import Site
+
+GONE = "This link points to a subscription that no longer exists."
+
+
+def _value(site: Site, purpose: str, token: str) -> Any:
+    # links in emails stay valid; a reader's pref_token is what can be rotated
+    return site.tokens.loads(purpose, token)
+
+
+def _pref_token(site: Site, purpose: str, token: str) -> str:
+    value = _value(site, purpose, token)
+    if not isinstance(value, str):
+        raise HTTPException(400, "This link is not valid.")
+    return value
+
+
+def _subscriber(session: Any, pref_token: str) -> Subscriber:
+    sub = session.scalar(select(Subscriber).where(Subscriber.pref_token == pref_token))
+    if sub is None:
+        raise NotFoundError(GONE)
+    return sub
+
+
+def _snapshot(session: Any, site: Site, sub: Subscriber) -> dict[str, Any]:
+    """Plain values for the templates, read inside the session."""
+    return {
+        "email": sub.email,
+        "status": sub.status,
+        "keywords": ", ".join(sub.keywords or []),
+        "frequency": sub.frequency,
+        "weekday": sub.weekday,
+        "send_hour": sub.send_hour,
+        "timezone": sub.timezone,
+        "formats": sub.formats,
+        "max_items": sub.max_items,
+        "feeds": feed_urls(site.config, sub),
+        "liked": len(liked_ids(session, sub)),
+        "disliked": len(disliked_ids(session, sub)),
+        "unsubscribe_token": site.tokens.dumps("unsubscribe", sub.pref_token),
+    }
+
+
+# --- unsubscribe ----------------------------------------------------------------------------
+
+
+def _unsubscribe(store: Store, pref_token: str) -> str:
+    with store.session() as s:
+        sub = _subscriber(s, pref_token)
+        if sub.status != "unsubscribed":
+            update_subscriber(s, sub, status="unsubscribed")
+        return sub.email
+
+
+def _status(store: Store, pref_token: str) -> tuple[str, str]:
+    with store.session() as s:
+        sub = _subscriber(s, pref_token)
+        return sub.email, sub.status
+
+
+async def unsubscribe(request: Request) -> Response:
+    site = site_of(request)
+    token = request.path_params["token"]
+    pref_token = _pref_token(site, "unsubscribe", token)
+    if request.method == "POST":
+        form = await read_form(request)
+        # RFC 8058: mail providers POST "List-Unsubscribe=One-Click" with no cookie and no
+        # page; the signed token in the URL is the authorisation.
+        if form.get("List-Unsubscribe") == "One-Click":
+            await run_in_threadpool(_unsubscribe, site.store, pref_token)
+            return PlainTextResponse("Unsubscribed.\n", headers={"Cache-Control": "no-store"})
+        check_csrf(request, form, site.tokens)
+        email = await run_in_threadpool(_unsubscribe, site.store, pref_token)
+        status = "unsubscribed"
+        done = True
+    else:
+        email, status = await run_in_threadpool(_status, site.store, pref_token)
+        done = status == "unsubscribed"
+    return site.page(
+        request,
+        "unsubscribe.html",
+        {
+            "email": email,
+            "done": done,
+            "status": status,
+            # no preferences link: unsubscribe links reach mail providers' scanners, and
+            # must not open the address's settings and feeds to them
+        },
+        private=True,
+    )
+
+
+# --- preferences ----------------------------------------------------------------------------
+
+
+def _load_preferences(store: Store, site: Site, pref_token: str) -> dict[str, Any]:
+    with store.session() as s:
+        return _snapshot(s, site, _subscriber(s, pref_token))
+
+
+def _save_preferences(store: Store, pref_token: str, values: dict[str, Any]) -> None:
+    with store.session() as s:
+        update_subscriber(s, _subscriber(s, pref_token), **values)
+
+
+def _resubscribe(store: Store, pref_token: str) -> None:
+    # the signed link proves the reader owns the address: no second opt-in needed
+    with store.session() as s:
+        sub = _subscriber(s, pref_token)
+        if sub.status != "active":
+            update_subscriber(s, sub, status="active")
+
+
+async def preferences(request: Request) -> Response:
+    site = site_of(request)
+    token = request.path_params["token"]
+    pref_token = _pref_token(site, "preferences", token)
+    result = FormResult({})
+    status = 200
+    if request.method == "POST":
+        form = await read_form(request)
+        check_csrf(request, form, site.tokens)
+        if form.get("action") == "resubscribe":
+            await run_in_threadpool(_resubscribe, site.store, pref_token)
+            return RedirectResponse(f"/preferences/{token}?resubscribed=1", status_code=303)
+        result = check_form(form, PREFERENCE_FIELDS)
+        if result.ok:
+            await run_in_threadpool(_save_preferences, site.store, pref_token, result.values)
+            return RedirectResponse(f"/preferences/{token}?saved=1", status_code=303)
+        status = 422
+    current = await run_in_threadpool(_load_preferences, site.store, site, pref_token)
+    defaults = {k: current[k] for k in PREFERENCE_FIELDS}
+    notice = next(
+        (n for n in ("welcome", "saved", "resubscribed") if request.query_params.get(n)), None
+    )
+    context = {
+        "sub": current,
+        "token": token,
+        "notice": None if status != 200 else notice,
+        "public_feeds": public_feed_urls(site.config),
+        **form_context(result, defaults),
+    }
+    return site.page(request, "preferences.html", context, status=status, private=True)
+
+
+# --- feedback -------------------------------------------------------------------------------
+
+
+def _feedback_target(site: Site, token: str) -> tuple[str, str, str]:
+    value = _value(site, "feedback", token)
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("s"), str)
+        or not isinstance(value.get("p"), str)
+        or value.get("d") not in ("more", "less")
+    ):
+        raise HTTPException(400, "This link is not valid.")
+    return value["s"], value["p"], value["d"]
+
+
+def _feedback(
+    store: Store, pref_token: str, paper_id: str, direction: str, save: bool
+) -> dict[str, Any]:
+    with store.session() as s:
+        sub = _subscriber(s, pref_token)
+        paper = s.get(Paper, paper_id)
+        if paper is None:
+            raise NotFoundError("this paper is no longer in the archive")
+        if save:
+            set_feedback(s, sub, paper_id, 1 if direction == "more" else -1)
+        return {"title": paper.title, "url": paper_url(paper)}
+
+
+async def feedback(request: Request) -> Response:
+    site = site_of(request)
+    token = request.path_params["token"]
+    pref_token, paper_id, direction = _feedback_target(site, token)
+    save = request.method == "POST"
+    if save:
+        form = await read_form(request)
+        check_csrf(request, form, site.tokens)
+    paper = await run_in_threadpool(_feedback, site.store, pref_token, paper_id, direction, save)
+    return site.page(
+        request,
+        "feedback.html",
+        {
+            "paper": paper,
+            "direction": direction,
+            "done": save,
+            "token": token,
+            "preferences_token": site.tokens.dumps("preferences", pref_token),
+        },
+        private=True,
+    )

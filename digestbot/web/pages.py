@@ -1,0 +1,312 @@
+"""The subscribe page, double opt-in and the health check.
+
+Nothing changes state on GET: mail systems' link scanners open every link in a message,
+so confirming (like unsubscribing and feedback) takes a button press, a POST.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import zoneinfo
+from functools import cache
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from ..errors import NotFoundError
+from ..render.links import paper_url
+from ..store import Paper, Store, Subscriber, UsedToken
+from ..store.subscribers import (
+    add_subscriber,
+    email_key,
+    find_subscriber,
+    update_subscriber,
+)
+from .forms import LABELS, SUBSCRIBE_FIELDS, FormResult, check_form, read_form
+from .mail import Notice, send_notice
+from .ratelimit import client_key, mailbox_key
+from .security import check_csrf, client_address
+from .site import VERSION, Site
+
+log = logging.getLogger("digestbot.web")
+
+PREVIEW_SIZE = 5
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def site_of(request: Request) -> Site:
+    return request.app.state.site  # type: ignore[no-any-return]
+
+
+@cache
+def time_zones() -> list[str]:
+    return sorted(z for z in zoneinfo.available_timezones() if "/" in z and "Etc" not in z) + [
+        "UTC"
+    ]
+
+
+def form_context(result: FormResult, defaults: dict[str, Any]) -> dict[str, Any]:
+    """What the form partial needs: values to show, errors, and the choices."""
+    shown = {k: str(v) for k, v in defaults.items()}
+    shown.update({k: v for k, v in result.raw.items() if k not in result.errors or v})
+    return {
+        "values": shown,
+        "errors": result.errors,
+        "labels": LABELS,
+        "zones": time_zones(),
+        "weekdays": list(enumerate(WEEKDAYS)),
+        "hours": list(range(24)),
+    }
+
+
+SUBSCRIBE_DEFAULTS = {
+    "email": "",
+    "keywords": "",
+    "frequency": "daily",
+    "weekday": 0,
+    "send_hour": 8,
+    "timezone": "UTC",
+}
+
+
+def _preview(store: Store) -> list[dict[str, Any]]:
+    """The latest listing's top papers, by upvotes: what a first digest looks like."""
+    with store.session() as s:
+        latest = s.scalar(select(func.max(Paper.listed_on)))
+        query = select(Paper)
+        if latest is not None:
+            query = query.where(Paper.listed_on == latest)
+        query = query.order_by(
+            Paper.upvotes.desc().nulls_last(), Paper.first_seen_at.desc(), Paper.id
+        ).limit(PREVIEW_SIZE)
+        papers = list(s.scalars(query))
+        return [
+            {
+                "title": p.title,
+                "url": paper_url(p),
+                "authors": _authors(p.authors or [], p.author_count),
+                "organization": p.organization,
+                "upvotes": p.upvotes,
+                "listed_on": p.listed_on,
+                "abstract": _snippet(p.abstract or ""),
+            }
+            for p in papers
+        ]
+
+
+def _authors(names: list[str], count: int | None) -> str:
+    total = max(len(names), count or 0)
+    if not names:
+        return ""
+    shown = ", ".join(names[:3])
+    return shown + (f" and {total - 3} more" if total > 3 else "")
+
+
+def _snippet(abstract: str, limit: int = 220) -> str:
+    words = " ".join(abstract.split())
+    if len(words) <= limit:
+        return words
+    return words[:limit].rsplit(" ", 1)[0] + "…"
+
+
+async def home(request: Request) -> Response:
+    site = site_of(request)
+    return await _subscribe_page(request, site, FormResult({}), status=200)
+
+
+async def _subscribe_page(
+    request: Request, site: Site, result: FormResult, *, status: int
+) -> Response:
+    preview = await run_in_threadpool(_preview, site.store)
+    context = {"preview": preview, **form_context(result, SUBSCRIBE_DEFAULTS)}
+    return site.page(request, "subscribe.html", context, status=status)
+
+
+def _rate_limit(site: Site, key: str) -> None:
+    wait = site.limiter.hit(key)
+    if wait:
+        minutes = max(1, round(wait / 60))
+        raise HTTPException(
+            429,
+            f"Too many subscribe requests. Please try again in about {minutes} minute"
+            f"{'s' if minutes != 1 else ''}.",
+            headers={"Retry-After": str(int(wait))},
+        )
+
+
+async def subscribe(request: Request) -> Response:
+    site = site_of(request)
+    form = await read_form(request)
+    check_csrf(request, form, site.tokens)
+    _rate_limit(site, "client:" + client_key(client_address(request, site.trusted)))
+    result = check_form(form, SUBSCRIBE_FIELDS)
+    if not result.ok:
+        return await _subscribe_page(request, site, result, status=422)
+    _rate_limit(site, "address:" + email_key(result.values["email"]))
+    _rate_limit(site, "mailbox:" + mailbox_key(result.values["email"]))
+    # The same page either way, and the bookkeeping and the email happen after the
+    # response: neither the wording nor the timing says whether the address was here.
+    return site.page(
+        request,
+        "check_inbox.html",
+        {"email": result.values["email"], "confirm_hours": site.config["web.confirm_hours"]},
+        background=BackgroundTask(_subscribe_and_notify, site, dict(result.values)),
+    )
+
+
+async def _subscribe_and_notify(site: Site, values: dict[str, Any]) -> None:
+    """Background task: record the request, then mail the address (or not, if bounced)."""
+    try:
+        notice = await run_in_threadpool(_subscribe, site.store, values)
+    except Exception:
+        log.exception("subscribe request not recorded")
+        return
+    if notice is not None:
+        await send_notice(site.config, site.tokens, notice)
+
+
+def _subscribe(store: Store, values: dict[str, Any]) -> Notice | None:
+    prefs = {k: v for k, v in values.items() if k != "email"}
+    for attempt in range(2):
+        try:
+            with store.session() as s:
+                sub = find_subscriber(s, values["email"])
+                if sub is None:
+                    # a new row: nobody else's settings to protect
+                    sub = add_subscriber(s, email=values["email"], status="pending", **prefs)
+                    kind = "confirm"
+                elif sub.status == "active":
+                    # a stranger must not be able to change an active reader's settings
+                    kind = "already"
+                elif sub.status == "bounced":
+                    # mail to it bounced: the form never revives it, and sends nothing
+                    return None
+                else:
+                    # kept aside until the owner confirms: a stranger's choices never
+                    # replace the stored ones on their own
+                    update_subscriber(s, sub, status="pending")
+                    sub.pending_prefs = prefs
+                    kind = "confirm"
+                nonce = None
+                if kind == "confirm":
+                    # a new request: links from every earlier one stop working
+                    nonce = sub.confirm_nonce = secrets.token_urlsafe(16)
+                return Notice(kind, sub.email, sub.pref_token, nonce)
+        except IntegrityError:
+            # the same address submitted twice at once: the second sees the first's row
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+# --- confirmation ---------------------------------------------------------------------------
+
+
+def _spent_key(pref_token: str, nonce: str) -> str:
+    # the decoded payload, not the link's text: several strings verify as one token
+    return hashlib.sha256(f"confirm\0{pref_token}\0{nonce}".encode()).hexdigest()
+
+
+def _check_confirm(s: Any, pref_token: str, nonce: str) -> tuple[Subscriber, str]:
+    sub = s.scalar(select(Subscriber).where(Subscriber.pref_token == pref_token))
+    if sub is None:
+        raise NotFoundError("this subscription no longer exists")
+    if sub.status == "active":
+        return sub, "already"
+    current = sub.confirm_nonce
+    if (
+        sub.status != "pending"
+        or not current
+        or not hmac.compare_digest(current, nonce)
+        or s.get(UsedToken, _spent_key(pref_token, nonce)) is not None
+    ):
+        return sub, "spent"
+    return sub, "ready"
+
+
+def _confirm_state(store: Store, pref_token: str, nonce: str) -> str:
+    with store.session() as s:
+        return _check_confirm(s, pref_token, nonce)[1]
+
+
+def _confirm(store: Store, pref_token: str, nonce: str) -> str:
+    """Spend the token and activate; returns the state, as for the GET page."""
+    with store.session() as s:
+        sub, state = _check_confirm(s, pref_token, nonce)
+        if state != "ready":
+            return state
+        s.add(UsedToken(token_hash=_spent_key(pref_token, nonce)))
+        # flush first: if another request spent the token a moment ago, this one fails
+        s.flush()
+        update_subscriber(s, sub, status="active", **(sub.pending_prefs or {}))
+        sub.confirm_nonce = None
+        sub.pending_prefs = None
+        return "confirmed"
+
+
+def _confirm_value(site: Site, token: str) -> tuple[str, str]:
+    value = site.tokens.loads("confirm", token, max_age=site.config["web.confirm_hours"] * 3600)
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("s"), str)
+        or not isinstance(value.get("n"), str)
+        or not value["n"]
+    ):
+        raise HTTPException(400, "This link is not valid.")
+    return value["s"], value["n"]
+
+
+async def confirm(request: Request) -> Response:
+    site = site_of(request)
+    token = request.path_params["token"]
+    if request.method == "POST":
+        form = await read_form(request)
+        check_csrf(request, form, site.tokens)
+        pref_token, nonce = _confirm_value(site, token)
+        try:
+            state = await run_in_threadpool(_confirm, site.store, pref_token, nonce)
+        except IntegrityError:
+            state = "already"
+        if state == "confirmed":
+            path = "/preferences/" + site.tokens.dumps("preferences", pref_token)
+            return RedirectResponse(path + "?welcome=1", status_code=303)
+    else:
+        pref_token, nonce = _confirm_value(site, token)
+        state = await run_in_threadpool(_confirm_state, site.store, pref_token, nonce)
+    if state == "spent":
+        raise HTTPException(
+            410,
+            "This confirmation link has already been used, was replaced by a newer one, or "
+            "the subscription was cancelled. Subscribe again to get a new link.",
+        )
+    return site.page(request, "confirm.html", {"state": state, "token": token}, private=True)
+
+
+# --- health ---------------------------------------------------------------------------------
+
+
+def _db_ok(store: Store) -> bool:
+    with store.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    return True
+
+
+async def healthz(request: Request) -> Response:
+    site = site_of(request)
+    try:
+        await run_in_threadpool(_db_ok, site.store)
+        body = {"status": "ok", "database": "ok", "version": VERSION}
+        status = 200
+    except Exception as exc:  # any database failure means "not ready"
+        body = {"status": "error", "database": type(exc).__name__, "version": VERSION}
+        status = 503
+    return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})

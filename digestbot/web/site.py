@@ -1,0 +1,124 @@
+"""What every request handler shares: configuration, store, tokens, templates, limits."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import jinja2
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.templating import Jinja2Templates
+
+from ..config import Config
+from ..resources import templates_dir
+from ..store import Store
+from ..tokens import Tokens
+from .ratelimit import RateLimiter
+from .security import Network, csrf_token, set_csrf_cookie
+
+log = logging.getLogger("digestbot.web")
+
+
+def _version() -> str:
+    # from the installed metadata, not digestbot.__version__: the same answer however the
+    # package was imported
+    try:
+        return version("digestbot")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+VERSION = _version()
+
+REASONS = {
+    400: "This link does not work",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Method not allowed",
+    410: "This link has expired",
+    413: "Too much data",
+    422: "Please check the form",
+    429: "Too many requests",
+    500: "Something went wrong",
+    503: "Temporarily unavailable",
+}
+
+
+@dataclass
+class Site:
+    config: Config
+    store: Store
+    tokens: Tokens
+    trusted: list[Network]
+    limiter: RateLimiter
+    templates: Jinja2Templates = field(repr=False)
+
+    @property
+    def secure(self) -> bool:
+        return str(self.config["digest.site_url"]).startswith("https://")
+
+    def page(
+        self,
+        request: Request,
+        name: str,
+        context: dict[str, Any] | None = None,
+        *,
+        status: int = 200,
+        private: bool = False,
+        headers: dict[str, str] | None = None,
+        background: BackgroundTask | None = None,
+    ) -> Response:
+        """Render a page; ``private`` pages (they show a reader's tokens) are never cached."""
+        ctx = {"csrf_token": lambda: csrf_token(request, self.tokens), "version": VERSION}
+        ctx.update(context or {})
+        response = self.templates.TemplateResponse(
+            request, name, ctx, status_code=status, headers=headers, background=background
+        )
+        response.headers["Cache-Control"] = "no-store" if private else "no-cache"
+        set_csrf_cookie(request, response, secure=self.secure)
+        return response
+
+    def error(
+        self,
+        request: Request,
+        status: int,
+        detail: str,
+        *,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        """Every error goes out through here, as JSON to API clients, else as error.html."""
+        title = title or REASONS.get(status, "Error")
+        accept = request.headers.get("accept", "")
+        if "application/json" in accept and "text/html" not in accept:
+            return JSONResponse(
+                {"error": title, "detail": detail, "status": status},
+                status_code=status,
+                headers=headers,
+            )
+        try:
+            return self.page(
+                request,
+                "error.html",
+                {"status": status, "title": title, "detail": detail},
+                status=status,
+                headers=headers,
+            )
+        except Exception:  # a broken template must not hide the original error
+            log.exception("cannot render the error page")
+            return HTMLResponse(f"<h1>{status}</h1>", status_code=status, headers=headers)
+
+
+def make_templates() -> Jinja2Templates:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir() / "web")),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return Jinja2Templates(env=env)

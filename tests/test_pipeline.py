@@ -1,0 +1,347 @@
+"""The one-shot run on both backends: who is due, the whole pipeline, the lock, exit codes."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from digestbot.cli import main
+from digestbot.config import Config
+from digestbot.pipeline import run_lock, run_once, select_due
+from digestbot.store import Digest, Store, Subscriber, open_store
+
+from .conftest import make_config
+from .pipeline_helpers import add, fill_inbox, maildir_recipients
+
+NOON = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)  # a Sunday
+
+
+def test_select_due_by_local_send_hour_and_last_period(store: Store) -> None:
+    berlin_8 = add(store, "b8@example.org", timezone="Europe/Berlin", send_hour=8)  # 07:00Z
+    berlin_14 = add(store, "b14@example.org", timezone="Europe/Berlin", send_hour=14)  # 13:00Z
+    tokyo_weekly_fri = add(
+        store, "t@example.org", timezone="Asia/Tokyo", frequency="weekly", weekday=4
+    )
+    tokyo_weekly_mon = add(
+        store, "m@example.org", timezone="Asia/Tokyo", frequency="weekly", weekday=0, send_hour=9
+    )
+    # 12:00Z is 21:00 Sunday in Tokyo: Monday 09:00 of this ISO week has long passed
+    already = add(store, "done@example.org", timezone="UTC", send_hour=6)
+    paused = add(store, "p@example.org", timezone="UTC", send_hour=6, status="unsubscribed")
+    with store.session() as session:
+        session.get(Subscriber, already).last_period = "2026-11-22/daily"  # type: ignore[union-attr]
+
+    selection = select_due(store, NOON)
+    assert [(d.subscriber_id, d.period) for d in selection.due] == [
+        (berlin_8, "2026-11-22/daily"),
+        (tokyo_weekly_fri, "2026-W47/weekly"),
+        (tokyo_weekly_mon, "2026-W47/weekly"),
+    ]
+    assert berlin_14 not in {d.subscriber_id for d in selection.due}
+    assert paused not in {d.subscriber_id for d in selection.due}
+    only = select_due(store, NOON, ids=[tokyo_weekly_mon, berlin_14])
+    assert [d.subscriber_id for d in only.due] == [tokyo_weekly_mon]
+
+
+def test_select_due_reports_a_schedule_it_cannot_evaluate(store: Store) -> None:
+    good = add(store, "good@example.org", send_hour=0)
+    bad = add(store, "bad@example.org", send_hour=0)
+    with store.session() as session:
+        # a zone the system's tz database no longer knows; validation stops new ones
+        session.get(Subscriber, bad).timezone = "Mars/Olympus"  # type: ignore[union-attr]
+    selection = select_due(store, NOON)
+    assert [d.subscriber_id for d in selection.due] == [good]
+    assert [s.timezone for s, _ in selection.bad_schedules] == ["Mars/Olympus"]
+
+
+def _config(tmp_path: Path, db: str, **overrides: object) -> Config:
+    return make_config(tmp_path, db, **overrides)
+
+
+def test_whole_run_then_nothing_to_do(tmp_path: Path, db_url: str) -> None:
+    config = _config(tmp_path, db_url)
+    store = open_store(db_url)
+    try:
+        fill_inbox(config.path("ingest.inbox"))
+        add(store, "mail@example.org", send_hour=0, keywords=["diffusion"])
+        add(store, "feed@example.org", send_hour=0, keywords=["speech"], formats="rss")
+        add(store, "later@example.org", send_hour=23, keywords=["speech"])
+        report = run_once(store, config, now=NOON)
+        assert report.status == "ok", report.as_dict()
+        assert report.files == 5 and report.papers_new > 100 and report.ingest_failed == 0
+        assert (report.due, report.queued, report.feed_only) == (2, 1, 1)
+        assert (report.sent, report.retried, report.send_failed) == (1, 0, 0)
+        assert report.feeds >= 1
+        assert set(report.timings) == {"ingest", "select", "digests", "send", "feeds"}
+        assert maildir_recipients(config.path("delivery.maildir")) == {"mail@example.org": 1}
+        assert sorted(p.name for p in (config.path("ingest.inbox") / "processed").iterdir())
+        with store.session() as session:
+            rows = {s.email: s for s in session.query(Subscriber)}
+            assert rows["mail@example.org"].last_period == "2026-11-22/daily"
+            assert rows["mail@example.org"].last_digest_at == NOON
+            assert rows["later@example.org"].last_period is None
+            states = sorted(d.state for d in session.query(Digest))
+            assert states == ["feed_only", "sent"]
+
+        again = run_once(store, config, now=NOON)
+        assert again.status == "nothing", again.as_dict()
+        assert maildir_recipients(config.path("delivery.maildir")) == {"mail@example.org": 1}
+    finally:
+        store.dispose()
+
+
+def test_a_bad_dump_is_a_partial_failure_and_the_rest_goes_on(tmp_path: Path) -> None:
+    db = str(tmp_path / "d.db")
+    config = _config(tmp_path, db)
+    store = open_store(db)
+    try:
+        inbox = config.path("ingest.inbox")
+        fill_inbox(inbox, count=1)
+        (inbox / "broken.json").write_text('{"papers": [', encoding="utf-8")
+        add(store, "mail@example.org", send_hour=0)
+        report = run_once(store, config, now=NOON)
+        assert report.status == "partial"
+        assert (report.files, report.ingest_failed, report.sent) == (2, 1, 1)
+    finally:
+        store.dispose()
+
+
+def test_empty_digests_mark_the_period_without_sending(tmp_path: Path) -> None:
+    db = str(tmp_path / "d.db")
+    config = _config(tmp_path, db)
+    store = open_store(db)
+    try:
+        sid = add(store, "mail@example.org", send_hour=0)
+        report = run_once(store, config, now=NOON)  # no papers at all
+        assert [(d.subscriber_id, d.state) for d in report.digests] == [(sid, "empty")]
+        assert report.sent == 0 and report.status == "ok"
+        assert select_due(store, NOON).due == []
+    finally:
+        store.dispose()
+
+
+# --- the command ---------------------------------------------------------------------------
+
+ENV = {"DIGESTBOT_SECRET_KEY": "test-secret-key-not-for-production"}
+LINE = {
+    "ingest": r"ingest:  (\d+) files, (\d+) new papers, (\d+) updated, (\d+) failed  \([\d.]+ s\)",
+    "due": r"due:     (\d+) subscribers  \([\d.]+ s\)",
+    "digests": r"digests: (\d+) queued, (\d+) feed only, (\d+) empty, (\d+) failed  \(.*\)",
+    "send": r"send:    (\d+) sent, (\d+) retried, (\d+) failed, (\d+) bounced  \([\d.]+ s\)",
+    "feeds": r"feeds:   (\d+) written  \(.*\)",
+    "result": r"result:  (ok|partial|nothing) in [\d.]+ s \(exit (\d+)\)",
+}
+
+
+def _parse(output: str) -> dict[str, tuple[str, ...]]:
+    lines = output.splitlines()
+    assert lines[0] == "digestbot run at 2026-11-22T12:00:00+00:00"
+    assert len(lines) == 7, output
+    out = {}
+    for line, (name, pattern) in zip(lines[1:], LINE.items(), strict=True):
+        match = re.fullmatch(pattern, line)
+        assert match, f"{name}: {line!r}"
+        out[name] = match.groups()
+    return out
+
+
+def test_run_command_summary_and_exit_codes(runner: CliRunner) -> None:
+    fill_inbox(Path("inbox"))
+    store = open_store("d.db")
+    add(store, "mail@example.org", send_hour=0)
+    store.dispose()
+    now = ["--db", "d.db", "--now", "2026-11-22T12:00:00Z"]
+    first = runner.invoke(main, ["run", *now], env=ENV)
+    assert first.exit_code == 0, first.output
+    got = _parse(first.output)
+    assert got["ingest"][0] == "5" and got["due"] == ("1",)
+    assert got["digests"] == ("1", "0", "0", "0")
+    assert got["send"] == ("1", "0", "0", "0")
+    assert got["result"] == ("ok", "0")
+
+    nothing = runner.invoke(main, ["run", *now], env=ENV)
+    assert nothing.exit_code == 4
+    assert _parse(nothing.output)["result"] == ("nothing", "4")
+    zero = runner.invoke(main, ["run", *now, "--nothing-exit-code", "0"], env=ENV)
+    assert zero.exit_code == 0 and _parse(zero.output)["result"] == ("nothing", "0")
+    quiet = runner.invoke(main, ["-q", "run", *now], env=ENV)
+    assert (quiet.exit_code, quiet.output) == (4, "")
+
+    as_json = runner.invoke(main, ["run", *now, "--json"], env=ENV)
+    data = json.loads(as_json.output)
+    assert as_json.exit_code == 4
+    assert (data["status"], data["exit_code"], data["now"]) == (
+        "nothing",
+        4,
+        "2026-11-22T12:00:00+00:00",
+    )
+    assert data["send"] == {"sent": 0, "retried": 0, "failed": 0, "bounced": 0}
+
+
+def test_run_command_partial_exit_code(runner: CliRunner) -> None:
+    Path("inbox").mkdir()
+    Path("inbox/broken.json").write_text("{", encoding="utf-8")
+    result = runner.invoke(main, ["run", "--db", "d.db", "--now", "2026-11-22T12:00"], env=ENV)
+    assert result.exit_code == 3, result.output
+    assert _parse(result.output)["ingest"][:2] == ("1", "0")
+    assert _parse(result.output)["ingest"][3] == "1"
+
+
+def test_second_run_exits_at_once_with_a_clear_message(runner: CliRunner, db_url: str) -> None:
+    store = open_store(db_url)
+    config = make_config(Path.cwd(), db_url)
+    lock = run_lock(store, config).acquire()
+    try:
+        result = runner.invoke(main, ["run", "--db", db_url], env=ENV)
+    finally:
+        lock.release()
+        store.dispose()
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    if db_url.startswith("postgresql"):
+        assert lines[0] == "Error: another digestbot run holds the lock on this database"
+    else:
+        lock_path = Path(db_url).resolve().parent / "digestbot.db.run.lock"
+        assert lines[0] == f"Error: another digestbot run is running (lock {lock_path})"
+    assert lines[1] == (
+        "Hint: Wait for the other run to finish; if none is running, the lock is stale."
+    )
+    assert len(lines) == 2
+
+
+def test_bad_now_is_a_usage_error(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["run", "--now", "yesterday"])
+    assert result.exit_code == 2
+    assert "'yesterday' is not an ISO 8601 time" in result.output
+
+
+@pytest.mark.parametrize("folder", ["digest.feeds_dir", "ingest.inbox"])
+def test_unusable_folder_stops_the_run_before_any_work(tmp_path: Path, folder: str) -> None:
+    from digestbot.errors import ConfigError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    db = str(tmp_path / "d.db")
+    config = _config(tmp_path, db, **{folder.replace(".", "__"): str(blocker / "sub")})
+    store = open_store(db)
+    try:
+        with pytest.raises(ConfigError) as info:
+            run_once(store, config, now=NOON)
+    finally:
+        store.dispose()
+    assert info.value.field == folder
+    assert "Not a directory" in info.value.message
+
+
+def test_an_unsubscribe_during_queueing_is_seen_or_waits(store: Store) -> None:
+    """The status re-check and the enqueue are one transaction: an unsubscribe committed
+    between them either is seen (no digest) or waits until the digest is queued."""
+    import threading
+    from types import SimpleNamespace
+
+    from sqlalchemy import event, select, update
+
+    from digestbot.pipeline.run import _queue
+
+    from .test_deliver_support import add_subscribers
+
+    (sub_id,) = add_subscribers(store, 1)
+    with store.session() as s:
+        sub = s.get(Subscriber, sub_id)
+    other = open_store(store.url, migrate=False)
+    done = threading.Event()
+
+    def unsubscribe() -> None:
+        with other.session() as s:
+            s.execute(
+                update(Subscriber).where(Subscriber.id == sub_id).values(status="unsubscribed")
+            )
+        done.set()
+
+    thread = threading.Thread(target=unsubscribe)
+    seen: dict[str, bool] = {}
+
+    def after(conn, cursor, statement, params, context, many) -> None:  # type: ignore[no-untyped-def]
+        if not thread.is_alive() and not done.is_set() and "FROM subscribers" in statement:
+            thread.start()
+            thread.join(1.5)  # it finishes now unless the re-check holds a lock
+            seen["meanwhile"] = done.is_set()
+
+    event.listen(store.engine, "after_cursor_execute", after)
+    message = SimpleNamespace(
+        as_bytes=lambda: b"Subject: x\n\nhi\n", message_id="<m@x>", subject="x"
+    )
+    try:
+        outcomes = _queue(store, [(sub, "2026-11-22/daily", [], message)], NOON)
+    finally:
+        event.remove(store.engine, "after_cursor_execute", after)
+        thread.join(30)
+        other.dispose()
+    committed_meanwhile = seen["meanwhile"] and outcomes[0].state != "skipped"
+    with store.session() as s:
+        queued = s.scalars(select(Digest)).all()
+    assert not (committed_meanwhile and queued), "queued a digest for a reader who had left"
+
+
+def test_a_run_killed_before_sending_delivers_once_on_the_next_run(
+    tmp_path: Path, db_url: str
+) -> None:
+    """Queueing commits each digest with its period: a run that dies after queueing (here it
+    stops before its send stage) loses nothing, and the next run sends, not re-queues."""
+    config = _config(tmp_path, db_url)
+    store = open_store(db_url)
+    try:
+        fill_inbox(config.path("ingest.inbox"))
+        add(store, "mail@example.org", send_hour=0, keywords=["diffusion"])
+        first = run_once(store, config, now=NOON, send=False)
+        assert (first.queued, first.sent) == (1, 0)
+        assert maildir_recipients(config.path("delivery.maildir")) == {}
+
+        later = datetime(2026, 11, 22, 13, 0, tzinfo=UTC)
+        second = run_once(store, config, now=later)
+        assert (second.due, second.queued, second.sent) == (0, 0, 1)
+        assert maildir_recipients(config.path("delivery.maildir")) == {"mail@example.org": 1}
+        with store.session() as session:
+            assert [d.state for d in session.query(Digest)] == ["sent"]
+    finally:
+        store.dispose()
+
+
+def test_due_subscribers_are_read_a_chunk_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scoring, rendering and queueing read due readers from the database in chunks
+    (SUBSCRIBER_CHUNK to score, BATCH to render and queue), never all at once."""
+    from sqlalchemy import event
+
+    from digestbot.pipeline import run as pipeline_run
+
+    monkeypatch.setattr(pipeline_run, "SUBSCRIBER_CHUNK", 3)
+    monkeypatch.setattr(pipeline_run, "BATCH", 3)
+    db = str(tmp_path / "chunks.db")
+    config = _config(tmp_path, db)
+    store = open_store(db)
+    try:
+        fill_inbox(config.path("ingest.inbox"))
+        for n in range(8):
+            add(store, f"reader{n}@example.org", send_hour=0, keywords=["diffusion"])
+        rows_per_select: list[int] = []
+
+        def count(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+            if statement.lstrip().upper().startswith("SELECT") and "FROM subscribers" in statement:
+                if "subscribers.id IN" in statement:
+                    rows_per_select.append(len(parameters))
+
+        event.listen(store.engine, "before_cursor_execute", count)
+        report = run_once(store, config, now=NOON)
+        event.remove(store.engine, "before_cursor_execute", count)
+        assert report.queued == 8 and report.sent == 8
+        assert rows_per_select, "the digest stage read no subscribers by id"
+        assert max(rows_per_select) <= 3
+    finally:
+        store.dispose()

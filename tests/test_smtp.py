@@ -1,0 +1,190 @@
+"""SMTP security and login against a real aiosmtpd: STARTTLS and implicit TLS with a
+self-signed (trustme) certificate, authentication, and reply classification."""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+
+from digestbot.config import ConfigError, load_config
+from digestbot.deliver import send_now
+from digestbot.deliver.smtp import classify
+from digestbot.errors import DeliveryError
+
+from .conftest import make_config
+from .smtp_sink import SmtpSink, password_authenticator
+from .test_deliver_support import make_message
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+def _server_context(ca: trustme.CA) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(ctx)
+    return ctx
+
+
+@pytest.fixture
+def cafile(ca: trustme.CA, tmp_path: Path) -> str:
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture
+def tls_sink(ca: trustme.CA) -> Iterator[SmtpSink]:
+    sink = SmtpSink(
+        tls_context=_server_context(ca),
+        require_starttls=True,
+        authenticator=password_authenticator({"bot": "s3cret"}),
+        auth_require_tls=True,
+    )
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+def _cfg(tmp_path: Path, sink: SmtpSink, **kw: object):  # type: ignore[no-untyped-def]
+    return make_config(
+        tmp_path,
+        str(tmp_path / "x.db"),
+        delivery__transport="smtp",
+        smtp__host="127.0.0.1",
+        smtp__port=sink.port,
+        smtp__timeout=5.0,
+        **kw,
+    )
+
+
+def test_starttls_with_self_signed_cert_and_login(
+    tls_sink: SmtpSink, tmp_path: Path, cafile: str
+) -> None:
+    cfg = _cfg(
+        tmp_path,
+        tls_sink,
+        smtp__security="starttls",
+        smtp__cafile=cafile,
+        smtp__username="bot",
+        smtp__password="s3cret",
+    )
+    send_now(cfg, make_message("a@example.org"), recipient="a@example.org")
+    assert tls_sink.recipients() == Counter({"a@example.org": 1})
+
+
+def test_untrusted_certificate_is_refused_with_a_hint(tls_sink: SmtpSink, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, tls_sink, smtp__security="starttls")
+    with pytest.raises(DeliveryError) as err:
+        send_now(cfg, make_message("a@example.org"), recipient="a@example.org")
+    assert err.value.field == "smtp.cafile"
+    assert "could not be verified" in err.value.message
+    assert tls_sink.received == []
+
+
+def test_validate_certs_off(tls_sink: SmtpSink, tmp_path: Path) -> None:
+    cfg = _cfg(
+        tmp_path,
+        tls_sink,
+        smtp__security="starttls",
+        smtp__validate_certs=False,
+        smtp__username="bot",
+        smtp__password="s3cret",
+    )
+    send_now(cfg, make_message("a@example.org"), recipient="a@example.org")
+    assert len(tls_sink.received) == 1
+
+
+def test_wrong_password_is_a_clear_error(tls_sink: SmtpSink, tmp_path: Path, cafile: str) -> None:
+    cfg = _cfg(
+        tmp_path,
+        tls_sink,
+        smtp__security="starttls",
+        smtp__cafile=cafile,
+        smtp__username="bot",
+        smtp__password="nope",
+    )
+    with pytest.raises(DeliveryError) as err:
+        send_now(cfg, make_message("a@example.org"), recipient="a@example.org")
+    assert err.value.field == "smtp.username"
+    assert err.value.message.startswith(
+        f"127.0.0.1:{tls_sink.port} refused the login for 'bot': 535"
+    )
+
+
+def test_server_requiring_starttls_refuses_plain(tls_sink: SmtpSink, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, tls_sink)
+    with pytest.raises(DeliveryError) as err:
+        send_now(cfg, make_message("a@example.org"), recipient="a@example.org")
+    assert "530" in err.value.message and tls_sink.received == []
+
+
+def test_implicit_tls(ca: trustme.CA, tmp_path: Path, cafile: str) -> None:
+    sink = SmtpSink(ssl_context=_server_context(ca))
+    sink.start()
+    try:
+        cfg = _cfg(tmp_path, sink, smtp__security="tls", smtp__cafile=cafile)
+        send_now(cfg, make_message("a@example.org"), recipient="a@example.org")
+        assert sink.recipients() == Counter({"a@example.org": 1})
+    finally:
+        sink.stop()
+
+
+def test_plain_auth_without_tls(tmp_path: Path) -> None:
+    sink = SmtpSink(authenticator=password_authenticator({"bot": "pw"}), auth_require_tls=False)
+    sink.start()
+    try:
+        cfg = _cfg(tmp_path, sink, smtp__username="bot", smtp__password="pw")
+        send_now(cfg, make_message("a@example.org"), recipient="a@example.org")
+        assert len(sink.received) == 1
+    finally:
+        sink.stop()
+
+
+def test_username_without_password_is_refused(tmp_path: Path, smtp_sink: SmtpSink) -> None:
+    cfg = _cfg(tmp_path, smtp_sink, smtp__username="bot")
+    with pytest.raises(DeliveryError) as err:
+        send_now(cfg, make_message("a@example.org"), recipient="a@example.org")
+    assert err.value.field == "smtp.password"
+
+
+def test_password_comes_from_env_or_owner_only_file(tmp_path: Path) -> None:
+    conf = tmp_path / "digestbot.toml"
+    conf.write_text('[smtp]\npassword = "in-git"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(conf, env={})
+    assert err.value.field == "smtp.password"
+    secret = tmp_path / "smtp-password"
+    secret.write_text("from-file\n")
+    os.chmod(secret, 0o644)
+    conf.write_text(f'[smtp]\npassword_file = "{secret}"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(conf, env={})
+    assert err.value.hint == f"Run: chmod 600 {secret}"
+    os.chmod(secret, 0o600)
+    assert load_config(conf, env={})["smtp.password"] == "from-file"
+    assert load_config(conf, env={"DIGESTBOT_SMTP_PASSWORD": "env"})["smtp.password"] == "env"
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "kind"),
+    [
+        (451, "4.3.0 try later", "retry"),
+        (421, "closing", "retry"),
+        (550, "5.1.1 <x@y>: Recipient address rejected: User unknown", "bounced"),
+        (550, "5.1.10 null MX", "bounced"),
+        (553, "5.1.3 bad address syntax", "bounced"),
+        (550, "5.7.1 relaying denied", "failed"),
+        (552, "message too large", "failed"),
+        (554, "5.1.1x", "failed"),
+    ],
+)
+def test_classify(code: int, message: str, kind: str) -> None:
+    assert classify(code, message).kind == kind
