@@ -4,8 +4,9 @@ Reports the parse rate, the end-to-end ingest rate into a fresh SQLite store (re
 one transaction), the rate for a second listing of the same papers (the merge/update path),
 and the peak memory. Each rate is given in wall-clock time and in this process's CPU time
 (time.process_time), since a shared machine makes wall-clock figures noisy; the CPU figure
-leaves out the disk's own time (fsync) and other processes. Target: >= 20,000 papers/s end
-to end into SQLite on a 2-core machine.
+leaves out the disk's own time (fsync) and other processes. A big dump is parsed in a child
+process while this one writes: its CPU time is given apart ("+ N s parsing"), and the child's
+peak memory too. Target: >= 20,000 papers/s end to end into SQLite on a 2-core machine.
 
     .venv/bin/python bench/ingest.py [--papers N] [--db URL]
 """
@@ -55,6 +56,12 @@ def synthetic_dump(path: Path, n: int, *, seed: int, listing: str) -> None:
                 fh.write(f"  • {rng.randint(1, 12)} authors\n·\n{day}{year}{comments}\n\n")
 
 
+def children_cpu() -> float:
+    """CPU time of the child processes that have ended (the parse processes)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--papers", type=int, default=100_000)
@@ -78,38 +85,44 @@ def main() -> None:
         del dump
 
         store = open_store(args.db or folder / "bench.db")
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0, c0, k0 = time.perf_counter(), time.process_time(), children_cpu()
         report = ingest_paths(store, [first], listing_date=date(2024, 12, 29), max_bytes=LIMIT)
         ingest_s, ingest_c = time.perf_counter() - t0, time.process_time() - c0
+        ingest_k = children_cpu() - k0
         assert report.ok and report.papers_new == n, report.as_dict()
 
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0, c0, k0 = time.perf_counter(), time.process_time(), children_cpu()
         again = ingest_paths(store, [second], listing_date=date(2024, 12, 30), max_bytes=LIMIT)
         again_s, again_c = time.perf_counter() - t0, time.process_time() - c0
+        again_k = children_cpu() - k0
         assert again.ok and again.papers_new == 0, again.as_dict()
         store.dispose()
 
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"cpu_count:            {os.cpu_count()}")
     print(f"papers:               {n:,} ({size_mb:.1f} MB of text)")
-    for label, wall, cpu in (
-        ("parse:", parse_s, parse_c),
-        ("ingest, new papers:", ingest_s, ingest_c),
-        ("ingest, seen again:", again_s, again_c),
+    for label, wall, cpu, child in (
+        ("parse:", parse_s, parse_c, 0.0),
+        ("ingest, new papers:", ingest_s, ingest_c, ingest_k),
+        ("ingest, seen again:", again_s, again_c, again_k),
     ):
+        apart = f" + {child:.2f} s parsing ({child / n * 1e6:.1f} us/paper)" if child else ""
         print(
             f"{label:<22}{n / wall:,.0f} papers/s ({wall:.2f} s wall); "
-            f"CPU {cpu:.2f} s, {cpu / n * 1e6:.1f} us/paper ({n / cpu:,.0f} papers/CPU-s)"
+            f"CPU {cpu:.2f} s, {cpu / n * 1e6:.1f} us/paper ({n / cpu:,.0f} papers/CPU-s)" + apart
         )
-    print(f"peak memory (RSS):    {peak_mb:,.0f} MB")
+    print(f"peak memory (RSS):    {peak_mb:,.0f} MB; parse process {child_mb:,.0f} MB")
     target = 20_000
     if args.db and not args.db.startswith("sqlite"):
         print(f"target:               none for this backend ({target:,} papers/s is for SQLite)")
         return
     verdict = "meets" if n / ingest_s >= target else "MISSES"
     print(f"target:               {target:,} papers/s end to end into SQLite (wall): {verdict}")
-    cpu_verdict = "would meet" if n / ingest_c >= target else "would miss"
-    print(f"                      on CPU time alone ({n / ingest_c:,.0f}/s) it {cpu_verdict} it")
+    # with the parse process, the busier of the two processes sets the pace
+    busiest = max(ingest_c, ingest_k)
+    cpu_verdict = "would meet" if n / busiest >= target else "would miss"
+    print(f"                      on CPU time alone ({n / busiest:,.0f}/s) it {cpu_verdict} it")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import hashlib
 import random
 import re
 import unicodedata
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from digestbot.ingest import normalise_title, parse_file
+from digestbot.ingest import lines, normalise_title, parse_file, title_key
 from digestbot.ingest.hf_text import TextParser, is_hf_text
+from digestbot.ingest.lines import LineFeed
 from digestbot.ingest.model import clean_text
 from digestbot.ingest.parse import detect_format
 from digestbot.ingest.reading import free_of_controls, gc_paused, read_dump
@@ -39,6 +41,8 @@ def test_ascii_title_normalisation_matches_the_general_rule() -> None:
     for text in texts:
         assert text.isascii()
         assert normalise_title(text) == _general_normalise(text), repr(text)
+        general_key = hashlib.sha256(_general_normalise(text).encode()).hexdigest()
+        assert title_key(text) == general_key, repr(text)
     assert normalise_title("Naïve  Bayes — Ⅸ") == _general_normalise("Naïve  Bayes — Ⅸ")
 
 
@@ -67,6 +71,50 @@ def test_text_dumps_parse_the_same_with_and_without_the_plain_path() -> None:
         general = TextParser(path, raw.text, None, mtime).parse()
         fast = TextParser(path, raw.text, None, mtime, plain=free_of_controls(raw.data)).parse()
         assert fast == general, path
+
+
+def test_lines_come_in_segments_as_one_split_gives_them() -> None:
+    texts = _random_texts(300, "ab\n\n x\t", 5) + ["", "\n", "a\n", "\na", "a\n\nb\n"]
+    for text in texts:
+        for size in (1, 2, 3, 7, 100):
+            feed = LineFeed(text, check_controls=True, size=size)
+            lines = feed.lines[:]
+            while feed.advance():
+                lines += feed.lines
+            assert lines == text.split("\n"), (text, size)
+            assert feed.plain is ("\t" not in text), (text, size)
+            assert feed.final
+            # looking ahead while going through the lines changes nothing
+            feed = LineFeed(text, check_controls=False, size=size)
+            numbered = []
+            for i, line in feed.numbered(0):
+                numbered.append((i, line))
+                if i % 3 == 0:
+                    feed.append()
+                assert feed.lines[i - feed.base] == line
+            assert numbered == list(enumerate(text.split("\n"))), (text, size)
+
+
+@pytest.mark.parametrize("size", [1, 50, 3000])
+def test_text_dumps_parse_the_same_a_segment_at_a_time(
+    size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    header = (
+        "new\n\nGet trending papers in your email inbox!\n\nDaily Papers\n\n"
+        "byAK and the research community\n\nDec 29\n\n"
+    )
+    # control characters first found far into the dump, inside a paragraph
+    controls = header + "A Title\n\nAn abstract.\n\n" * 40 + "T\tx\n\nAb\x0bs\n\n"
+    texts = [
+        read_dump(path).text for path in [*sorted(SEEDS.iterdir()), DUMPS / "hf_page_real.txt"]
+    ]
+    mtime = date(2025, 1, 1)
+    for text in [*texts, controls]:
+        whole = TextParser(Path("d.txt"), text, None, mtime).parse()
+        monkeypatch.setattr(lines, "SEGMENT", size)
+        segmented = TextParser(Path("d.txt"), text, None, mtime, plain=None).parse()
+        monkeypatch.undo()
+        assert segmented == whole
 
 
 def test_a_file_with_tabs_and_double_spaces_is_cleaned(tmp_path: Path) -> None:

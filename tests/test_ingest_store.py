@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -333,3 +334,37 @@ def test_an_update_writes_what_improves_and_keeps_the_rest(store: Store, tmp_pat
         last = s.execute(select(Paper.__table__).where(Paper.id == "2410.05258")).one()
     assert last.abstract == longer and last.updated_at == later
     assert {**last._mapping, "abstract": after.abstract} == dict(after._mapping)
+
+
+def test_every_field_is_stored_as_parsed(store: Store, tmp_path: Path) -> None:
+    # many papers with every mix of missing fields: rows are written many to a statement,
+    # grouped by which of their fields are missing
+    rng = random.Random(7)
+    entries = []
+    for i in range(1500):
+        upvotes = f"[-] {rng.randint(1, 300)}\n\n" if rng.random() < 0.5 else ""
+        link = f"https://huggingface.co/papers/2411.{10000 + i}\n\n" if rng.random() < 0.5 else ""
+        meta = ""
+        if rng.random() < 0.6:
+            who = f"  • {rng.randint(1, 9)} authors" if rng.random() < 0.5 else "  • Some Lab"
+            count = f" {rng.randint(1, 20)}" if rng.random() < 0.3 else ""
+            meta = f"{who}\n·\nNov {rng.randint(1, 28)}{count}\n\n"
+        entries.append(f"{upvotes}{link}Paper Number {i}\n\nWhat paper {i} does.\n\n{meta}")
+    page = tmp_path / "page.txt"
+    page.write_text(HEADER + "Nov 30\n\n" + "".join(entries), encoding="utf-8")
+    dump = parse_file(page, listing_date=date(2024, 11, 30))
+    assert len(dump.papers) == 1500
+    report = ingest_paths(store, [page], listing_date=date(2024, 11, 30), now=NOW)
+    assert report.papers_new == 1500
+    names = ("arxiv_id", "title", "abstract", "author_count", "organization", "published_on")
+    names += ("upvotes", "comments", "links", "github_url")
+    expected = {p.id: tuple(getattr(p, n) for n in names) for p in dump.papers}
+    with store.session() as s:
+        rows = s.execute(select(Paper.id, *(Paper.__table__.c[n] for n in names))).all()
+        sightings = s.execute(
+            select(Sighting.paper_id, Sighting.position, Sighting.upvotes, Sighting.comments)
+        ).all()
+    assert {r[0]: tuple(r[1:]) for r in rows} == expected
+    assert sorted(sightings, key=lambda r: r[1]) == [
+        (p.id, i, p.upvotes, p.comments) for i, p in enumerate(dump.papers, 1)
+    ]

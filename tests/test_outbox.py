@@ -450,3 +450,34 @@ def test_a_message_that_kills_its_sender_stops_at_max_attempts(store: Store) -> 
     with store.session() as s:
         row = s.scalars(select(Digest)).one()
     assert row.state == "failed" and row.attempts == 3 and "gave up" in row.last_error
+
+
+def test_parallel_claims_never_spend_more_than_the_daily_limit(store: Store) -> None:
+    """Workers reading the headroom at the same moment must not each spend all of it."""
+    seed_outbox(store, 60)
+    outbox.record(
+        store,
+        [(j, Outcome("sent")) for j in outbox.claim(store, "earlier", 4, NOW, LEASE)],
+        NOW - timedelta(hours=2),
+        max_attempts=3,
+        backoff_seconds=1,
+    )
+    workers = 4
+    start = threading.Barrier(workers)
+    got: list[list[int]] = [[] for _ in range(workers)]
+
+    def worker(i: int) -> None:
+        start.wait()
+        while jobs := outbox.claim(store, f"w{i}", 3, NOW, LEASE, daily_limit=25):
+            got[i] += [j.id for j in jobs]
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    every = [x for g in got for x in g]
+    # 4 sent in the last day, so 21 may be claimed, by whichever workers, once each
+    assert len(every) == len(set(every)) == 21
+    assert outbox.daily_headroom(store, NOW, 25) == 0
+    assert state_counts(store) == {"sent": 4, "sending": 21, "queued": 35}

@@ -371,3 +371,51 @@ def test_highlighter_mark_safe_matches_mark() -> None:
         assert hl.mark_safe(safe, low, "<m>", "</m>") == expected
         index = word_index(safe, low)
         assert hl.mark_safe(safe, low, "<m>", "</m>", index or {}) == expected
+
+
+def test_short_lines_check_matches_measuring_every_line() -> None:
+    import random
+
+    from digestbot.render.message import _short_lines
+
+    rng = random.Random(1)
+    sizes = [0, 1, 50, 498, 499, 500, 997, 998, 999, 1000, 1500]
+    for _ in range(3000):
+        lines = [b"x" * rng.choice(sizes) for _ in range(rng.randint(1, 8))]
+        data = b"\n".join(lines) + (b"\n" if rng.random() < 0.3 else b"")
+        assert _short_lines(data) == (max(map(len, data.split(b"\n"))) <= 998)
+
+
+def test_encoded_words_round_trip_and_stay_short() -> None:
+    import random
+
+    from digestbot.render.message import encoded_words
+
+    rng = random.Random(3)
+    alphabet = "aZ9 ·▲é大🤖"
+    for _ in range(2000):
+        value = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 120)))
+        words = encoded_words(value)
+        assert all(len(word) <= 75 for word in words.split("\n "))
+        msg = parse(f"Subject: {words}\n\nbody\n".encode("ascii"))
+        assert msg["Subject"] == value
+        assert_no_defects(msg)
+
+
+def test_cards_message_falls_back_to_quoted_printable_html(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A title of 300 CJK characters is a 2,400-byte line as character references: the
+    message built from the cards' encoded pieces falls back as the whole document does."""
+    import time
+
+    monkeypatch.setattr(time, "time", lambda: 1_790_000_000.25)
+    wide = paper(0, title="大" * 300, abstract="模型 " * 100)
+    items = [(wide, entries(1)[0][1].__class__(wide.id, 0.9, matched=("大",)))]
+    fast = render_digest(reader(), items, period="p", config=CONFIG, now=NOW)
+    slow = render_digest(reader(), items, period="p", config=CONFIG, now=NOW, cards=False)
+    assert fast is not None and slow is not None
+    assert fast.as_bytes() == slow.as_bytes()
+    msg = parse(fast.as_bytes())
+    assert_no_defects(msg)
+    html_part = msg.get_payload()[1]
+    assert html_part["Content-Transfer-Encoding"] == "quoted-printable"
+    assert html_part.get_content() == slow.html

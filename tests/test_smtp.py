@@ -4,6 +4,7 @@ self-signed (trustme) certificate, authentication, and reply classification."""
 from __future__ import annotations
 
 import os
+import socket
 import ssl
 from collections import Counter
 from collections.abc import Iterator
@@ -188,3 +189,54 @@ def test_password_comes_from_env_or_owner_only_file(tmp_path: Path) -> None:
 )
 def test_classify(code: int, message: str, kind: str) -> None:
     assert classify(code, message).kind == kind
+
+
+def _dialogue(sink: SmtpSink, data: bytes) -> bytes:
+    """One message over a raw socket, its DATA bytes exactly as given: the reply to them."""
+    with socket.create_connection((sink.host, sink.port), timeout=10) as sock:
+        replies = sock.makefile("rb")
+
+        def reply() -> bytes:
+            while (line := replies.readline())[3:4] == b"-":
+                pass
+            return line.rstrip()
+
+        assert reply().startswith(b"220")
+        for command in (b"EHLO test", b"MAIL FROM:<a@example.org>", b"RCPT TO:<b@example.org>"):
+            sock.sendall(command + b"\r\n")
+            assert reply().startswith(b"250")
+        sock.sendall(b"DATA\r\n")
+        assert reply().startswith(b"354")
+        sock.sendall(data)
+        answer = reply()
+        sock.sendall(b"QUIT\r\n")
+        return answer
+
+
+def test_the_process_sinks_data_phase_receives_what_aiosmtpd_receives() -> None:
+    """The lean DATA phase of the benchmark's sink (tests/smtp_sink.py LeanSMTP) gives the same
+    replies and the same message bytes as aiosmtpd's own, on the edge cases of RFC 5321."""
+    # lines starting or ending with a dot, or both, or neither; 50 KB in all
+    prose = b"".join(
+        b"." * (i % 7 == 0) + b"word " * (i % 19) + b"." * (i % 5 == 0) + b"\r\n"
+        for i in range(2_000)
+    )
+    cases = [
+        b".\r\n",  # an empty message
+        b"a\r\n.\r\n",
+        b"..\r\n..x\r\nend.\r\n.\r\n",  # dot-stuffed lines, a line ending in a dot
+        b"a\nb.\r\n.c\rd\n.\r\n.\r\n",  # bare LF and CR are not line ends in SMTP
+        prose + b".\r\n",
+        b"x" * 999 + b"\r\n.\r\n",  # the longest line allowed
+        b"x" * 1000 + b"\r\n.\r\n",  # one byte too long: 500
+        b"ok\r\n" + b"y" * 5000 + b"\r\n.\r\n",
+    ]
+    stock, lean = SmtpSink().start(), SmtpSink(lean=True).start()
+    try:
+        for data in cases:
+            assert _dialogue(lean, data) == _dialogue(stock, data), data[:40]
+        assert [m.data for m in lean.received] == [m.data for m in stock.received]
+        assert len(stock.received) == len(cases) - 2
+    finally:
+        stock.stop()
+        lean.stop()

@@ -9,22 +9,38 @@ records its papers as sent to the subscriber.
 from __future__ import annotations
 
 import os
-import random
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    and_,
+    bindparam,
+    case,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..scoring.picks import Pick
-from ..store import Digest, DigestItem, SentPaper, Store, Subscriber
-from ..store.models import UTCDateTime, utcnow
+from ..store import Digest, DigestItem, Store, Subscriber
+from ..store.models import DigestMessage, UTCDateTime, utcnow
+
+# recording results lives in .results; outbox.record stays the sender's (and tests') handle
+from .results import Outcome as Outcome
+from .results import Tally as Tally
+from .results import backoff_delay as backoff_delay
+from .results import record as record
 
 STATES = ("queued", "sending", "sent", "retry", "failed", "feed_only")
-MAX_BACKOFF = timedelta(days=1)
 
 
 def _insert(session: Session, model: Any) -> Any:
@@ -66,7 +82,6 @@ def enqueue(
             message_id=message_id,
             recipient=subscriber.email,
             subject=subject,
-            message=message,
             attempts=0,
         )
         .on_conflict_do_nothing(index_elements=["subscriber_id", "period"])
@@ -76,6 +91,12 @@ def enqueue(
     digest = session.scalars(stmt).one_or_none()
     if digest is None:
         return None
+    if message is not None:
+        session.execute(
+            DigestMessage.__table__.insert(), {"digest_id": digest.id, "message": message}
+        )
+    # what was just written, so reading it back does not need the session
+    set_committed_value(digest, "message", message)
     if picks:
         session.execute(
             DigestItem.__table__.insert(),
@@ -109,10 +130,10 @@ class Outgoing:
 def enqueue_many(session: Session, digests: Sequence[Outgoing]) -> list[int | None]:
     """Add many digests at once: each one's new id, or None (nothing written) if it exists.
 
-    The same rows as :func:`enqueue` one by one, in two statements whatever the count: one
+    The same rows as :func:`enqueue` one by one, in three statements whatever the count: one
     INSERT ... ON CONFLICT DO NOTHING ... RETURNING for the digests (batched by SQLAlchemy's
-    "insertmanyvalues") and one executemany for their papers. The caller's transaction is
-    the batch: use one per batch of digests, not one per digest.
+    "insertmanyvalues") and one executemany each for their messages and their papers. The
+    caller's transaction is the batch: use one per batch of digests, not one per digest.
     """
     for d in digests:
         if d.state not in ("queued", "feed_only"):
@@ -137,19 +158,21 @@ def enqueue_many(session: Session, digests: Sequence[Outgoing]) -> list[int | No
             "message_id": d.message_id,
             "recipient": d.subscriber.email,
             "subject": d.subject,
-            "message": d.message,
             "attempts": 0,
         }
         for d in digests
     ]
     ids = {(r[1], r[2]): r[0] for r in session.execute(stmt, rows)}
     out: list[int | None] = []
+    messages: list[dict[str, Any]] = []
     items: list[dict[str, Any]] = []
     for d in digests:
         # a digest listed twice in one call is written once, like two calls of enqueue
         digest_id = ids.pop((d.subscriber.id, d.period), None)
         out.append(digest_id)
         if digest_id is not None:
+            if d.message is not None:
+                messages.append({"digest_id": digest_id, "message": d.message})
             items.extend(
                 {
                     "digest_id": digest_id,
@@ -160,6 +183,8 @@ def enqueue_many(session: Session, digests: Sequence[Outgoing]) -> list[int | No
                 }
                 for rank, pick in enumerate(d.picks, 1)
             )
+    if messages:
+        session.execute(DigestMessage.__table__.insert(), messages)
     if items:
         session.execute(DigestItem.__table__.insert(), items)
     return out
@@ -185,7 +210,7 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
 
 
-def _due(now: datetime) -> Any:
+def _due(now: datetime | BindParameter[datetime]) -> Any:
     return or_(
         Digest.state == "queued",
         # a retry without a time (an old takeover given back) is due at once
@@ -206,57 +231,67 @@ def count_due(store: Store, now: datetime) -> int:
 def daily_headroom(store: Store, now: datetime, daily_limit: int) -> int:
     """Messages that may still go out in the sliding 24 hours, counting claims in flight."""
     with store.session() as s:
-        sent = s.scalar(
-            select(func.count())
-            .select_from(Digest)
-            .where(Digest.state == "sent", Digest.sent_at > now - timedelta(days=1))
-        )
-        sending = s.scalar(
-            select(func.count()).select_from(Digest).where(Digest.state == "sending")
-        )
+        return _headroom(s, now, daily_limit)
+
+
+def _headroom(s: Session | Connection, now: datetime, daily_limit: int) -> int:
+    sent = s.scalar(
+        select(func.count())
+        .select_from(Digest)
+        .where(Digest.state == "sent", Digest.sent_at > now - timedelta(days=1))
+    )
+    sending = s.scalar(select(func.count()).select_from(Digest).where(Digest.state == "sending"))
     return daily_limit - int(sent or 0) - int(sending or 0)
+
+
+# Serialises claims under a daily limit across PostgreSQL workers (any constant will do)
+_DAILY_LIMIT_LOCK = 0x64696765
 
 
 def _active_subscribers() -> Any:
     return select(Subscriber.id).where(Subscriber.status == "active")
 
 
-# What a sender needs of a claimed row, in Job's field order.
+# What a sender needs of a claimed row, in Job's field order but for the message, which is
+# read from its own table (see DigestMessage)
 _JOB_COLUMNS = (
     Digest.id,
     Digest.subscriber_id,
     Digest.recipient,
     Digest.message_id,
-    Digest.message,
     Digest.attempts,
+)
+_MESSAGES = select(DigestMessage.digest_id, DigestMessage.message).where(
+    DigestMessage.digest_id.in_(bindparam("ids", expanding=True))
 )
 
 
-def _job(row: Any, worker_id: str = "") -> Job:
-    return Job(row[0], row[1], row[2], row[3], bytes(row[4] or b""), row[5], worker_id)
+def _jobs(s: Session | Connection, rows: Sequence[Any], worker_id: str = "") -> list[Job]:
+    """Jobs for outbox rows (``_JOB_COLUMNS``), with their messages, in id order."""
+    if not rows:
+        return []
+    messages = dict(s.execute(_MESSAGES, {"ids": [r[0] for r in rows]}).all())
+    jobs = [
+        Job(r[0], r[1], r[2], r[3], bytes(messages.get(r[0]) or b""), r[4], worker_id) for r in rows
+    ]
+    jobs.sort(key=lambda j: j.id)
+    return jobs
 
 
-def claim(
-    store: Store,
-    worker_id: str,
-    n: int,
-    now: datetime,
-    lease: timedelta,
-    *,
-    max_attempts: int | None = None,
-) -> list[Job]:
-    """Claim up to ``n`` due rows for this worker, in one short transaction.
+_CLAIM_STATEMENTS: dict[int | None, tuple[Any, Any, Any]] = {}
 
-    Due rows of readers who are no longer active are marked failed instead, and so are rows
-    that used up ``max_attempts`` (a message whose sender keeps dying: each takeover or
-    release of a dead claim counts an attempt), so neither is ever sent.
 
-    PostgreSQL: the subquery's ``FOR UPDATE SKIP LOCKED`` lets workers on several hosts take
-    disjoint batches without waiting on each other. SQLite: the single UPDATE runs under the
-    database's one write lock (its first statement, so it waits rather than failing on a stale
-    snapshot), and the state test is re-read under that lock, so two processes never claim the
-    same row.
+def _claim_statements(max_attempts: int | None) -> tuple[Any, Any, Any]:
+    """The three statements of :func:`claim`, for parameters ``now``, ``n``, ``worker`` and
+    ``lease_end`` (and ``ids`` for the third).
+
+    Built once per ``max_attempts``: building and compiling them again for every batch cost
+    more than running them.
     """
+    cached = _CLAIM_STATEMENTS.get(max_attempts)
+    if cached is not None:
+        return cached
+    now = bindparam("now", type_=UTCDateTime())
     # the attempts a claim would count: a takeover of an expired claim is one more
     would_be = Digest.attempts + case((Digest.state == "sending", 1), else_=0)
     stale: list[Any] = [Digest.subscriber_id.not_in(_active_subscribers())]
@@ -284,7 +319,6 @@ def claim(
             claimed_by=None,
             lease_until=None,
         )
-        .execution_options(synchronize_session=False)
     )
     active = Digest.subscriber_id.in_(_active_subscribers())
     # a statement of its own: inside IN (...) PostgreSQL may rescan a LIMIT subquery
@@ -292,7 +326,7 @@ def claim(
         select(Digest.id)
         .where(_due(now), active)
         .order_by(Digest.id)
-        .limit(n)
+        .limit(bindparam("n"))
         .with_for_update(skip_locked=True)
     )
     stmt = (
@@ -302,20 +336,56 @@ def claim(
             # a takeover counts as an attempt, so a message that kills workers cannot loop
             attempts=Digest.attempts + case((Digest.state == "sending", 1), else_=0),
             state="sending",
-            claimed_by=worker_id,
-            lease_until=now + lease,
+            claimed_by=bindparam("worker"),
+            lease_until=bindparam("lease_end", type_=UTCDateTime()),
         )
         .returning(*_JOB_COLUMNS)
-        .execution_options(synchronize_session=False)
     )
-    with store.session() as s:
+    _CLAIM_STATEMENTS[max_attempts] = cached = (give_up, due_ids, stmt)
+    return cached
+
+
+def claim(
+    store: Store,
+    worker_id: str,
+    n: int,
+    now: datetime,
+    lease: timedelta,
+    *,
+    max_attempts: int | None = None,
+    daily_limit: int = 0,
+) -> list[Job]:
+    """Claim up to ``n`` due rows for this worker, in one short transaction.
+
+    With a ``daily_limit``, no more than the sliding 24 hours' headroom (sent plus in flight,
+    see :func:`daily_headroom`), however many workers claim at once.
+
+    Due rows of readers who are no longer active are marked failed instead, and so are rows
+    that used up ``max_attempts`` (a message whose sender keeps dying: each takeover or
+    release of a dead claim counts an attempt), so neither is ever sent.
+
+    PostgreSQL: the subquery's ``FOR UPDATE SKIP LOCKED`` lets workers on several hosts take
+    disjoint batches without waiting on each other. SQLite: the single UPDATE runs under the
+    database's one write lock (its first statement, so it waits rather than failing on a stale
+    snapshot), and the state test is re-read under that lock, so two processes never claim the
+    same row.
+    """
+    give_up, due_ids, stmt = _claim_statements(max_attempts)
+    params = {"now": now, "n": n, "worker": worker_id, "lease_end": now + lease}
+    with store.engine.begin() as s:
         # an UPDATE first: on SQLite it takes the write lock, so both see the same rows
-        s.execute(give_up)
-        ids = list(s.scalars(due_ids))
-        rows = s.execute(stmt, {"ids": ids}).all() if ids else []
-    jobs = [_job(r, worker_id) for r in rows]
-    jobs.sort(key=lambda j: j.id)
-    return jobs
+        s.execute(give_up, params)
+        if daily_limit:
+            # the headroom must be read and spent in one step, or two workers reading it at
+            # once would each spend all of it (SQLite already holds its write lock here)
+            if s.dialect.name == "postgresql":
+                s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DAILY_LIMIT_LOCK})
+            params["n"] = min(n, _headroom(s, now, daily_limit))
+            if params["n"] <= 0:
+                return []
+        ids = list(s.scalars(due_ids, params))
+        rows = s.execute(stmt, {**params, "ids": ids}).all() if ids else []
+        return _jobs(s, rows, worker_id)
 
 
 def renew(
@@ -349,7 +419,7 @@ def peek_due(store: Store, n: int | None, now: datetime) -> list[Job]:
     stmt = select(*_JOB_COLUMNS).where(_due(now))
     stmt = stmt.order_by(Digest.id).limit(n)
     with store.session() as s:
-        return [_job(r) for r in s.execute(stmt)]
+        return _jobs(s, s.execute(stmt).all())
 
 
 def release(
@@ -434,209 +504,6 @@ def stop_inactive(store: Store, now: datetime) -> int:
     )
     with store.session() as s:
         return s.execute(stmt).rowcount or 0
-
-
-# --- recording results ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    kind: str  # sent | retry | failed | bounced
-    error: str | None = None
-
-
-def backoff_delay(attempts: int, base: float, rng: random.Random | None = None) -> timedelta:
-    """Exponential backoff with +-25% jitter, so retries of one outage spread out."""
-    rng = rng or random
-    delay = base * (2 ** max(attempts - 1, 0)) * rng.uniform(0.75, 1.25)
-    return min(timedelta(seconds=delay), MAX_BACKOFF)
-
-
-@dataclass
-class Tally:
-    """What happened to the digests of one group of results (or, summed, of a whole run)."""
-
-    sent: int = 0
-    retried: int = 0
-    failed: int = 0
-    bounced: int = 0
-    lost: int = 0  # claims taken over by another worker meanwhile: nothing written for them
-
-    def add(self, other: Tally) -> None:
-        self.sent += other.sent
-        self.retried += other.retried
-        self.failed += other.failed
-        self.bounced += other.bounced
-        self.lost += other.lost
-
-
-def record(
-    store: Store,
-    results: Sequence[tuple[Job, Outcome]],
-    now: datetime,
-    *,
-    max_attempts: int,
-    backoff_seconds: float,
-) -> Tally:
-    """Write a group of results in one transaction: the group commit of the sender.
-
-    Only rows still claimed by the job's worker (``state = 'sending'``) are written: a claim
-    another worker took over is its business now, and counted in ``Tally.lost``.
-    """
-    tally = Tally()
-    if not results:
-        return tally
-    by_worker: dict[str, list[int]] = {}
-    for job, _ in results:
-        by_worker.setdefault(job.worker, []).append(job.id)
-    held_stmt = (
-        update(Digest)
-        .where(
-            Digest.state == "sending",
-            or_(
-                *(and_(Digest.claimed_by == w, Digest.id.in_(ids)) for w, ids in by_worker.items())
-            ),
-        )
-        # a no-op write: it takes the row locks (and SQLite's write lock) before anything else
-        .values(lease_until=Digest.lease_until)
-        .returning(Digest.id)
-        .execution_options(synchronize_session=False)
-    )
-    with store.session() as s:
-        held = set(s.scalars(held_stmt).all())
-        tally.lost = sum(1 for job, _ in results if job.id not in held)
-        results = [(job, outcome) for job, outcome in results if job.id in held]
-        _record_held(s, results, now, tally, max_attempts, backoff_seconds)
-    return tally
-
-
-def _record_held(
-    s: Session,
-    results: Sequence[tuple[Job, Outcome]],
-    now: datetime,
-    tally: Tally,
-    max_attempts: int,
-    backoff_seconds: float,
-) -> None:
-    sent_rows: list[dict[str, Any]] = []
-    other_rows: list[dict[str, Any]] = []
-    bounced: dict[int, str] = {}
-    for job, outcome in results:
-        if outcome.kind == "sent":
-            tally.sent += 1
-            sent_rows.append({"id": job.id})
-        elif outcome.kind == "retry":
-            attempts = job.attempts + 1
-            if attempts >= max_attempts:
-                tally.failed += 1
-                other_rows.append(
-                    _row(
-                        job,
-                        "failed",
-                        attempts,
-                        None,
-                        f"gave up after {attempts} attempts: {outcome.error}",
-                    )
-                )
-            else:
-                tally.retried += 1
-                when = now + backoff_delay(attempts, backoff_seconds)
-                other_rows.append(_row(job, "retry", attempts, when, outcome.error))
-        elif outcome.kind == "bounced":
-            tally.bounced += 1
-            bounced[job.subscriber_id] = outcome.error or "bounced"
-            other_rows.append(
-                _row(job, "failed", job.attempts + 1, None, f"bounced: {outcome.error}")
-            )
-        else:
-            tally.failed += 1
-            other_rows.append(_row(job, "failed", job.attempts + 1, None, outcome.error))
-
-    if sent_rows:
-        params = {"ids": [r["id"] for r in sent_rows], "now": now}
-        mark_sent, sent_papers = _sent_statements(s.get_bind().dialect.name)
-        s.execute(mark_sent, params)
-        s.execute(sent_papers, params)
-    if other_rows:
-        s.execute(update(Digest), other_rows)
-    for subscriber_id, reason in bounced.items():
-        s.execute(
-            update(Subscriber)
-            .where(Subscriber.id == subscriber_id)
-            .values(status="bounced", bounced_reason=reason, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        # their other digests stop too: the address does not exist
-        s.execute(
-            update(Digest)
-            .where(
-                Digest.subscriber_id == subscriber_id,
-                Digest.state.in_(("queued", "retry")),
-            )
-            .values(state="failed", last_error=f"subscriber bounced: {reason}")
-            .execution_options(synchronize_session=False)
-        )
-
-
-_SENT_STATEMENTS: dict[str, tuple[Any, Any]] = {}
-
-
-def _sent_statements(dialect: str) -> tuple[Any, Any]:
-    """Mark digests sent, and record their papers as sent, for parameters ``ids`` and ``now``.
-
-    Built once per dialect with an expanding ``ids`` parameter, so each group commit reuses
-    the compiled SQL instead of building and compiling two statements again (that took more
-    time than the database work for the small groups a busy sender commits).
-    """
-    cached = _SENT_STATEMENTS.get(dialect)
-    if cached is not None:
-        return cached
-    digests = Digest.__table__
-    ids = bindparam("ids", expanding=True)
-    now = bindparam("now", type_=UTCDateTime())
-    mark_sent = (
-        update(digests)
-        .where(digests.c.id.in_(ids))
-        .values(
-            state="sent",
-            sent_at=now,
-            claimed_by=None,
-            lease_until=None,
-            last_error=None,
-            attempts=digests.c.attempts + 1,
-        )
-    )
-    items = DigestItem.__table__
-    papers = (
-        select(digests.c.subscriber_id, items.c.paper_id, digests.c.id, now)
-        .join(items, items.c.digest_id == digests.c.id)
-        .where(digests.c.id.in_(ids))
-    )
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    sent_papers = (
-        insert(SentPaper.__table__)
-        .from_select(["subscriber_id", "paper_id", "digest_id", "sent_at"], papers)
-        .on_conflict_do_nothing()
-    )
-    _SENT_STATEMENTS[dialect] = cached = (mark_sent, sent_papers)
-    return cached
-
-
-def _row(
-    job: Job, state: str, attempts: int, next_at: datetime | None, error: str | None
-) -> dict[str, Any]:
-    return {
-        "id": job.id,
-        "state": state,
-        "attempts": attempts,
-        "next_attempt_at": next_at,
-        "last_error": (error or "")[:2000],
-        "claimed_by": None,
-        "lease_until": None,
-    }
 
 
 # --- reading -------------------------------------------------------------------------------

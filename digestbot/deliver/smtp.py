@@ -163,6 +163,11 @@ class SmtpChannel:
             self.client = None
 
     async def send(self, sender: str, recipient: str, message: bytes, message_id: str) -> None:
+        await self.envelope(sender, recipient)
+        await self.content(message)
+
+    async def envelope(self, sender: str, recipient: str) -> None:
+        """MAIL FROM and RCPT TO: the first half of :meth:`send`, nothing of the message."""
         for fresh in (False, True):
             if self.client is None or not self.client.is_connected:
                 self._drop()
@@ -195,6 +200,19 @@ class SmtpChannel:
                 raise SendFailure("retry", f"{type(exc).__name__}: {exc}") from None
         try:
             await client.rcpt(recipient)
+        except SMTPResponseException as exc:
+            await self._reset()
+            raise classify(exc.code, exc.message) from None
+        except (SMTPException, OSError, TimeoutError) as exc:
+            self._drop()
+            raise SendFailure("retry", f"{type(exc).__name__}: {exc}".strip()) from None
+
+    async def content(self, message: bytes) -> None:
+        """DATA, after :meth:`envelope`: the server accepts the message, or it raises."""
+        client = self.client
+        if client is None:
+            raise SendFailure("retry", "connection dropped before DATA")
+        try:
             await client.data(message)
         except SMTPResponseException as exc:
             await self._reset()
@@ -206,6 +224,10 @@ class SmtpChannel:
         self.count += 1
         if self.count >= self.s.per_connection:
             await self.close()
+
+    async def abandon(self) -> None:
+        """Give up an envelope without its message (RSET): the server keeps nothing of it."""
+        await self._reset()
 
     async def _reset(self) -> None:
         if self.client is None:

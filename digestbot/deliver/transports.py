@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ..config import Config
 from ..errors import DeliveryError
@@ -39,6 +39,24 @@ class Unavailable(SendFailure):
 class Channel(Protocol):
     async def send(self, sender: str, recipient: str, message: bytes, message_id: str) -> None:
         """Hand one message over, or raise SendFailure (or DeliveryError for bad settings)."""
+
+
+@runtime_checkable
+class SplitChannel(Channel, Protocol):
+    """A channel whose send has two halves (SMTP): the envelope, then the message.
+
+    The sender announces a channel's next message (:meth:`envelope`) while the result of its
+    previous one is being committed, and hands it over (:meth:`content`) only after that.
+    """
+
+    async def envelope(self, sender: str, recipient: str) -> None:
+        """Announce a message (sender and recipient): nothing of it is delivered yet."""
+
+    async def content(self, message: bytes) -> None:
+        """Hand over the message announced by :meth:`envelope`."""
+
+    async def abandon(self) -> None:
+        """Drop the announced message: the server keeps nothing of it."""
 
 
 class Transport(Protocol):

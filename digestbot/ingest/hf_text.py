@@ -11,12 +11,13 @@ with URLs on lines of their own anywhere in the entry.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date
-from itertools import islice
 from pathlib import Path
 
 from ..errors import IngestError
 from .dates import DATE_LINE, LISTING_LINE, latest_on_or_before, month_number, valid_month_day
+from .lines import LineFeed
 from .model import ParsedPaper, clean_text
 
 MARKERS = (
@@ -119,13 +120,26 @@ class TextParser:
         listing_date: date | None,
         mtime_date: date,
         *,
-        plain: bool = False,
+        plain: bool | None = False,
+        on_papers: Callable[[list[ParsedPaper]], None] | None = None,
+        batch: int = 0,
     ):
         self.path = path
-        self.plain = plain  # the text is known to hold no control characters
+        # ``on_papers`` is handed the papers in batches as they are parsed (they are then
+        # no longer kept here), so a big dump can be stored while the rest is parsed; the
+        # first batches are small, so that the writer starts soon, then up to ``batch``
+        # (see _finish)
+        self.on_papers = on_papers
+        self.batch_max = batch
+        self.batch = self.first_batch = max(1, batch // 8)
+        self.count = 0  # papers parsed so far
+        self.last: ParsedPaper | None = None
+        # True: the text is known to hold no control characters; False: not known; None:
+        # look, a segment at a time
+        self._plain = plain
         if "\r" in text:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
-        self.lines = text.split("\n")
+        self.feed = LineFeed(text, check_controls=plain is None)
         self.given_date = listing_date
         self.mtime_date = mtime_date
         self.listed_on: date | None = None
@@ -136,6 +150,11 @@ class TextParser:
         self.para_line = 0
         self._dates: dict[str, tuple[date, int | None] | None] = {}
 
+    @property
+    def plain(self) -> bool:
+        """Whether the lines read so far are known to hold no control characters."""
+        return self.feed.plain if self._plain is None else self._plain
+
     def error(self, message: str, line: int | None, hint: str | None = None) -> IngestError:
         return IngestError(message, file=self.path, line=line, hint=hint)
 
@@ -145,8 +164,13 @@ class TextParser:
         """Index of the first line after the header; sets the listing date."""
         seen = 0
         last_known = -1
-        for i, raw in enumerate(self.lines):
-            s = raw.strip()
+        feed = self.feed
+        i = -1
+        while True:
+            i += 1
+            if i == len(feed.lines) and not feed.append():
+                break  # the header may run past the first segment: read on
+            s = feed.lines[i].strip()
             if not s:
                 continue
             m = LISTING_LINE.fullmatch(s)
@@ -173,7 +197,7 @@ class TextParser:
         if given is not None:
             if (given.month, given.day) != (month, day) or (year and int(year) != given.year):
                 raise self.error(
-                    f"the listing date in the file ({self.lines[line - 1].strip()}) does not "
+                    f"the listing date in the file ({self.feed.lines[line - 1].strip()}) does not "
                     f"match --date {given.isoformat()}",
                     line,
                     hint="Drop --date, or give the date this page was listed on.",
@@ -187,29 +211,31 @@ class TextParser:
 
     def parse(self) -> list[ParsedPaper]:
         start = self._header()
-        for i, line in enumerate(islice(self.lines, start, None), start):
+        para = self.para  # the same list throughout: _close_para empties it in place
+        for i, line in self.feed.numbered(start):
             s = line.strip()
             if not s:
-                if self.para:
+                if para:
                     self._close_para()
                 continue
             lineno = i + 1
             cur = self.cur
             if cur is not None and cur.meta and self._meta_line(cur, s, lineno):
                 continue
-            if s[0] == "[" and (m := UPVOTE.fullmatch(s)):
+            first = s[0]
+            if first == "[" and (m := UPVOTE.fullmatch(s)):
                 self._close_para()
                 self._finish()
                 self.cur = _Entry(lineno)
                 self.cur.upvotes = 0 if m[1] in "-–" else _int(m[1])
                 continue
-            if s[0] in "<h" and URL.fullmatch(s):
+            if first in "<h" and URL.fullmatch(s):
                 self._url(s.strip("<>"), lineno)
                 continue
-            if s[0] == "•" or (s[0] == "[" or s[0].isdigit()) and AUTHORS.fullmatch(s):
+            if first == "•" or (first == "[" or first.isdigit()) and AUTHORS.fullmatch(s):
                 self._start_meta(s, lineno)
                 continue
-            if not self.para and cur is not None and cur.abstract is not None:
+            if not para and cur is not None and cur.abstract is not None:
                 nxt = self._next_nonblank(i)
                 if nxt is not None and nxt.startswith("·"):
                     self._start_meta(s, lineno)
@@ -217,12 +243,12 @@ class TextParser:
                 if nxt is not None and "#community" in nxt and NUMBER.fullmatch(s):
                     cur.comments = _int(s)
                     continue
-            if not self.para:
+            if not para:
                 self.para_line = lineno
-            self.para.append(s)
+            para.append(s)
         self._close_para()
         self._finish(at_end=True)
-        if not self.papers:
+        if not self.count:
             raise self.error(
                 "no papers after the header",
                 None,
@@ -231,7 +257,11 @@ class TextParser:
         return self.papers
 
     def _next_nonblank(self, i: int) -> str | None:
-        for raw in self.lines[i + 1 : i + 4]:
+        feed = self.feed
+        k = i + 1 - feed.base
+        while len(feed.lines) < k + 3 and feed.append():
+            pass
+        for raw in feed.lines[k : k + 3]:
             if raw.strip():
                 return raw.strip()
         return None
@@ -324,12 +354,13 @@ class TextParser:
             cur.github_url = g[0][:500]
 
     def _close_para(self) -> None:
-        if not self.para:
+        para = self.para
+        if not para:
             return
-        text = self.para[0] if len(self.para) == 1 else _join(self.para)
+        text = para[0] if len(para) == 1 else _join(para)
         text = clean_text(text, self.plain)
         line = self.para_line
-        self.para = []
+        para.clear()
         cur = self.cur
         if cur is None or cur.abstract is not None or cur.meta:
             self._finish()
@@ -369,21 +400,29 @@ class TextParser:
                 f"{self.path}:{cur.abstract_line}: the last abstract ends mid-sentence; "
                 "the dump may be cut off (a complete copy will repair it later)."
             )
-        self.papers.append(
-            ParsedPaper(
-                title=cur.title,
-                abstract=cur.abstract,
-                line=cur.line,
-                arxiv_id=cur.arxiv_id,
-                author_count=cur.author_count,
-                organization=cur.organization,
-                published_on=cur.published_on,
-                upvotes=cur.upvotes,
-                comments=cur.comments,
-                links=cur.links,
-                github_url=cur.github_url,
-            )
+        paper = ParsedPaper(
+            title=cur.title,
+            abstract=cur.abstract,
+            line=cur.line,
+            arxiv_id=cur.arxiv_id,
+            author_count=cur.author_count,
+            organization=cur.organization,
+            published_on=cur.published_on,
+            upvotes=cur.upvotes,
+            comments=cur.comments,
+            links=cur.links,
+            github_url=cur.github_url,
         )
+        self.papers.append(paper)
+        self.last = paper
+        self.count += 1
+        # small batches at the end of the text too: little is left to write after it
+        if self.on_papers is not None and len(self.papers) >= (
+            self.first_batch if self.feed.final else self.batch
+        ):
+            self.on_papers(self.papers)
+            self.papers = []
+            self.batch = min(2 * self.batch, self.batch_max)
 
     def _no_abstract(self, cur: _Entry, at_end: bool = False) -> IngestError:
         if at_end:
@@ -399,7 +438,7 @@ class TextParser:
         )
 
     def _slipped(self, line: int, length: int) -> IngestError:
-        before = self.papers[-1] if self.papers else None
+        before = self.last
         hint = "Titles are one short paragraph, followed by a blank line and the abstract."
         if before is not None:
             hint = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from ..errors import IngestError
 from .hf_json import parse_json
 from .hf_text import UPVOTE, TextParser, is_hf_text
 from .model import ParsedDump, ParsedPaper, merge_fields
-from .reading import DEFAULT_MAX_BYTES, RawDump, free_of_controls, gc_paused, read_dump
+from .reading import DEFAULT_MAX_BYTES, RawDump, gc_paused, read_dump
 
 _LEADING = re.compile("[\ufeff \t\r\n]*")
 _HTML = re.compile(r"\s*<(!doctype|html|head|body)\b", re.I)
@@ -29,22 +30,47 @@ def detect_format(text: str) -> str | None:
     return None
 
 
-def parse_raw(raw: RawDump, *, listing_date: date | None = None) -> ParsedDump:
+# handed a dump's format, listing date and its next papers, as they are parsed
+PapersHook = Callable[[str, date, list[ParsedPaper]], None]
+
+
+def parse_raw(
+    raw: RawDump,
+    *,
+    listing_date: date | None = None,
+    on_papers: PapersHook | None = None,
+    batch: int = 0,
+) -> ParsedDump:
+    """The dump's papers, repeats merged. With ``on_papers``, a page's papers go to it in
+    batches (growing to ``batch``) as they are parsed, and the result holds only the last
+    ones, with repeats not merged (JSON comes back whole)."""
     path = raw.path
     mtime_date = datetime.fromtimestamp(raw.mtime).date()
     fmt = detect_format(raw.text)
     if fmt == "hf-json":
         listed_on, papers = parse_json(path, raw.text, listing_date, mtime_date)
         warnings: list[str] = []
+        entries = len(papers)
     elif fmt == "hf-text":
-        text, plain = raw.text, free_of_controls(raw.data)
-        _drop_text(raw)  # the parser holds the text as lines: not bytes, text and lines
-        parser = TextParser(path, text, listing_date, mtime_date, plain=plain)
+        text = raw.text
+        _drop_text(raw)  # the parser holds the text: not bytes and text
+        hook: Callable[[list[ParsedPaper]], None] | None = None
+        if on_papers is not None:
+            send = on_papers
+
+            def hook(papers: list[ParsedPaper]) -> None:
+                assert parser.listed_on is not None
+                send("hf-text", parser.listed_on, papers)
+
+        # plain=None: control characters are looked for a segment of lines at a time
+        parser = TextParser(
+            path, text, listing_date, mtime_date, plain=None, on_papers=hook, batch=batch
+        )
         del text
         papers = parser.parse()
-        del parser.lines
+        parser.feed.close()
         assert parser.listed_on is not None
-        listed_on, warnings = parser.listed_on, parser.warnings
+        listed_on, warnings, entries = parser.listed_on, parser.warnings, parser.count
     else:
         what = "an HTML page" if _HTML.match(raw.text) else "in a format digestbot does not read"
         raise IngestError(
@@ -54,13 +80,12 @@ def parse_raw(raw: RawDump, *, listing_date: date | None = None) -> ParsedDump:
             hint="Give the Daily Papers page saved as text (it starts with 'Get trending "
             "papers in your email inbox!') or the daily_papers API JSON.",
         )
-    entries = len(papers)
     _drop_text(raw)
     return ParsedDump(
         path=path,
         format=fmt,
         listed_on=listed_on,
-        papers=merge_repeats(papers),
+        papers=papers if on_papers is not None else merge_repeats(papers),
         content_hash=raw.content_hash,
         entries=entries,
         warnings=raw.warnings + warnings,

@@ -155,7 +155,8 @@ def read_dump(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> RawDump:
 
 
 def decode_dump(path: Path, data: bytes, mtime: float, digest: str | None = None) -> RawDump:
-    """The dump's text; ``digest`` is its content hash when the caller has it already."""
+    """The dump's text; ``digest`` is its content hash when the caller has it already (or
+    does not need it: "")."""
     if not data or data.isspace():  # not data.strip(), which would copy a big file
         raise IngestError(
             "empty file" if not data else "file holds only white space",
@@ -163,4 +164,6 @@ def decode_dump(path: Path, data: bytes, mtime: float, digest: str | None = None
             hint="The download or copy probably failed; fetch the dump again.",
         )
     text, warnings = decode(path, data)
-    return RawDump(path, data, text, mtime, digest or content_hash(data), warnings)
+    return RawDump(
+        path, data, text, mtime, content_hash(data) if digest is None else digest, warnings
+    )

@@ -4,7 +4,7 @@ Nothing here sends or records anything; :mod:`digestbot.deliver` queues and send
 :func:`render_digest` returns.
 """
 
-from .digest import RenderedDigest, digest_message_id, render_digest, render_many
+from .digest import RenderedDigest, digest_message_id, render_digest
 from .feeds import feed_bytes_for, public_feeds, subscriber_feeds, write_feeds
 from .links import (
     confirm_url,
@@ -14,6 +14,7 @@ from .links import (
     preferences_url,
     unsubscribe_url,
 )
+from .many import render_many
 from .message import build_message
 from .templates import environment, get_template
 

@@ -29,6 +29,10 @@ def clean_text(value: str | None) -> str:
     """One line of printable text: whitespace runs collapsed, controls removed."""
     if not value:
         return ""
+    # already clean (the common case, and cheap to tell): every character the
+    # expressions touch but the single inner space is unprintable to isprintable()
+    if value.isprintable() and "  " not in value and value[0] != " " and value[-1] != " ":
+        return value
     return _BAD.sub("", _SPACE.sub(" ", value)).strip()
 
 
@@ -77,6 +81,13 @@ class Highlighter:
         self.simple = [w for w in self.escaped_words if _WORD_RUN.fullmatch(w)]
         self.other = [w for w in self.escaped_words if not _WORD_RUN.fullmatch(w)]
 
+    @staticmethod
+    @lru_cache(maxsize=4096)
+    def cached(keywords: frozenset[str]) -> Highlighter:
+        """A shared highlighter for these keywords: readers share a few sets, and one
+        is never changed after it is made."""
+        return Highlighter(keywords)
+
     def mark(self, text: str, open_tag: str, close_tag: str) -> Markup:
         """``text`` HTML-escaped, each keyword wrapped in the given tags."""
         safe = str(escape(text))
@@ -93,8 +104,20 @@ class Highlighter:
         """:meth:`mark` for text already HTML-escaped (``safe``) and lowercased (``low``):
         digests compute both once per paper, not once per reader, and with them
         ``index = word_index(safe, low)``, where one-word keywords are looked up."""
+        return Markup(self.mark_str(safe, low, open_tag, close_tag, index))
+
+    def mark_str(
+        self,
+        safe: str,
+        low: str,
+        open_tag: str,
+        close_tag: str,
+        index: dict[str, list[int]] | None = None,
+    ) -> str:
+        """:meth:`mark_safe` as a plain string, for code that prints it as it is (making
+        a Markup twice per paper per reader cost more than finding the keywords)."""
         if not self.words:
-            return Markup(safe)
+            return safe
         if index is None:
             spans = self._spans(safe, low, self.escaped_words, escaped=True)
         else:
@@ -102,21 +125,22 @@ class Highlighter:
             for word in self.simple:
                 starts = index.get(word)
                 if starts:
-                    found.extend((start, start + len(word)) for start in starts)
+                    size = len(word)
+                    found += [(start, start + size) for start in starts]
             if self.other:
                 spans = _non_overlapping(found)
             else:  # whole runs of word characters never overlap
                 found.sort()
                 spans = found
         if not spans:
-            return Markup(safe)
+            return safe
         out: list[str] = []
         last = 0
         for start, end in spans:
             out += (safe[last:start], open_tag, safe[start:end], close_tag)
             last = end
         out.append(safe[last:])
-        return Markup("".join(out))
+        return "".join(out)
 
     def spans(self, text: str, *, escaped: bool = False) -> list[tuple[int, int]]:
         """Where the keywords are. With ``escaped``, ``text`` is HTML-escaped and the

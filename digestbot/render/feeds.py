@@ -13,6 +13,7 @@ import html
 import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,20 @@ from ..errors import RenderError
 from ..files import write_atomic
 from ..scoring.picks import Pick
 from ..store import Digest, DigestItem, Paper, Store, Subscriber
-from . import links
+from . import feedcards, links
 from .clean import clean_text, clean_word
-from .digest import PaperView, paper_view, why_line
+from .feedcards import (
+    CATEGORY,
+    CATEGORY_ATTRIBUTE,
+    WHY_HTML,
+    WHY_RAW,
+    attribute,
+    dates,
+    text,
+    why_html,
+)
+from .views import PaperView, paper_view
+from .why import why_text
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 PUBLIC = "new"
@@ -59,11 +71,12 @@ def _generator(
 
 def _entry(
     fg: FeedGenerator,
-    paper: Paper,
-    view: PaperView,
     why: str,
     when: datetime,
     categories: Iterable[str],
+    *,
+    paper: Paper,
+    view: PaperView,
 ) -> None:
     guid = paper_guid(paper.id)
     summary = "\n\n".join(p for p in (why, view.meta, view.snippet) if p)
@@ -82,6 +95,14 @@ def _entry(
     fe.updated(when)
 
 
+_DUMMY = Paper(id="dummy", arxiv_id="dummy", title="dummy", abstract="")
+
+
+def _dummy_entry(fg: FeedGenerator, why: str, when: datetime, categories: Iterable[str]) -> None:
+    # an entry for feedcards.frame to cut out of the document around it
+    _entry(fg, why, when, categories, paper=_DUMMY, view=paper_view(_DUMMY))
+
+
 def _finish(fg: FeedGenerator, newest: datetime) -> tuple[bytes, bytes]:
     # fixed to the newest entry, not "now": an unchanged feed keeps the same bytes
     fg.updated(newest)
@@ -98,35 +119,100 @@ def subscriber_feeds(
     entries: Sequence[tuple[Paper, Pick, datetime]],
     *,
     config: Config,
+    pieces: bool = True,
 ) -> tuple[bytes, bytes]:
-    """A reader's recent picks as (RSS 2.0, Atom) documents, newest first."""
+    """A reader's recent picks as (RSS 2.0, Atom) documents, newest first.
+
+    With ``pieces``, from the entries and document feedgen wrote once per process (see
+    feedcards.py); without, feedgen writes the whole pair (same bytes, slower: for tests).
+    """
     urls = links.feed_urls(config, subscriber)
     name = clean_text(config["digest.from_name"]) or "digestbot"
-    keywords = [clean_text(k) for k in (subscriber.keywords or []) if clean_text(k)]
+    keywords = [clean_word(k) for k in (subscriber.keywords or []) if clean_word(k)]
     description = (
         "Papers picked for your interests: " + ", ".join(keywords[:6])
         if keywords
         else "Papers picked for your interests."
     )
     token_hash = hashlib.sha256(subscriber.feed_token.encode()).hexdigest()[:32]
-    fg = _generator(
-        config,
-        feed_id=f"urn:digestbot:feed:{token_hash}",
-        title=f"{name}: your papers",
-        description=description,
-        self_url=urls["atom"],
-    )
+    feed_id = f"urn:digestbot:feed:{token_hash}"
     newest: datetime | None = None
     seen: set[str] = set()
+    items: list[tuple[Paper, PaperView, str, datetime, list[str]]] = []
     for paper, pick, when in entries:
-        if paper.id in seen:
+        view = paper_view(paper)
+        if view.paper_id in seen:
             continue
-        seen.add(paper.id)
+        seen.add(view.paper_id)
         when = _aware(when)
         newest = when if newest is None else max(newest, when)
         matched = [w for w in map(clean_word, pick.matched) if w]
-        _entry(fg, paper, paper_view(paper), why_line(paper, pick), when, matched[:5])
-    return _finish(fg, newest or _aware(subscriber.created_at or EPOCH))
+        items.append((paper, view, why_text(view.upvotes, pick), when, matched[:5]))
+    newest = newest or _aware(subscriber.created_at or EPOCH)
+
+    def head(feed_id: str, description: str, self_url: str) -> FeedGenerator:
+        return _generator(
+            config,
+            feed_id=feed_id,
+            title=f"{name}: your papers",
+            description=description,
+            self_url=self_url,
+        )
+
+    if pieces and items:
+        pair = _from_pieces(
+            (name, links.site(config)), head, items, newest, (feed_id, description, urls["atom"])
+        )
+        if pair is not None:
+            return pair
+    fg = head(feed_id, description, urls["atom"])
+    for paper, view, why, when, categories in items:
+        _entry(fg, why, when, categories, paper=paper, view=view)
+    return _finish(fg, newest)
+
+
+def _from_pieces(
+    key: Any,
+    head: feedcards.HeadWriter,
+    items: Sequence[tuple[Paper, PaperView, str, datetime, list[str]]],
+    newest: datetime,
+    feed: tuple[str, str, str],
+) -> tuple[bytes, bytes] | None:
+    """The pair filled in from cached pieces, or None when feedgen's output for one of
+    them could not be cut at its markers (then feedgen writes the pair)."""
+    frame = feedcards.frame(key, head, _dummy_entry)
+    if frame is None:
+        return None
+    feed_id, description, self_url = feed
+    head_values = feedcards.escaped(
+        {"feed_id": feed_id, "description": description, "self_url": self_url}
+    )
+    rss_newest, atom_newest = dates(newest)
+    rss_values, atom_values = {**head_values, "newest": rss_newest}, {**head_values}
+    atom_values["newest"] = atom_newest
+    (rss_before, rss_after), (atom_before, atom_after) = frame.parts["rss"], frame.parts["atom"]
+    rss: list[str] = []
+    atom: list[str] = []
+    rss_before.fill(rss_values, rss)
+    atom_before.fill(atom_values, atom)
+    for paper, view, why, when, categories in items:
+        has_why, count = bool(why), len(categories)
+        entry = feedcards.cached_entry(view, has_why, count)
+        if entry is False:
+            entry = feedcards.entry(view, partial(_entry, paper=paper, view=view), has_why, count)
+        if not entry:
+            return None
+        fields = {WHY_RAW: text(why), WHY_HTML: text(why_html(why))}
+        for i, term in enumerate(categories):
+            fields[CATEGORY[i]] = text(term)
+            fields[CATEGORY_ATTRIBUTE[i]] = attribute(term)
+        fields["when"], atom_when = dates(when)  # dates need no escaping
+        entry["rss"].fill(fields, rss)
+        fields["when"] = atom_when
+        entry["atom"].fill(fields, atom)
+    rss_after.fill(rss_values, rss)
+    atom_after.fill(atom_values, atom)
+    return "".join(rss).encode("utf-8"), "".join(atom).encode("utf-8")
 
 
 def public_feeds(papers: Sequence[Paper], *, config: Config) -> tuple[bytes, bytes]:
@@ -144,7 +230,7 @@ def public_feeds(papers: Sequence[Paper], *, config: Config) -> tuple[bytes, byt
         when = _aware(paper.first_seen_at or EPOCH)
         newest = max(newest, when)
         upvotes = f"{paper.upvotes} upvotes" if paper.upvotes else ""
-        _entry(fg, paper, paper_view(paper), upvotes, when, ())
+        _entry(fg, upvotes, when, (), paper=paper, view=paper_view(paper))
     return _finish(fg, newest)
 
 

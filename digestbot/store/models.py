@@ -23,8 +23,9 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    select,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
 
 
 def utcnow() -> datetime:
@@ -171,11 +172,30 @@ class Feedback(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class DigestMessage(Base):
+    """A digest's finished message bytes, in a table of their own.
+
+    The outbox row changes several times while it is sent (claim, lease renewals, result),
+    and SQLite rewrites a whole row, overflow pages and all, on every update: with the ~16 KB
+    message in the row, each of those small updates wrote the message again. Written once
+    by enqueue, never changed.
+    """
+
+    __tablename__ = "digest_messages"
+
+    digest_id: Mapped[int] = mapped_column(
+        ForeignKey("digests.id", ondelete="CASCADE"), primary_key=True
+    )
+    message: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class Digest(Base):
     """The outbox: one row per subscriber and digest period.
 
     states: queued -> sending -> sent; sending -> retry -> sending; -> failed (permanent);
     feed_only for rss-only readers (recorded so feeds and "already sent" see it).
+    ``message`` (read-only, loaded on first access) is the row's :class:`DigestMessage`, None
+    for a feed_only digest; enqueue writes it.
     """
 
     __tablename__ = "digests"
@@ -194,7 +214,13 @@ class Digest(Base):
     message_id: Mapped[str] = mapped_column(String(255))
     recipient: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(Text, default="")
-    message: Mapped[bytes | None] = mapped_column(LargeBinary)
+    message: Mapped[bytes | None] = column_property(
+        select(DigestMessage.message)
+        .where(DigestMessage.digest_id == id)
+        .correlate_except(DigestMessage)
+        .scalar_subquery(),
+        deferred=True,
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,212 @@
+"""Feeds from pieces feedgen wrote once: the per-reader fast path of ``subscriber_feeds``.
+
+A run writes every feed reader's RSS and Atom files, and feedgen builds an lxml tree for
+each (two hundred elements a pair). Most of a feed is the same for every reader: the entry
+of a paper differs only in the "why" line, the categories and the dates. So feedgen writes
+each paper's entry once, and the document around the entries once, with a marker where a
+reader's value goes; a reader's feed is the pieces filled with their values, escaped as
+lxml escapes text and attribute values. The same technique as the email cards
+(``cards.py``); tests hold the result byte-identical to feedgen's own output.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from feedgen.feed import FeedGenerator
+from feedgen.util import formatRFC2822
+
+MARK = "\ue000"  # a private-use character; a skeleton that holds one elsewhere is refused
+_SENTINEL = datetime(1901, 2, 3, 4, 5, 6, tzinfo=UTC)  # stands for a reader's date
+_SENTINEL_FEED = datetime(1902, 3, 4, 5, 6, 7, tzinfo=UTC)  # the feed's own date
+_DATES = {
+    "rss": (formatRFC2822(_SENTINEL), formatRFC2822(_SENTINEL_FEED)),
+    "atom": (_SENTINEL.isoformat(), _SENTINEL_FEED.isoformat()),
+}
+
+
+def slot(name: str) -> str:
+    return f"{MARK}{name}{MARK}"
+
+
+@lru_cache(maxsize=16384)
+def text(value: str) -> str:
+    """A value as lxml writes it in element text (the same few values recur: cached)."""
+    return (
+        value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
+    )
+
+
+@lru_cache(maxsize=4096)
+def attribute(value: str) -> str:
+    """A value as lxml writes it inside a double-quoted attribute."""
+    return text(value).replace('"', "&quot;").replace("\n", "&#10;").replace("\t", "&#9;")
+
+
+@dataclass(slots=True, frozen=True)
+class XmlPiece:
+    """Serialised XML with a marker where each value goes: ``statics`` around ``names``.
+    A name that sits in an attribute ends in ``@``: its value is escaped as one."""
+
+    statics: tuple[str, ...]
+    names: tuple[str, ...]
+
+    def fill(self, values: Mapping[str, str], out: list[str]) -> None:
+        """Append the piece to ``out``, with ``values`` escaped as their names say."""
+        parts: list[str] = [""] * (2 * len(self.names) + 1)
+        parts[::2] = self.statics
+        parts[1::2] = [values[name] for name in self.names]
+        out.extend(parts)
+
+
+def _piece(xml: str, names: set[str]) -> XmlPiece | None:
+    """``xml`` split at its markers, or None if a marker is not one of ``names`` (a
+    paper's own text held the marker character)."""
+    parts = xml.split(MARK)
+    found = tuple(parts[1::2])
+    if len(parts) % 2 == 0 or not set(found) <= names:
+        return None
+    statics = tuple(parts[::2])
+    # a value filling an attribute follows its opening quote; text follows a tag
+    names = tuple(n + "@" if s.endswith('"') else n for s, n in zip(statics, found, strict=False))
+    return XmlPiece(statics, names)
+
+
+def escaped(values: Mapping[str, str]) -> dict[str, str]:
+    """``values`` escaped for element text, and under ``name@`` for an attribute."""
+    out = {name: text(value) for name, value in values.items()}
+    out.update({name + "@": attribute(value) for name, value in values.items()})
+    return out
+
+
+def _dated(xml: str, kind: str) -> str:
+    entry_date, feed_date = _DATES[kind]
+    return xml.replace(entry_date, slot("when")).replace(feed_date, slot("newest"))
+
+
+def _serialise(fg: FeedGenerator) -> dict[str, str]:
+    return {
+        "rss": _dated(fg.rss_str(pretty=True).decode("utf-8"), "rss"),
+        "atom": _dated(fg.atom_str(pretty=True).decode("utf-8"), "atom"),
+    }
+
+
+_ENTRY_OPEN = {"rss": "    <item>", "atom": "  <entry>"}
+_ENTRY_CLOSE = {"rss": "</item>\n", "atom": "</entry>\n"}
+
+
+def _around_entry(xml: str, kind: str) -> tuple[str, str, str] | None:
+    """(before, the one entry, after) of a document with a single entry."""
+    start = xml.find(_ENTRY_OPEN[kind])
+    end = xml.find(_ENTRY_CLOSE[kind], start)
+    if start < 0 or end < 0 or xml.find(_ENTRY_OPEN[kind], start + 1) >= 0:
+        return None
+    end += len(_ENTRY_CLOSE[kind])
+    return xml[:start], xml[start:end], xml[end:]
+
+
+# (fg, why, when, categories): adds one paper's entry to fg
+EntryWriter = Callable[[FeedGenerator, str, datetime, Sequence[str]], None]
+# (feed_id, description, self_url): a FeedGenerator with the feed's own elements
+HeadWriter = Callable[[str, str, str], FeedGenerator]
+
+# The why line goes into the Atom summary as it is and, HTML-escaped, into the RSS
+# description and Atom content: its marker's name has an "&" so the two come out apart
+# (and lxml escapes the "&" once more, in both).
+WHY = "why&"
+WHY_RAW, WHY_HTML = "why&amp;", "why&amp;amp;"
+CATEGORIES = 5
+CATEGORY = tuple(f"cat{i}" for i in range(CATEGORIES))  # in element text (RSS)
+CATEGORY_ATTRIBUTE = tuple(f"cat{i}@" for i in range(CATEGORIES))  # in an attribute (Atom)
+_HEAD_NAMES = {"feed_id", "description", "self_url", "newest"}
+_ENTRY_NAMES = {WHY_RAW, WHY_HTML, "when", *(f"cat{i}" for i in range(CATEGORIES))}
+
+
+@dataclass(slots=True, frozen=True)
+class Frame:
+    """A reader's feed documents around their entries: kind -> (before, after)."""
+
+    parts: dict[str, tuple[XmlPiece, XmlPiece]]
+
+
+_FRAMES: dict[Any, Frame | None] = {}
+_ENTRIES: dict[Any, dict[str, XmlPiece] | None] = {}
+_ENTRIES_MAX = 16384
+
+
+def frame(key: Any, head: HeadWriter, dummy: EntryWriter) -> Frame | None:
+    """The documents around the entries, written by ``head`` with markers and one dummy
+    entry to cut out (None if feedgen's output cannot be cut); cached under ``key``."""
+    if key in _FRAMES:
+        return _FRAMES[key]
+    fg = head(slot("feed_id"), slot("description"), slot("self_url"))
+    dummy(fg, "", _SENTINEL, ())
+    fg.updated(_SENTINEL_FEED)
+    fg.lastBuildDate(_SENTINEL_FEED)
+    found: Frame | None = Frame({})
+    for kind, xml in _serialise(fg).items():
+        cut = _around_entry(xml, kind)
+        before = after = None
+        if cut is not None:
+            before, after = _piece(cut[0], _HEAD_NAMES), _piece(cut[2], _HEAD_NAMES)
+        if found is None or before is None or after is None:
+            found = None
+            continue
+        found.parts[kind] = (before, after)
+    _FRAMES[key] = found
+    return found
+
+
+def cached_entry(key: Any, has_why: bool, categories: int) -> dict[str, XmlPiece] | None | bool:
+    """What :func:`entry` made for these arguments before, or False."""
+    return _ENTRIES.get((key, has_why, categories), False)
+
+
+def entry(
+    key: Any, write: EntryWriter, has_why: bool, categories: int
+) -> dict[str, XmlPiece] | None:
+    """One paper's entry per kind, written by ``write`` with markers, for a reader with
+    (``has_why``) or without a why line and ``categories`` categories; None if it cannot be
+    cut (the paper's text holds the marker character). Cached under ``key``."""
+    full = (key, has_why, categories)
+    if full in _ENTRIES:
+        return _ENTRIES[full]
+    fg = FeedGenerator()
+    fg.id("x")
+    fg.title("x")
+    fg.link(href="x", rel="self")
+    fg.description("x")
+    write(fg, slot(WHY) if has_why else "", _SENTINEL, [slot(f"cat{i}") for i in range(categories)])
+    found: dict[str, XmlPiece] | None = {}
+    for kind, xml in _serialise(fg).items():
+        cut = _around_entry(xml, kind)
+        piece = _piece(cut[1], _ENTRY_NAMES) if cut is not None else None
+        if found is None or piece is None:
+            found = None
+            continue
+        found[kind] = piece
+    if len(_ENTRIES) >= _ENTRIES_MAX:
+        _ENTRIES.clear()
+    _ENTRIES[full] = found
+    return found
+
+
+@lru_cache(maxsize=1024)
+def dates(when: datetime) -> tuple[str, str]:
+    """A date as RSS and as Atom write it."""
+    return formatRFC2822(when), when.isoformat()
+
+
+@lru_cache(maxsize=4096)
+def why_html(why: str) -> str:
+    return html.escape(why, quote=False)
+
+
+def clear() -> None:
+    _FRAMES.clear()
+    _ENTRIES.clear()
