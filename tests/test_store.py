@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,6 +32,26 @@ def test_sqlite_uses_wal_and_foreign_keys(sqlite_store: Store) -> None:
     with sqlite_store.engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+
+
+def test_new_sqlite_files_get_16k_pages_and_old_ones_keep_theirs(tmp_path: Path) -> None:
+    fresh = open_store(tmp_path / "new.db")
+    with fresh.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA page_size").scalar() == 16384
+    fresh.dispose()
+    # a store created with SQLite's default pages (an older digestbot) opens and works as is
+    old_path = tmp_path / "old.db"
+    legacy = sqlite3.connect(old_path)
+    legacy.execute("PRAGMA page_size=4096")
+    legacy.execute("VACUUM")  # writes the header, fixing the page size
+    legacy.close()
+    old = open_store(old_path)
+    with old.session() as s:
+        s.add(Paper(id="p1", title_key="k1", title="A paper"))
+    with old.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA page_size").scalar() == 4096
+        assert conn.exec_driver_sql("SELECT count(*) FROM papers").scalar() == 1
+    old.dispose()
 
 
 def test_datetimes_come_back_aware_in_utc(store: Store) -> None:

@@ -36,6 +36,9 @@ def normalise_url(db: str | Path) -> str:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
+    # papers rows are ~2 KB of abstract: 16 KB pages hold them with less B-tree work per row
+    # (bench/ingest.py: -12% CPU). Takes effect only on a new file, so it comes before WAL.
+    cur.execute("PRAGMA page_size=16384")
     # WAL lets readers (the web front) run beside a writer (the digest run)
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
