@@ -3,6 +3,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -91,3 +92,63 @@ def test_run_lock_admits_one_run_at_a_time(store: Store) -> None:
             RunLock(store).acquire()
     with RunLock(store):  # released: the next run gets it
         pass
+
+
+def _in_main_file(path: Path) -> int:
+    """Papers in the database file itself: ``immutable`` makes SQLite ignore the WAL."""
+    conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    try:
+        return conn.execute("SELECT count(*) FROM papers").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def _add_papers(conn: Any, n: int, start: int = 0) -> None:
+    conn.execute(
+        Paper.__table__.insert(),
+        [
+            {"id": f"p{i}", "title_key": f"k{i}", "title": f"Paper {i}", "abstract": "x" * 2000}
+            for i in range(start, start + n)
+        ],
+    )
+
+
+def test_bulk_transaction_commits_and_checkpoints_in_the_background(
+    sqlite_store: Store,
+) -> None:
+    path = sqlite_store.sqlite_path
+    assert path is not None
+    with sqlite_store.bulk_transaction() as conn:
+        # the commit must not copy the WAL itself
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+        _add_papers(conn, 3000)  # ~6 MB: far past the 1,000-page automatic checkpoint
+    # committed: every connection sees it at once
+    with sqlite_store.session() as s:
+        assert s.scalar(text("SELECT count(*) FROM papers")) == 3000
+    sqlite_store.wait_for_checkpoint()
+    assert _in_main_file(path) == 3000
+    # the pooled connection is back on SQLite's automatic checkpoints
+    with sqlite_store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
+
+
+def test_a_failed_bulk_transaction_leaves_nothing(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.bulk_transaction() as conn:
+        _add_papers(conn, 10)
+        raise RuntimeError("a dump that fails halfway")
+    with store.session() as s:
+        assert s.scalar(text("SELECT count(*) FROM papers")) == 0
+    assert store._checkpointer is None  # nothing committed, nothing to copy
+    with store.bulk_transaction() as conn:
+        _add_papers(conn, 10)
+    with store.session() as s:
+        assert s.scalar(text("SELECT count(*) FROM papers")) == 10
+
+
+def test_dispose_waits_for_the_background_checkpoint(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "d.db")
+    for start in (0, 2000):  # the second waits for the first's checkpoint
+        with store.bulk_transaction() as conn:
+            _add_papers(conn, 2000, start)
+    store.dispose()
+    assert _in_main_file(tmp_path / "d.db") == 4000

@@ -107,8 +107,8 @@ def _ingest_file(
                 stream.content_hash = digest
                 del data  # the child has the bytes; a big dump is not held twice here
                 try:
-                    with store.session() as session:
-                        return _store_streamed(session.connection(), stream, now)
+                    with store.bulk_transaction() as conn:
+                        return _store_streamed(conn, stream, now)
                 except Repeats:
                     pass  # written again below, whole
                 except IntegrityError:
@@ -127,8 +127,8 @@ def _ingest_file(
             return DumpResult(name, "failed", error=FailedDump.from_error(name, exc))
         for attempt in attempts if error is None else ():
             try:
-                with store.session() as session:
-                    return _store_dump(session.connection(), parsed, now)
+                with store.bulk_transaction() as conn:
+                    return _store_dump(conn, parsed, now)
             except IntegrityError as exc:
                 # another worker stored the same paper or dump a moment ago: look again
                 if attempt == 2:
