@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import signal
 import sqlite3
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -152,3 +155,26 @@ def test_dispose_waits_for_the_background_checkpoint(tmp_path: Path) -> None:
             _add_papers(conn, 2000, start)
     store.dispose()
     assert _in_main_file(tmp_path / "d.db") == 4000
+
+
+def test_a_run_killed_before_the_background_checkpoint_loses_nothing(tmp_path: Path) -> None:
+    """The committed dump is in the WAL: SIGKILL before the copy, and the next open has it."""
+    path = tmp_path / "killed.db"
+    script = f"""
+import os, signal
+from digestbot.store import Paper, open_store
+store = open_store({str(path)!r})
+with store.bulk_transaction() as conn:
+    conn.execute(Paper.__table__.insert(), [
+        {{"id": f"p{{i}}", "title_key": f"k{{i}}", "title": "T", "abstract": "x" * 2000}}
+        for i in range(3000)
+    ])
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    store = open_store(path)
+    with store.session() as s:
+        assert s.scalar(text("SELECT count(*) FROM papers")) == 3000
+    store.dispose()
+    assert _in_main_file(path) == 3000  # and closing the store copied it into the file
