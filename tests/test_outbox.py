@@ -481,3 +481,16 @@ def test_parallel_claims_never_spend_more_than_the_daily_limit(store: Store) -> 
     assert len(every) == len(set(every)) == 21
     assert outbox.daily_headroom(store, NOW, 25) == 0
     assert state_counts(store) == {"sent": 4, "sending": 21, "queued": 35}
+
+
+def test_peek_due_reads_in_batches_and_claims_nothing(store: Store) -> None:
+    seed_outbox(store, 10)
+    with store.session() as s:
+        ids = list(s.scalars(select(Digest.id).order_by(Digest.id)))
+    peeked = outbox.peek_due(store, None, NOW, batch=3)
+    assert iter(peeked) is peeked  # a generator: one batch of messages in memory at a time
+    assert [j.id for j in peeked] == ids
+    for n in (7, 6, 1, 0):
+        assert [j.id for j in outbox.peek_due(store, n, NOW, batch=3)] == ids[:n]
+    assert all(j.message for j in outbox.peek_due(store, None, NOW, batch=4))
+    assert state_counts(store) == {"queued": 10}

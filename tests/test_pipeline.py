@@ -345,3 +345,53 @@ def test_due_subscribers_are_read_a_chunk_at_a_time(
         assert max(rows_per_select) <= 3
     finally:
         store.dispose()
+
+
+def test_a_batch_is_queued_at_once_with_an_outcome_per_digest_in_order(store: Store) -> None:
+    from types import SimpleNamespace
+
+    from sqlalchemy import select, update
+
+    from digestbot.deliver import Outgoing, enqueue_many
+    from digestbot.pipeline.run import _queue
+
+    period = "2026-11-22/daily"
+    ids = [add(store, f"r{i}@example.org") for i in range(5)]
+    with store.session() as s:
+        s.execute(update(Subscriber).where(Subscriber.id == ids[1]).values(status="bounced"))
+        s.execute(update(Subscriber).where(Subscriber.id == ids[3]).values(formats="rss"))
+        # another run queued r4's digest for this period a moment ago
+        enqueue_many(
+            s,
+            [Outgoing(s.get(Subscriber, ids[4]), period, b"Subject: x\n\nhi\n", "<o@x>", "x", [])],
+        )
+    with store.session() as s:
+        subs = [s.get(Subscriber, i) for i in ids]
+
+    def message(n: int) -> SimpleNamespace:
+        return SimpleNamespace(
+            as_bytes=lambda: f"Subject: {n}\n\nhi\n".encode(), message_id=f"<{n}@x>", subject=str(n)
+        )
+
+    batch = [(subs[0], period, [], message(0)), (subs[1], period, [], message(1))]
+    batch += [(subs[2], period, [], None), (subs[3], period, [], message(3))]
+    batch += [(subs[4], period, [], message(4))]
+    outcomes = _queue(store, batch, NOON)
+    assert [(o.subscriber_id, o.state) for o in outcomes] == [
+        (ids[0], "queued"),
+        (ids[1], "skipped"),
+        (ids[2], "empty"),
+        (ids[3], "feed_only"),
+        (ids[4], "exists"),
+    ]
+    with store.session() as s:
+        digests = {d.subscriber_id: d for d in s.scalars(select(Digest))}
+        assert {i: d.state for i, d in digests.items()} == {
+            ids[0]: "queued",
+            ids[3]: "feed_only",
+            ids[4]: "queued",
+        }
+        assert digests[ids[0]].message == b"Subject: 0\n\nhi\n"
+        assert digests[ids[4]].message_id == "<o@x>"  # the other run's digest stays
+        periods = {sub.id: sub.last_period for sub in s.scalars(select(Subscriber))}
+    assert periods == {ids[0]: period, ids[1]: None, ids[2]: period, ids[3]: period, ids[4]: period}

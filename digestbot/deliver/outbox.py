@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -414,12 +414,29 @@ def renew(
         return set(s.scalars(stmt).all())
 
 
-def peek_due(store: Store, n: int | None, now: datetime) -> list[Job]:
-    """Due rows without claiming them (for a dry run)."""
-    stmt = select(*_JOB_COLUMNS).where(_due(now))
-    stmt = stmt.order_by(Digest.id).limit(n)
-    with store.session() as s:
-        return _jobs(s, s.execute(stmt).all())
+def peek_due(store: Store, n: int | None, now: datetime, *, batch: int = 500) -> Iterator[Job]:
+    """Up to ``n`` due rows in id order, without claiming them (for a dry run).
+
+    Read a batch at a time, each in its own short transaction: a dry run of a big outbox
+    holds one batch of messages in memory, not all of them.
+    """
+    after, left = 0, n
+    while left is None or left > 0:
+        size = batch if left is None else min(batch, left)
+        stmt = (
+            select(*_JOB_COLUMNS)
+            .where(_due(now), Digest.id > after)
+            .order_by(Digest.id)
+            .limit(size)
+        )
+        with store.session() as s:
+            jobs = _jobs(s, s.execute(stmt).all())
+        yield from jobs
+        if len(jobs) < size:
+            return
+        after = jobs[-1].id
+        if left is not None:
+            left -= len(jobs)
 
 
 def release(

@@ -474,8 +474,10 @@ def send_due(
     )
     started = time.perf_counter()
     if dry_run:
-        jobs = outbox.peek_due(store, limit, now())
-        report.due = len(jobs)
+        at = now()
+        due = outbox.count_due(store, at)
+        report.due = due if limit is None else min(due, limit)
+        jobs = outbox.peek_due(store, report.due, at)
 
         async def write_all() -> None:
             async with transport.channel() as channel:

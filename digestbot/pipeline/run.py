@@ -182,10 +182,9 @@ def _queue(
     store: Store, rendered: Iterable[tuple[Subscriber, str, list[Any], Any]], now: datetime
 ) -> list[DigestOutcome]:
     """Queue digests and mark their periods done, in one transaction."""
-    from ..deliver import enqueue
+    from ..deliver import Outgoing, enqueue_many
 
     rendered = list(rendered)
-    outcomes: list[DigestOutcome] = []
     with store.session() as session:
         ids = [sub.id for sub, *_ in rendered]
         if store.is_sqlite:
@@ -202,6 +201,9 @@ def _queue(
                 .with_for_update()
             )
         }
+        outgoing: list[Outgoing] = []
+        # an outcome per digest in batch order; a queued one is known after enqueue_many
+        outcomes: list[DigestOutcome | Outgoing] = []
         for detached, period, picks, message in rendered:
             sub = current.get(detached.id)
             # re-checked inside the transaction: the reader may have unsubscribed meanwhile
@@ -211,21 +213,29 @@ def _queue(
             if message is None:
                 outcomes.append(DigestOutcome(sub.id, period, "empty"))
             else:
-                state = "feed_only" if sub.formats == "rss" else "queued"
-                digest = enqueue(
-                    session,
+                out = Outgoing(
                     subscriber=sub,
                     period=period,
                     message=message.as_bytes(),
                     message_id=message.message_id,
                     subject=message.subject,
                     picks=picks,
-                    state=state,
+                    state="feed_only" if sub.formats == "rss" else "queued",
                 )
-                outcomes.append(DigestOutcome(sub.id, period, state if digest else "exists"))
+                outgoing.append(out)
+                outcomes.append(out)
                 sub.last_digest_at = now
             sub.last_period = period
-    return outcomes
+        # the whole batch in three statements, not three per digest
+        created = dict(zip(map(id, outgoing), enqueue_many(session, outgoing), strict=True))
+    return [
+        o
+        if isinstance(o, DigestOutcome)
+        else DigestOutcome(
+            o.subscriber.id, o.period, o.state if created[id(o)] is not None else "exists"
+        )
+        for o in outcomes
+    ]
 
 
 def send_stage(
