@@ -4,6 +4,7 @@ this one writes it (:mod:`.stream`, :mod:`.write`)."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -15,7 +16,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from ..errors import IngestError, StoreError
 from ..store import Store
-from .model import ParsedDump
+from .model import ParsedDump, ParsedPaper
 from .parse import parse_raw
 from .reading import DEFAULT_MAX_BYTES, MB, content_hash, decode_dump, gc_paused, read_bytes
 from .report import DumpResult, FailedDump, IngestReport
@@ -153,42 +154,53 @@ def _ingest_file(
             stream.close()
 
 
-def _store_dump(conn: Connection, parsed: ParsedDump, now: datetime) -> DumpResult:
+def _write(
+    conn: Connection,
+    source: ParsedDump | ParseStream,
+    now: datetime,
+    batches: Iterable[Sequence[ParsedPaper]],
+    totals: Callable[[], tuple[int, int, list[str]]],
+) -> DumpResult:
+    """A dump's papers, batch by batch, in the caller's transaction; ``totals`` gives its
+    entries, papers and warnings once every batch is written."""
+    assert source.format is not None and source.listed_on is not None
     writer = DumpWriter(
-        conn, parsed.path, parsed.format, parsed.listed_on, parsed.content_hash, now
+        conn, source.path, source.format, source.listed_on, source.content_hash, now
     )
     try:
         skipped = writer.begin()
         if skipped is not None:
             return skipped
-        writer.add(parsed.papers)
-        result = writer.finish(parsed.entries, len(parsed.papers), parsed.warnings)
+        for papers in batches:
+            writer.add(papers)
+        result = writer.finish(*totals())
     finally:
         writer.close()
-    log.info("%s: %d new, %d updated", parsed.path, len(result.new_ids), len(result.updated_ids))
+    log.info("%s: %d new, %d updated", source.path, len(result.new_ids), len(result.updated_ids))
     return result
+
+
+def _store_dump(conn: Connection, parsed: ParsedDump, now: datetime) -> DumpResult:
+    return _write(
+        conn,
+        parsed,
+        now,
+        [parsed.papers],
+        lambda: (parsed.entries, len(parsed.papers), parsed.warnings),
+    )
 
 
 def _store_streamed(conn: Connection, stream: ParseStream, now: datetime) -> DumpResult:
     """A dump written batch by batch as the child parses it; raises :class:`Repeats` when
     the dump lists a paper twice (then it is written whole)."""
     first = stream.first()
-    assert stream.format is not None and stream.listed_on is not None
-    writer = DumpWriter(
-        conn, stream.path, stream.format, stream.listed_on, stream.content_hash, now
+    return _write(
+        conn,
+        stream,
+        now,
+        itertools.chain([first], stream.batches()),
+        lambda: (stream.entries, len(stream.received), stream.warnings),
     )
-    try:
-        skipped = writer.begin()
-        if skipped is not None:
-            return skipped
-        writer.add(first)
-        for papers in stream.batches():
-            writer.add(papers)
-        result = writer.finish(stream.entries, len(stream.received), stream.warnings)
-    finally:
-        writer.close()
-    log.info("%s: %d new, %d updated", stream.path, len(result.new_ids), len(result.updated_ids))
-    return result
 
 
 def _record_failure(
