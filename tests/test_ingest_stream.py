@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from digestbot.ingest import ingest_paths, lines, load, stream
 from digestbot.ingest.report import DumpResult
@@ -117,3 +117,47 @@ def test_a_streamed_ingest_ends_as_one_pass_does(
         _entry(i).count("\n") for i in range(80, 100)
     )
     assert errors["slipped.txt"].hint and "A Study Of Method 120" in errors["slipped.txt"].hint
+
+
+def test_a_parser_process_killed_midway_fails_that_dump_only(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import signal
+    import time
+
+    monkeypatch.setattr(load, "STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(stream, "BATCH", 7)
+    send = stream._Sender.papers
+
+    def slow_send(self: Any, *args: Any) -> None:  # runs in the (forked) child
+        send(self, *args)
+        time.sleep(0.05)  # still parsing when the parent kills it below
+
+    monkeypatch.setattr(stream._Sender, "papers", slow_send)
+    first = stream.ParseStream.first
+    victim = tmp_path / "victim.txt"
+
+    def first_then_kill(self: stream.ParseStream) -> Any:
+        papers = first(self)
+        if self.path == victim:
+            os.kill(self._process.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        return papers
+
+    monkeypatch.setattr(stream.ParseStream, "first", first_then_kill)
+    _write(tmp_path, "victim.txt", HEADER + "".join(_entry(i) for i in range(200)))
+    survivor = _write(
+        tmp_path, "survivor.txt", HEADER + "".join(_entry(i) for i in range(300, 320))
+    )
+    report = ingest_paths(store, [victim, survivor], now=NOW)
+
+    failed, ok = report.dumps
+    assert failed.status == "failed" and failed.error is not None
+    assert str(failed.error.file).endswith("victim.txt")
+    assert "stopped before it finished" in str(failed.error) and failed.error.hint
+    assert ok.status == "ok" and len(ok.new_ids) == 20
+    with store.session() as s:
+        # nothing of the killed dump was kept, only its failure
+        assert s.scalar(select(func.count()).select_from(Paper)) == 20
+        dumps = dict(s.execute(select(Dump.file_name, Dump.status)).all())
+    assert dumps == {"victim.txt": "failed", "survivor.txt": "ok"}

@@ -352,6 +352,26 @@ def test_bulk_signer_feedback_tokens_match_itsdangerous(monkeypatch: pytest.Monk
         assert tokens.loads("feedback", ours) == value
 
 
+def test_bulk_signer_without_the_c_hmac_state_signs_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fast path copies hmac's private C object; where a Python lacks it, the public
+    HMAC object is used, with the same tokens (pairs included)."""
+    import time
+
+    from digestbot.render.links import BulkSigner
+
+    monkeypatch.setattr(time, "time", lambda: 1_790_000_000.25)
+    fast = BulkSigner(SECRET, "feedback")
+    public = BulkSigner(SECRET, "feedback")
+    public._state = public._mac  # what the fallback picks without ``_hmac``
+    tokens = Tokens(SECRET)
+    for pref, paper_id in (("preftoken", "2411.00001"), ('quo"te\\ü', "ünï/cøde")):
+        pair = public.feedback_pair(pref, paper_id)
+        assert pair == fast.feedback_pair(pref, paper_id)
+        assert [tokens.loads("feedback", t)["d"] for t in pair] == ["more", "less"]
+
+
 def test_highlighter_mark_safe_matches_mark() -> None:
     from markupsafe import escape
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -198,32 +198,31 @@ class SmtpChannel:
             except (SMTPException, OSError, TimeoutError) as exc:
                 self._drop()
                 raise SendFailure("retry", f"{type(exc).__name__}: {exc}") from None
-        try:
-            await client.rcpt(recipient)
-        except SMTPResponseException as exc:
-            await self._reset()
-            raise classify(exc.code, exc.message) from None
-        except (SMTPException, OSError, TimeoutError) as exc:
-            self._drop()
-            raise SendFailure("retry", f"{type(exc).__name__}: {exc}".strip()) from None
+        await self._command(client.rcpt(recipient))
 
     async def content(self, message: bytes) -> None:
         """DATA, after :meth:`envelope`: the server accepts the message, or it raises."""
         client = self.client
         if client is None:
             raise SendFailure("retry", "connection dropped before DATA")
+        # a broken connection during DATA: the message may or may not have arrived, and the
+        # stable Message-ID covers a repeat
+        await self._command(client.data(message))
+        self.count += 1
+        if self.count >= self.s.per_connection:
+            await self.close()
+
+    async def _command(self, reply: Awaitable[object]) -> None:
+        """RCPT or DATA: a refusal is classified (bounce, retry, fail) with the connection
+        kept; a broken connection is dropped and the message retried."""
         try:
-            await client.data(message)
+            await reply
         except SMTPResponseException as exc:
             await self._reset()
             raise classify(exc.code, exc.message) from None
         except (SMTPException, OSError, TimeoutError) as exc:
-            # the message may or may not have arrived: the stable Message-ID covers a repeat
             self._drop()
             raise SendFailure("retry", f"{type(exc).__name__}: {exc}".strip()) from None
-        self.count += 1
-        if self.count >= self.s.per_connection:
-            await self.close()
 
     async def abandon(self) -> None:
         """Give up an envelope without its message (RSET): the server keeps nothing of it."""

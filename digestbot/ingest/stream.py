@@ -10,6 +10,7 @@ writer then starts over with the whole dump, repeats merged (:func:`parse.merge_
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import traceback
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from .model import ParsedDump, ParsedPaper
 from .parse import merge_repeats, parse_raw
 from .reading import decode_dump
 
+log = logging.getLogger(__name__)
 BATCH = 4096  # papers per message at most: a few MB (the first ones are smaller)
 _FIELDS = attrgetter(*ParsedPaper.__dataclass_fields__)
 
@@ -124,7 +126,13 @@ class ParseStream:
         try:
             message: tuple[Any, ...] = self._in.recv()
         except EOFError:
-            raise RuntimeError(f"the parser of {self.path} stopped without a word") from None
+            # killed (out of memory, a signal): this dump fails, nothing of it is kept
+            raise IngestError(
+                "the process parsing this dump stopped before it finished",
+                file=self.path,
+                hint="Check the system log for a killed process (e.g. out of memory), "
+                "then ingest the file again.",
+            ) from None
         kind = message[0]
         if kind == "papers":
             _, self.format, self.listed_on, rows, repeats = message
@@ -138,7 +146,12 @@ class ParseStream:
             return None
         if kind == "error":
             raise message[1]
-        raise RuntimeError(f"the parser of {self.path} failed:\n{message[1]}")
+        log.error("parsing %s failed:\n%s", self.path, message[1])
+        raise IngestError(
+            "the parser failed on this dump (a bug in digestbot; the log has the traceback)",
+            file=self.path,
+            hint="Report it with the file if you can; the other dumps go on.",
+        )
 
     def first(self) -> list[ParsedPaper]:
         """The first batch, which sets :attr:`format` and :attr:`listed_on`."""
