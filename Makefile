@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format .
 
 bench: $(STAMP)
-	@for b in ingest score relevance render send due web; do \
+	@for b in ingest score relevance render digests send due web; do \
 		echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
 
 # 1,000,000 readers in PostgreSQL on 127.0.0.1 (a schema of its own, dropped afterwards).

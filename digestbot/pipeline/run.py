@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,9 +23,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..config import Config
 from ..errors import DigestbotError
 from ..periods import aware_utc
-from ..store import Paper, RunLock, Store, Subscriber
+from ..store import RunLock, Store, Subscriber
 from .due import Due, Selection, select_due
 from .report import DigestOutcome, RunReport
+
+if TYPE_CHECKING:
+    from ..render.many import Result
+    from .pool import Batch
 
 log = logging.getLogger("digestbot.run")
 T = TypeVar("T")
@@ -36,6 +41,9 @@ Progress = Callable[[str, int, int], None]
 BATCH = 200
 # Due subscribers are read this many at a time, so memory does not grow with their number.
 SUBSCRIBER_CHUNK = 1000
+# batches handed to render workers before the oldest is queued: enough to keep them busy
+# while this process queues, few enough to bound the messages held in memory
+AHEAD = 2
 
 
 def run_lock(store: Store, config: Config) -> RunLock:
@@ -113,55 +121,70 @@ def digest_stage(
     progress: Progress | None = None,
     stop: threading.Event | None = None,
 ) -> None:
-    """Score, render and queue one digest per due subscriber."""
+    """Score, render and queue one digest per due subscriber.
+
+    With worker processes (see ``pool.py``), up to ``AHEAD`` batches are rendering while
+    this process queues the one before them."""
     from ..scoring import score_subscribers
+    from .pool import RenderPool, processes_for, render_batch
 
     period_of = {d.subscriber_id: d.period for d in due}
     subscribers: dict[int, Subscriber] = {}
+    processes = processes_for(config, len(due))
     done = 0
 
-    def flush(batch: list[tuple[Subscriber, str, list[Any]]]) -> None:
-        nonlocal done
-        _render_and_queue(store, config, batch, report)
-        done += len(batch)
-        if progress is not None:
-            progress("digests", done, len(due))
+    with _timed(report, "digests"), ExitStack() as stack:
+        pool = None
+        if processes > 1:
+            pool = stack.enter_context(RenderPool(store, config, report.now, processes))
+            log.info("rendering in %d worker processes", processes)
+        pending: deque[tuple[Batch, Any]] = deque()
 
-    with _timed(report, "digests"):
+        def flush() -> None:
+            nonlocal done
+            batch, futures = pending.popleft()
+            if pool is None:
+                results = render_batch(store, config, batch, report.now)
+            else:
+                results = pool.results(batch, futures)
+            _queue_batch(store, batch, results, report)
+            done += len(batch)
+            if progress is not None:
+                progress("digests", done, len(due))
+
         picks_iter = score_subscribers(
             store, _stream_subscribers(store, due, subscribers), now=report.now, config=config
         )
-        batch: list[tuple[Subscriber, str, list[Any]]] = []
+        batch: Batch = []
         for item in picks_iter:
             sub = subscribers.pop(item.subscriber_id)
             batch.append((sub, period_of[sub.id], list(item.picks)))
             if len(batch) >= BATCH:
-                flush(batch)
+                pending.append((batch, None if pool is None else pool.submit(batch)))
                 batch = []
+                while len(pending) > AHEAD:
+                    flush()
                 if stop is not None and stop.is_set():
                     report.stopped = True
                     break
         if batch and not report.stopped:
-            flush(batch)
+            pending.append((batch, None if pool is None else pool.submit(batch)))
+        while pending:  # what is already rendering is queued, even when stopping
+            flush()
 
 
-def _render_and_queue(
-    store: Store, config: Config, batch: list[tuple[Subscriber, str, list[Any]]], report: RunReport
-) -> None:
-    from ..render import render_digest
-
-    wanted = {p.paper_id for _, _, picks in batch for p in picks}
-    with store.session() as session:
-        papers = {p.id: p for p in session.scalars(select(Paper).where(Paper.id.in_(wanted)))}
+def _queue_batch(store: Store, batch: Batch, results: list[Result], report: RunReport) -> None:
+    """Queue a rendered batch; a digest that failed to render is reported, not queued."""
     rendered: list[tuple[Subscriber, str, list[Any], Any]] = []
-    for sub, period, picks in batch:
-        entries = [(papers[p.paper_id], p) for p in picks if p.paper_id in papers]
-        try:
-            message = render_digest(sub, entries, period=period, config=config, now=report.now)
-        except Exception as exc:  # one reader's broken digest must not stop the others
-            if not isinstance(exc, DigestbotError):
-                log.exception("rendering the digest of subscriber %d failed", sub.id)
-            report.digests.append(DigestOutcome(sub.id, period, "failed", f"render: {exc}"))
+    for (sub, period, picks), message in zip(batch, results, strict=True):
+        if isinstance(message, Exception):
+            if not isinstance(message, DigestbotError):
+                log.error(
+                    "rendering the digest of subscriber %d failed",
+                    sub.id,
+                    exc_info=(type(message), message, message.__traceback__),
+                )
+            report.digests.append(DigestOutcome(sub.id, period, "failed", f"render: {message}"))
             continue
         rendered.append((sub, period, picks, message))
     try:

@@ -1,10 +1,23 @@
-"""Many readers' digests at once, in a pool of forked processes when there are cores."""
+"""Many readers' digests at once, in a pool of forked processes when there are cores.
+
+What a worker sends back travels in two ways. The small values (subject, message id,
+recipient, paper ids) go through the pool's pipe; the messages, 56 KiB each, are written
+end to end into one file per span in a memory-backed spool folder (``/dev/shm``) and read
+back by the parent straight into each message's bytes. Through the pipe, receiving them
+cost the parent more system time than rendering them cost a worker. A full or missing
+spool falls back to the pipe.
+"""
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Sequence
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 from ..config import Config
 from ..errors import RenderError
@@ -23,10 +36,21 @@ TEMPLATES = (
     "empty.txt.j2",
 )
 Job = tuple[Subscriber, Sequence[tuple[Paper, Pick]], str]  # reader, entries, period
-_SHARED: tuple[Sequence[Job], Config, datetime] | None = None  # what forked workers read
+Result = RenderedDigest | None | Exception
+# what forked workers read: the jobs, config, now, and the spool folder
+_SHARED: tuple[Sequence[Job], Config, datetime, str] | None = None
+
+# a digest as a worker sends it back: plain values, which unpickle several times faster
+# than the dataclass (subject, message id, recipient, paper ids, and the message: its
+# bytes, or its length in the span's spool file); the headers are in the message
+_Packed = tuple[str, str, str, list[str], bytes | int]
+# a span's results, and the spool file holding its messages ("" when they are inline)
+Span = tuple[list[_Packed | None | Exception], str]
+_IOV_MAX = 512  # buffers per writev call (Linux allows 1024)
 
 
-def _render_job(job: Job, config: Config, now: datetime) -> RenderedDigest | None | Exception:
+def render_job(job: Job, config: Config, now: datetime) -> Result:
+    """:func:`render_digest` for one job, or the exception it raised."""
     subscriber, entries, period = job
     try:
         return render_digest(subscriber, entries, period=period, config=config, now=now)
@@ -34,41 +58,95 @@ def _render_job(job: Job, config: Config, now: datetime) -> RenderedDigest | Non
         return exc
 
 
-# what a worker sends back for a digest: plain values, which unpickle several times faster
-# than the dataclass (subject, message id, recipient, paper ids, message bytes); the
-# headers are in the message
-_Packed = tuple[str, str, str, list[str], bytes]
+def pack_span(results: Sequence[Result], folder: str, name: str) -> Span:
+    """A worker's results for the parent, the messages written to ``folder/name``.
 
-
-def _render_span(span: tuple[int, int]) -> list[_Packed | None | Exception]:
-    assert _SHARED is not None, "render_many's workers read the jobs inherited by fork"
-    jobs, config, now = _SHARED
+    Exceptions become :class:`RenderError` naming the original type: any exception
+    pickles as that, whatever its constructor takes."""
     out: list[_Packed | None | Exception] = []
-    for job in jobs[span[0] : span[1]]:
-        result = _render_job(job, config, now)
+    messages: list[bytes] = []
+    for result in results:
         if isinstance(result, RenderedDigest):
-            # what the queue needs travels back; the two bodies are inside the message
+            data = result.as_bytes()
+            messages.append(data)
             out.append(
-                (
-                    result.subject,
-                    result.message_id,
-                    result.recipient,
-                    result.paper_ids,
-                    result.as_bytes(),
-                )
+                (result.subject, result.message_id, result.recipient, result.paper_ids, len(data))
             )
         elif isinstance(result, Exception):
             out.append(RenderError(f"{type(result).__name__}: {result}"))
         else:
             out.append(result)
-    return out
+    path = os.path.join(folder, name)
+    try:
+        with open(path, "wb", buffering=0) as file:
+            _write_all(file.fileno(), messages)
+    except OSError:
+        Path(path).unlink(missing_ok=True)
+        inline = iter(messages)
+        return [(*o[:4], next(inline)) if isinstance(o, tuple) else o for o in out], ""
+    return out, path
 
 
-def _unpack(packed: _Packed | None | Exception) -> RenderedDigest | None | Exception:
-    if not isinstance(packed, tuple):
-        return packed
-    subject, message_id, recipient, paper_ids, data = packed
+def unpack_span(span: Span) -> list[Result]:
+    """The parent's side of :func:`pack_span`; the spool file is removed."""
+    packed, path = span
+    if not path:
+        return [_digest(p, p[4]) if isinstance(p, tuple) else p for p in packed]
+    try:
+        # read straight into each message's bytes: one copy, and no fresh pages to fault
+        # in (mapping the file, or reading it whole, cost a page fault per 4 KiB)
+        with open(path, "rb", buffering=0) as file:
+            return [
+                _digest(p, _read(file, int(p[4]))) if isinstance(p, tuple) else p for p in packed
+            ]
+    finally:
+        os.unlink(path)
+
+
+@contextmanager
+def spool() -> Iterator[str]:
+    """A private folder for spans' messages, memory-backed where the system has one."""
+    shm = "/dev/shm"
+    where = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix="digestbot-render-", dir=where) as folder:
+        yield folder
+
+
+def _digest(packed: _Packed, data: bytes | int) -> RenderedDigest:
+    subject, message_id, recipient, paper_ids, _ = packed
+    assert isinstance(data, bytes)
     return RenderedDigest(subject, message_id, recipient, [], paper_ids, "", "", data)
+
+
+def _read(file: Any, size: int) -> bytes:
+    data = file.read(size)
+    if len(data) != size:  # a regular file gives all it holds: this one was cut short
+        raise RenderError(f"a render worker's spool file ended early ({len(data)} < {size} B)")
+    return data
+
+
+def _write_all(fd: int, parts: list[bytes]) -> None:
+    """Write ``parts`` end to end without joining them (a join is another big buffer)."""
+    views = [memoryview(p) for p in parts]
+    while views:
+        written = os.writev(fd, views[:_IOV_MAX])
+        while views and written >= len(views[0]):
+            written -= len(views.pop(0))
+        if written:
+            views[0] = views[0][written:]
+
+
+def _render_span(span: tuple[int, int]) -> Span:
+    assert _SHARED is not None, "render_many's workers read the jobs inherited by fork"
+    jobs, config, now, folder = _SHARED
+    results = [render_job(job, config, now) for job in jobs[span[0] : span[1]]]
+    return pack_span(results, folder, f"{span[0]}.msgs")
+
+
+def prepare_templates() -> None:
+    """Compile the digest templates (and inline their CSS) before workers fork, once."""
+    for name in TEMPLATES:
+        get_template(name)
 
 
 def render_many(
@@ -78,7 +156,7 @@ def render_many(
     now: datetime,
     processes: int = 1,
     chunk: int = 50,
-) -> list[RenderedDigest | None | Exception]:
+) -> list[Result]:
     """Render many readers' digests: for each job, what :func:`render_digest` returns, or
     the exception it raised (one broken digest does not stop the others).
 
@@ -91,27 +169,35 @@ def render_many(
     """
     global _SHARED
     if processes <= 1 or len(jobs) <= chunk:
-        return [_render_job(job, config, now) for job in jobs]
+        return [render_job(job, config, now) for job in jobs]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     try:
         context = multiprocessing.get_context("fork")
     except ValueError:  # no fork (Windows): one process
-        return [_render_job(job, config, now) for job in jobs]
+        return [render_job(job, config, now) for job in jobs]
     spans = [(i, min(i + chunk, len(jobs))) for i in range(0, len(jobs), chunk)]
-    for name in TEMPLATES:  # compiled (and CSS inlined) once, before the workers fork
-        get_template(name)
-    _SHARED = (jobs, config, now)
+    prepare_templates()
     # the workers' garbage collector would walk every object they inherit (the jobs, the
     # ORM's state), copying the pages it touches: frozen, it leaves them alone
     gc.freeze()
     try:
-        with ProcessPoolExecutor(processes, mp_context=context) as pool:
-            return [_unpack(r) for part in pool.map(_render_span, spans) for r in part]
+        with spool() as folder, ProcessPoolExecutor(processes, mp_context=context) as pool:
+            _SHARED = (jobs, config, now, folder)
+            return [r for span in pool.map(_render_span, spans) for r in unpack_span(span)]
     finally:
         gc.unfreeze()
         _SHARED = None
 
 
-__all__ = ["render_many"]
+__all__ = [
+    "Job",
+    "Result",
+    "Span",
+    "pack_span",
+    "render_job",
+    "render_many",
+    "spool",
+    "unpack_span",
+]

@@ -1,0 +1,219 @@
+"""Rendering a run's digests in worker processes: the same messages as in one process, a
+failing digest or a killed worker costs nothing, and small runs start no workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from digestbot.config import Config
+from digestbot.pipeline import pool, run_once
+from digestbot.render import many
+from digestbot.store import Digest, Store, Subscriber, open_store
+from digestbot.store.models import DigestMessage
+
+from .conftest import make_config
+from .pipeline_helpers import add, fill_inbox
+
+NOON = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+READERS = 23  # spans of 50 would hold them all: the tests shrink spans and batches
+KEYWORDS = (["diffusion"], ["speech"], ["language model", "reasoning"], ["video"])
+
+
+def _setup(tmp_path: Path, db_url: str, **overrides: object) -> tuple[Store, Config]:
+    config = make_config(tmp_path, db_url, **overrides)
+    store = open_store(db_url)
+    fill_inbox(config.path("ingest.inbox"))
+    for n in range(READERS):
+        add(store, f"reader{n}@example.org", send_hour=0, keywords=KEYWORDS[n % len(KEYWORDS)])
+    return store, config
+
+
+def _queued(store: Store) -> dict[str, tuple[str, bytes]]:
+    with store.session() as session:
+        rows = session.execute(
+            select(Subscriber.email, Digest.state, DigestMessage.message)
+            .join(Digest, Digest.subscriber_id == Subscriber.id)
+            .join(DigestMessage, DigestMessage.digest_id == Digest.id)
+        )
+        return {email: (state, message) for email, state, message in rows}
+
+
+@pytest.fixture
+def small_spans(monkeypatch: pytest.MonkeyPatch) -> None:
+    from digestbot.pipeline import run as pipeline_run
+
+    monkeypatch.setattr(pool, "POOL_MIN", 0)
+    monkeypatch.setattr(pool, "SPAN", 4)
+    monkeypatch.setattr(pipeline_run, "BATCH", 7)
+    # the links' timestamps: the same second in both runs, and in the forked workers
+    monkeypatch.setattr(time, "time", lambda: 1_790_000_000.25)
+
+
+@pytest.mark.usefixtures("small_spans")
+def test_workers_queue_the_same_messages_as_one_process(tmp_path: Path, db_url: str) -> None:
+    store, alone_config = _setup(tmp_path, db_url, digest__render_processes=1)
+    pooled_config = make_config(tmp_path, db_url, digest__render_processes=2)
+    try:
+        alone = run_once(store, alone_config, now=NOON, send=False)
+        expected = _queued(store)
+        with store.engine.begin() as conn:  # the same readers and papers, nothing queued
+            for table in ("digest_messages", "digest_items", "digests"):
+                conn.execute(text(f"DELETE FROM {table}"))
+            conn.execute(text("UPDATE subscribers SET last_period = NULL, last_digest_at = NULL"))
+        assert pool.processes_for(pooled_config, READERS) == 2
+        pooled = run_once(store, pooled_config, now=NOON, send=False)
+        got = _queued(store)
+    finally:
+        store.dispose()
+    assert alone.status == pooled.status == "ok"
+    assert (pooled.due, pooled.queued) == (alone.due, alone.queued) == (READERS, len(expected))
+    assert len(expected) > READERS // 2  # most readers have a digest to compare
+    assert [(o.subscriber_id, o.state) for o in pooled.digests] == [
+        (o.subscriber_id, o.state) for o in alone.digests
+    ]
+    assert got == expected  # byte for byte
+
+
+def fail_for_reader_3(subscriber: Any, entries: Any, **kwargs: Any) -> Any:
+    if subscriber.email == "reader3@example.org":
+        raise ZeroDivisionError("a bug in one reader's digest")
+    return _real_render_digest(subscriber, entries, **kwargs)
+
+
+_real_render_digest = many.render_digest
+
+
+@pytest.mark.usefixtures("small_spans")
+def test_a_digest_failing_in_a_worker_fails_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(many, "render_digest", fail_for_reader_3)  # inherited by the fork
+    store, config = _setup(tmp_path, str(tmp_path / "d.db"), digest__render_processes=2)
+    try:
+        report = run_once(store, config, now=NOON, send=False)
+        failed = [o for o in report.digests if o.state == "failed"]
+        with store.session() as session:
+            reader3 = session.scalar(
+                select(Subscriber.id).where(Subscriber.email.like("reader3@%"))
+            )
+        assert [(o.subscriber_id, o.error) for o in failed] == [
+            (reader3, "render: ZeroDivisionError: a bug in one reader's digest")
+        ]
+        assert report.status == "partial"
+        assert (
+            len(_queued(store)) == report.queued == len(report.digests) - 1 - report.count("empty")
+        )
+    finally:
+        store.dispose()
+
+
+def kill_worker_on_reader_9(name: str, jobs: list[tuple[int, str, list[Any]]]) -> Any:
+    if any(sub_id == 10 for sub_id, _, _ in jobs):  # reader9@ was added tenth
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _real_render_span(name, jobs)
+
+
+_real_render_span = pool._render_span
+
+
+@pytest.mark.usefixtures("small_spans")
+def test_a_killed_worker_costs_no_digest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(pool, "_render_span", kill_worker_on_reader_9)
+    store, config = _setup(tmp_path, str(tmp_path / "k.db"), digest__render_processes=2)
+    try:
+        report = run_once(store, config, now=NOON, send=False)
+        assert report.status == "ok", report.as_dict()
+        assert report.due == READERS and report.count("failed") == 0
+        assert {o.subscriber_id for o in report.digests} == set(range(1, READERS + 1))
+        assert len(_queued(store)) == report.queued > 0
+        assert "render workers failed" in caplog.text
+        assert not list(Path("/dev/shm").glob("digestbot-render-*"))  # the spool is gone
+    finally:
+        store.dispose()
+
+
+def test_small_runs_and_one_process_start_no_workers(tmp_path: Path) -> None:
+    config = make_config(tmp_path, str(tmp_path / "x.db"))
+    cores = len(os.sched_getaffinity(0))
+    assert pool.processes_for(config, pool.POOL_MIN - 1) == 1
+    assert pool.processes_for(config, pool.POOL_MIN) == (cores if cores > 1 else 1)
+    three = make_config(tmp_path, str(tmp_path / "x.db"), digest__render_processes=3)
+    assert pool.processes_for(three, pool.POOL_MIN) == 3
+    one = make_config(tmp_path, str(tmp_path / "x.db"), digest__render_processes=1)
+    assert pool.processes_for(one, 10**6) == 1
+
+
+def test_spans_travel_through_the_pipe_when_the_spool_is_unusable(tmp_path: Path) -> None:
+    from digestbot.errors import RenderError
+
+    from .test_render import CONFIG
+    from .test_render_helpers import NOW, entries, reader
+
+    digests = [many.render_job((reader(i), entries(3), "p"), CONFIG, NOW) for i in (1, 2)]
+    results = [digests[0], None, ValueError("bad"), digests[1]]
+    expected = [d.as_bytes() for d in digests]  # type: ignore[union-attr]
+
+    inline = many.pack_span(results, str(tmp_path / "missing"), "1.msgs")
+    assert inline[1] == ""  # no folder: the messages went inline
+    with many.spool() as folder:
+        spooled = many.pack_span(results, folder, "1.msgs")
+        assert spooled[1] == os.path.join(folder, "1.msgs")
+        assert os.path.getsize(spooled[1]) == sum(map(len, expected))
+        for span in (inline, spooled):
+            back = many.unpack_span(span)
+            assert [r.as_bytes() for r in back if isinstance(r, many.RenderedDigest)] == expected
+            assert back[1] is None
+            assert isinstance(back[2], RenderError) and str(back[2]).startswith("ValueError: bad")
+        assert not os.listdir(folder)  # read, then removed
+
+
+def test_a_reader_gone_before_rendering_is_left_for_queueing_to_skip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digestbot.ingest import ingest_inbox
+    from digestbot.scoring.picks import Pick
+    from digestbot.store import Paper
+
+    store, config = _setup(tmp_path, str(tmp_path / "g.db"))
+    monkeypatch.setattr(pool, "_WORKER", None)
+    try:
+        ingest_inbox(store, config.path("ingest.inbox"), now=NOON)
+        with store.session() as session:
+            ids = list(session.scalars(select(Paper.id).order_by(Paper.id).limit(3)))
+        picks = [Pick(paper_id, 0.5, matched=("diffusion",)) for paper_id in ids]
+        with many.spool() as folder:
+            pool._start(store, config, NOON, folder)  # what a forked worker runs first
+            assert pool._WORKER is not None and pool._WORKER.store is not store
+            span = pool._render_span("1.msgs", [(1, "p", picks), (READERS + 5, "p", picks)])
+            first, gone = many.unpack_span(span)
+            pool._WORKER.store.dispose()
+        assert gone is None  # no such reader: _queue reports them skipped
+        assert isinstance(first, many.RenderedDigest) and first.paper_ids == ids
+        assert b"To: reader0@example.org" in first.as_bytes()
+    finally:
+        store.dispose()
+
+
+def test_workers_are_forked_only_after_the_background_checkpoint(tmp_path: Path) -> None:
+    """A fork while SQLite's checkpoint thread holds one of SQLite's mutexes would leave
+    the worker waiting for it forever: the pool waits for the checkpoint first."""
+    store, config = _setup(tmp_path, str(tmp_path / "c.db"))
+    try:
+        with store.bulk_transaction() as conn:
+            conn.execute(text("UPDATE subscribers SET send_hour = 1"))
+        assert store._checkpointer is not None  # started by the commit
+        with pool.RenderPool(store, config, NOON, processes=2) as render_pool:
+            assert store._checkpointer is None
+            assert render_pool.submit([]) == []
+    finally:
+        store.dispose()
