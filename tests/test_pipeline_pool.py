@@ -130,6 +130,7 @@ def test_a_killed_worker_costs_no_digest(
 ) -> None:
     monkeypatch.setattr(pool, "_render_span", kill_worker_on_reader_9)
     store, config = _setup(tmp_path, str(tmp_path / "k.db"), digest__render_processes=2)
+    spools = set(Path("/dev/shm").glob("digestbot-render-*"))
     try:
         report = run_once(store, config, now=NOON, send=False)
         assert report.status == "ok", report.as_dict()
@@ -137,7 +138,7 @@ def test_a_killed_worker_costs_no_digest(
         assert {o.subscriber_id for o in report.digests} == set(range(1, READERS + 1))
         assert len(_queued(store)) == report.queued > 0
         assert "render workers failed" in caplog.text
-        assert not list(Path("/dev/shm").glob("digestbot-render-*"))  # the spool is gone
+        assert set(Path("/dev/shm").glob("digestbot-render-*")) == spools  # its spool is gone
     finally:
         store.dispose()
 
@@ -215,5 +216,23 @@ def test_workers_are_forked_only_after_the_background_checkpoint(tmp_path: Path)
         with pool.RenderPool(store, config, NOON, processes=2) as render_pool:
             assert store._checkpointer is None
             assert render_pool.submit([]) == []
+    finally:
+        store.dispose()
+
+
+@pytest.mark.usefixtures("small_spans")
+def test_a_run_renders_in_process_when_workers_cannot_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def no_spool() -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pool, "spool", no_spool)
+    store, config = _setup(tmp_path, str(tmp_path / "s.db"), digest__render_processes=2)
+    try:
+        report = run_once(store, config, now=NOON, send=False)
+        assert report.status == "ok" and report.due == READERS
+        assert len(_queued(store)) == report.queued > 0
+        assert "cannot start render workers ([Errno 28] No space left on device)" in caplog.text
     finally:
         store.dispose()

@@ -130,19 +130,24 @@ class RenderPool:
         # worker forked at that moment would wait for it forever at its first query
         store.wait_for_checkpoint()
         self._stack = ExitStack()
-        folder = self._stack.enter_context(spool())
-        prepare_templates()
-        # frozen, the objects the workers inherit are not walked by their garbage
-        # collector, which would copy every page it touches
-        gc.freeze()
-        self._stack.callback(gc.unfreeze)
-        self._pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
-            processes,
-            mp_context=multiprocessing.get_context("fork"),
-            initializer=_start,
-            initargs=(store, config, now, folder),
-        )
-        self._stack.callback(self._shutdown)
+        self._pool: ProcessPoolExecutor | None = None
+        try:
+            folder = self._stack.enter_context(spool())
+            prepare_templates()
+            # frozen, the objects the workers inherit are not walked by their garbage
+            # collector, which would copy every page it touches
+            gc.freeze()
+            self._stack.callback(gc.unfreeze)
+            self._pool = ProcessPoolExecutor(
+                processes,
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=_start,
+                initargs=(store, config, now, folder),
+            )
+            self._stack.callback(self._shutdown)
+        except BaseException:
+            self._stack.close()
+            raise
         self._spans = 0
 
     def submit(self, batch: Batch) -> list[Future[Span]] | None:

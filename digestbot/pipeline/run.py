@@ -136,8 +136,11 @@ def digest_stage(
     with _timed(report, "digests"), ExitStack() as stack:
         pool = None
         if processes > 1:
-            pool = stack.enter_context(RenderPool(store, config, report.now, processes))
-            log.info("rendering in %d worker processes", processes)
+            try:
+                pool = stack.enter_context(RenderPool(store, config, report.now, processes))
+                log.info("rendering in %d worker processes", processes)
+            except OSError as exc:  # no spool folder, no processes left: one is enough
+                log.warning("cannot start render workers (%s); rendering in this process", exc)
         pending: deque[tuple[Batch, Any]] = deque()
 
         def flush() -> None:
