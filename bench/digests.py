@@ -14,6 +14,7 @@ import argparse
 import os
 import random
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -91,6 +92,7 @@ def main() -> None:
             )
     finally:
         store.dispose()
+        shutil.rmtree(tmp)  # ~650 MB of messages
 
 
 if __name__ == "__main__":

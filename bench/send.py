@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -170,6 +171,7 @@ def main() -> None:
     finally:
         sink.stop()
         store.dispose()
+        shutil.rmtree(tmp)
 
 
 if __name__ == "__main__":

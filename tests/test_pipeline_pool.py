@@ -236,3 +236,73 @@ def test_a_run_renders_in_process_when_workers_cannot_start(
         assert "cannot start render workers ([Errno 28] No space left on device)" in caplog.text
     finally:
         store.dispose()
+
+
+# A run in its own process, its workers stalled on a reader so it can be killed mid-render.
+_KILLED_RUN = """
+import os, sys, time
+from datetime import datetime, UTC
+from digestbot.pipeline import pool, run as pipeline_run, run_once
+from digestbot.store import open_store
+from tests.conftest import make_config
+from pathlib import Path
+
+tmp, db = Path(sys.argv[1]), sys.argv[2]
+real = pool._render_span
+
+def stall(name, jobs):
+    (tmp / f"worker-{os.getpid()}").write_text("")
+    time.sleep(60)
+    return real(name, jobs)
+
+pool._render_span = stall
+pool.POOL_MIN, pool.SPAN, pipeline_run.BATCH = 0, 4, 7
+store = open_store(db)
+run_once(store, make_config(tmp, db, digest__render_processes=2),
+         now=datetime(2026, 11, 22, 12, tzinfo=UTC), send=False)
+"""
+
+
+def test_a_run_killed_mid_render_leaves_no_worker_and_no_spool_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    from digestbot.render.many import SPOOL_PREFIX
+
+    db = str(tmp_path / "killed.db")
+    store, config = _setup(tmp_path, db)
+    try:
+        root = Path(__file__).resolve().parent.parent
+        run = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, str(tmp_path), db], cwd=root)
+        deadline = time.monotonic() + 60
+        while len(workers := list(tmp_path.glob("worker-*"))) < 2:
+            assert run.poll() is None and time.monotonic() < deadline, "no worker started"
+            time.sleep(0.05)
+        spool = list(Path("/dev/shm").glob(f"{SPOOL_PREFIX}{run.pid}-*"))
+        assert len(spool) == 1
+        run.kill()  # SIGKILL: no cleanup of any kind in the run's process
+        run.wait()
+        pids = [int(w.name.split("-")[1]) for w in workers]
+        while any(map(_alive, pids)):
+            # gone within ORPHAN_CHECK_SECONDS; the deadline only stops a hung test
+            assert time.monotonic() < deadline, f"workers {pids} outlived the run"
+            time.sleep(0.05)
+        assert spool[0].exists()  # left behind: the next run's spool removes it
+        with many.spool():
+            assert not spool[0].exists()
+
+        report = run_once(store, config, now=NOON, send=False)  # nothing was queued: all now
+        assert report.status == "ok" and report.due == READERS
+        assert len(_queued(store)) == report.queued > 0
+    finally:
+        store.dispose()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited

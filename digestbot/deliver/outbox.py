@@ -8,7 +8,6 @@ records its papers as sent to the subscriber.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from collections.abc import Iterable, Iterator, Sequence
@@ -33,6 +32,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from ..scoring.picks import Pick
 from ..store import Digest, DigestItem, Store, Subscriber
+from ..store.bulk import insert_many
 from ..store.models import DigestMessage, UTCDateTime, utcnow
 
 # recording results lives in .results; outbox.record stays the sender's (and tests') handle
@@ -166,7 +166,7 @@ def enqueue_many(session: Session, digests: Sequence[Outgoing]) -> list[int | No
     ids = {(r[1], r[2]): r[0] for r in session.execute(stmt, rows)}
     out: list[int | None] = []
     messages: list[tuple[int, bytes]] = []
-    items: list[tuple[int, str, int, float, str]] = []
+    items: list[tuple[int, str, int, float, dict[str, object]]] = []
     for d in digests:
         # a digest listed twice in one call is written once, like two calls of enqueue
         digest_id = ids.pop((d.subscriber.id, d.period), None)
@@ -175,33 +175,16 @@ def enqueue_many(session: Session, digests: Sequence[Outgoing]) -> list[int | No
             if d.message is not None:
                 messages.append((digest_id, d.message))
             items.extend(
-                (digest_id, pick.paper_id, rank, float(pick.score), _json(pick.why()))
+                (digest_id, pick.paper_id, rank, float(pick.score), pick.why())
                 for rank, pick in enumerate(d.picks, 1)
             )
-    # Plain rows straight to the driver: through SQLAlchemy's typed executemany, preparing
-    # the parameters of ten items per digest cost more than the database's writing them.
-    # The values are plain (the JSON column's text is what its type would write).
-    if messages:
-        _insert_plain(session, DigestMessage.__table__, ("digest_id", "message"), messages)
-    if items:
-        columns = ("digest_id", "paper_id", "rank", "score", "why")
-        _insert_plain(session, DigestItem.__table__, columns, items)
-    return out
-
-
-_json = json.JSONEncoder().encode  # json.dumps' defaults, as SQLAlchemy's JSON type writes
-
-
-def _insert_plain(
-    session: Session, table: Any, columns: Sequence[str], rows: list[tuple[Any, ...]]
-) -> None:
+    # through the driver: SQLAlchemy's typed executemany spent more preparing ten items'
+    # parameters per digest than the database spent writing them
     conn = session.connection()
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    sql = (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) "
-        f"VALUES ({', '.join([mark] * len(columns))})"
-    )
-    conn.exec_driver_sql(sql, rows)
+    insert_many(conn, DigestMessage.__table__, ["digest_id", "message"], messages)
+    columns = ["digest_id", "paper_id", "rank", "score", "why"]
+    insert_many(conn, DigestItem.__table__, columns, items)
+    return out
 
 
 # --- claiming ------------------------------------------------------------------------------

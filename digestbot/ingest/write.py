@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from ..store import Dump, Paper, Sighting
-from .bulk import insert_many, process_column
+from ..store.bulk import insert_many, process_column
 from .model import MERGED_FIELDS, ParsedPaper, merge_fields, paper_id_for
 from .report import DumpResult
 

@@ -16,6 +16,8 @@ import gc
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -35,6 +37,7 @@ log = logging.getLogger("digestbot.run")
 Batch = list[tuple[Subscriber, str, list[Pick]]]  # reader, period, picks
 SPAN = 50  # readers per task: small, so the workers' last tasks finish close together
 POOL_MIN = 1000  # due readers below which the workers would cost more than they save
+ORPHAN_CHECK_SECONDS = 0.5
 
 
 def processes_for(config: Config, due: int) -> int:
@@ -91,6 +94,16 @@ def _start(store: Store, config: Config, now: datetime, folder: str) -> None:
     # end the parent's sessions) and open this worker's own
     store.engine.dispose(close=False)
     _WORKER = _Worker(open_store(store.url, migrate=False), config, now, folder)
+    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker when the run that forked it is gone. A pool's workers outlive a
+    parent killed outright (SIGKILL, the OOM killer), waiting for work forever with a
+    database connection open."""
+    while os.getppid() == parent:
+        time.sleep(ORPHAN_CHECK_SECONDS)
+    os._exit(1)
 
 
 def _render_span(name: str, jobs: list[tuple[int, str, list[Pick]]]) -> Span:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -105,11 +106,32 @@ def unpack_span(span: Span) -> list[Result]:
 
 @contextmanager
 def spool() -> Iterator[str]:
-    """A private folder for spans' messages, memory-backed where the system has one."""
+    """A private folder for spans' messages, memory-backed where the system has one.
+
+    Named after this process: a run killed outright leaves its folder behind (in memory,
+    with /dev/shm), and the next spool removes the folders of processes that are gone."""
     shm = "/dev/shm"
-    where = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
-    with tempfile.TemporaryDirectory(prefix="digestbot-render-", dir=where) as folder:
+    where = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else tempfile.gettempdir()
+    _remove_stale(Path(where))
+    prefix = f"{SPOOL_PREFIX}{os.getpid()}-"
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=where) as folder:
         yield folder
+
+
+SPOOL_PREFIX = "digestbot-render-"
+
+
+def _remove_stale(where: Path) -> None:
+    for folder in where.glob(f"{SPOOL_PREFIX}*-*"):
+        pid = folder.name[len(SPOOL_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:  # its process is gone (a reused pid keeps it: harmless)
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # another user's process: not ours to judge
+            continue
 
 
 def _digest(packed: _Packed, data: bytes | int) -> RenderedDigest:

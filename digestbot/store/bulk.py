@@ -1,5 +1,6 @@
 """Many rows into one table at once: on SQLite through the driver, not row by row through
-SQLAlchemy, whose per-row parameter handling would cost more than the insert itself."""
+SQLAlchemy, whose per-row parameter handling would cost more than the insert itself. A
+dump's papers (ingest) and a batch's digests and their items (the outbox) go in this way."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from itertools import chain
 from operator import is_, itemgetter
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Table, insert
+from sqlalchemy import JSON, Connection, LargeBinary, Table, insert
 
 _ROWS_PER_INSERT = 50
 _MAX_PARAMETERS = 999  # the lowest limit of any SQLite
@@ -38,7 +39,12 @@ def insert_many(
     for name, values in zip(names, columns, strict=True):
         column_type = table.c[name].type
         process = column_type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-        if process is not None:
+        if process is None:
+            pass
+        elif isinstance(column_type, LargeBinary):
+            # messages are all different: hashing them to share the work would cost more
+            values = list(map(process, values))
+        else:
             cache = None if caches is None else caches.setdefault(f"{table.name}.{name}", {})
             values = process_column(values, process, isinstance(column_type, JSON), cache)
         if len(values) != len(rows):  # an extra value, the same in every row
@@ -100,7 +106,11 @@ def process_column(
         keys = [tuple(v) if v.__class__ is list else v for v in values]
     if processed is None:
         processed = {}
-    for key, value in dict(zip(keys, values, strict=True)).items():
+    try:
+        distinct = dict(zip(keys, values, strict=True))
+    except TypeError:  # unhashable values (JSON objects): each processed on its own
+        return list(map(process, values))
+    for key, value in distinct.items():
         if key not in processed:
             processed[key] = process(value)
     return list(map(processed.__getitem__, keys))
