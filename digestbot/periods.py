@@ -15,6 +15,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from . import clock
+
 FREQUENCIES = ("daily", "weekly")
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -26,11 +28,7 @@ def zone(name: str) -> ZoneInfo:
 
 def aware_utc(now: datetime | None = None) -> datetime:
     """``now`` as an aware UTC datetime; naive input is taken as UTC."""
-    if now is None:
-        return datetime.now(UTC)
-    if now.tzinfo is None:
-        return now.replace(tzinfo=UTC)
-    return now.astimezone(UTC)
+    return clock.now() if now is None else clock.aware(now)
 
 
 def period_key(frequency: str, local_day: date) -> str:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
+from . import clock
 from .errors import ConfigError, ValidationError
 
 PURPOSES = ("confirm", "unsubscribe", "preferences", "feedback", "csrf")
@@ -18,6 +19,14 @@ PURPOSES = ("confirm", "unsubscribe", "preferences", "feedback", "csrf")
 
 class TokenError(ValidationError):
     """A token is forged, for another purpose, or expired."""
+
+
+class ClockSigner(TimestampSigner):
+    """Stamps and checks ages by digestbot's clock, so ``--now`` and tests move link expiry
+    with everything else (``get_timestamp`` is itsdangerous' documented hook for this)."""
+
+    def get_timestamp(self) -> int:
+        return int(clock.timestamp())
 
 
 class Tokens:
@@ -34,7 +43,7 @@ class Tokens:
     def _serializer(self, purpose: str) -> URLSafeTimedSerializer:
         if purpose not in PURPOSES:
             raise ValueError(f"unknown token purpose {purpose!r}")
-        return URLSafeTimedSerializer(self._secret, salt=f"digestbot.{purpose}")
+        return URLSafeTimedSerializer(self._secret, salt=f"digestbot.{purpose}", signer=ClockSigner)
 
     def dumps(self, purpose: str, value: Any) -> str:
         return self._serializer(purpose).dumps(value)

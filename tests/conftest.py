@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
+from digestbot import clock
 from digestbot.config import Config, default_config
 from digestbot.store import Store, open_store
 
@@ -29,6 +30,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="Rewrite tests/golden/* from the current output (then review the diff).",
     )
+
+
+@pytest.fixture(autouse=True)
+def _system_clock() -> Iterator[None]:
+    """Each test starts on the system clock, whatever an earlier one set."""
+    clock.set_now(None)
+    yield
+    clock.set_now(None)
 
 
 def _pg_available() -> str | None:

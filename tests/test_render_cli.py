@@ -14,6 +14,8 @@ from digestbot.store import open_store
 from .test_render_helpers import paper, reader
 
 ENV = {"DIGESTBOT_SECRET_KEY": "test-secret-key-not-for-production"}
+# two days after the fixture papers were first seen, whatever today's date is
+NOW = "2026-11-23T08:00:00+00:00"
 
 
 def seed(db: Path) -> None:
@@ -31,7 +33,10 @@ def test_preview_writes_files_and_records_nothing(runner: CliRunner, tmp_path: P
     out = tmp_path / "pv"
     result = runner.invoke(
         main,
-        ["preview", "--db", str(db), "--subscriber", "READER1@example.org", "--out", str(out)],
+        [
+            *("preview", "--db", str(db), "--now", NOW),
+            *("--subscriber", "READER1@example.org", "--out", str(out)),
+        ],
         env=ENV,
     )
     assert result.exit_code == 0, result.output

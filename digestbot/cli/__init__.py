@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 import click
@@ -26,6 +27,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from .. import clock
 from ..config import Config, load_config
 from ..errors import DigestbotError
 from ..store import Store, open_store
@@ -94,8 +96,33 @@ def _set_config(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
     return value
 
 
+def _set_now(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 time such as 2026-11-22T08:00:00+01:00"
+        ) from None
+    clock.set_now(moment)
+    return moment
+
+
+now_option = click.option(
+    "--now",
+    "now",
+    metavar="ISO8601",
+    expose_value=False,
+    is_eager=True,
+    callback=_set_now,
+    help="Act as if it were this moment (UTC unless an offset is given); for replays.",
+)
+
+
 def common_options(func: F) -> F:
-    """--db and --config on every command, so they can follow the command name."""
+    """--db, --config and --now on every command, so they can follow the command name."""
+    func = now_option(func)
     func = click.option(
         "--db",
         "db",
@@ -188,6 +215,7 @@ class DigestbotGroup(click.Group):
             app = ctx.find_object(App)
             if app is not None:
                 app.close()
+            clock.set_now(None)  # --now lasts for one command, also within one process
 
 
 @click.group(cls=DigestbotGroup, context_settings={"help_option_names": ["-h", "--help"]})

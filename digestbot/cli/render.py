@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 from sqlalchemy import select
 
+from .. import clock
 from ..errors import NotFoundError, RenderError
 from ..files import write_atomic
 from ..periods import current_slot
@@ -16,16 +16,6 @@ from ..render.feeds import recent_entries, write_feeds
 from ..scoring import score_subscribers
 from ..store import Paper, Subscriber
 from . import App, common_options, pass_app, progress_bars
-
-
-def _parse_now(value: str | None) -> datetime:
-    if not value:
-        return datetime.now(UTC)
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter("use ISO 8601, e.g. 2026-11-22T08:00+01:00") from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
 
 
 @click.command("preview")
@@ -38,15 +28,14 @@ def _parse_now(value: str | None) -> datetime:
     show_default=True,
     help="Folder for the .html, .txt, .eml and feed files.",
 )
-@click.option("--now", "now_text", metavar="ISO-TIME", help="Pretend it is this time.")
 @pass_app
-def preview(app: App, email: str, out: Path, now_text: str | None) -> None:
+def preview(app: App, email: str, out: Path) -> None:
     """Write a subscriber's next digest and feed to files, without sending or recording.
 
     Prints the paths of the files written.
     """
     config = app.config
-    now = _parse_now(now_text)
+    now = clock.now()
     store = app.store()
     with store.session() as session:
         sub = session.scalars(

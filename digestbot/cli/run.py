@@ -5,9 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.table import Table
@@ -20,29 +18,10 @@ from . import (
     App,
     common_options,
     nothing_exit_code_option,
+    now_option,
     pass_app,
     print_json,
     progress_bars,
-)
-
-
-def _parse_now(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not an ISO 8601 time such as 2026-11-22T08:00:00+01:00"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-now_option = click.option(
-    "--now",
-    metavar="ISO8601",
-    callback=_parse_now,
-    help="Act as if it were this moment (UTC unless an offset is given); for replays and tests.",
 )
 
 
@@ -55,7 +34,6 @@ def _log_level(app: App) -> None:
 
 @click.command("run")
 @common_options
-@now_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @nothing_exit_code_option
 @click.option("--no-ingest", is_flag=True, help="Skip the inbox.")
@@ -63,7 +41,6 @@ def _log_level(app: App) -> None:
 @pass_app
 def run_command(
     app: App,
-    now: datetime | None,
     as_json: bool,
     nothing_exit_code: int,
     no_ingest: bool,
@@ -84,7 +61,6 @@ def run_command(
         report = run_once(
             app.store(),
             app.config,
-            now=now,
             progress=bars,
             ingest=not no_ingest,
             send=not no_send,
@@ -146,13 +122,13 @@ def schedule_command(app: App, list_jobs: bool) -> None:
 )
 @now_option
 @pass_app
-def demo_command(app: App, folder: Path, now: datetime | None) -> None:
+def demo_command(app: App, folder: Path) -> None:
     """Try it out: ingest the seed listings, add example readers, deliver their digests into
     a Maildir and feeds in ./demo, and show who got which papers and why."""
     from ..pipeline.demo import run_demo
 
     seeds = seeds_dir()
-    result = run_demo(folder, seeds, now=now)
+    result = run_demo(folder, seeds)
     out = app.console
     report = result.report
     echo = click.echo if not app.quiet else (lambda *_a, **_k: None)

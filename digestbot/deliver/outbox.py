@@ -30,10 +30,11 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from .. import clock
 from ..scoring.picks import Pick
 from ..store import Digest, DigestItem, Store, Subscriber
 from ..store.bulk import insert_many
-from ..store.models import DigestMessage, UTCDateTime, utcnow
+from ..store.models import DigestMessage, UTCDateTime
 
 # recording results lives in .results; outbox.record stays the sender's (and tests') handle
 from .results import Outcome as Outcome
@@ -79,7 +80,7 @@ def enqueue(
             subscriber_id=subscriber.id,
             period=period,
             state=state,
-            created_at=utcnow(),
+            created_at=clock.now(),
             message_id=message_id,
             recipient=subscriber.email,
             subject=subject,
@@ -143,7 +144,7 @@ def enqueue_many(session: Session, digests: Sequence[Outgoing]) -> list[int | No
             raise ValueError("a queued digest needs its message bytes")
     if not digests:
         return []
-    created = utcnow()
+    created = clock.now()
     table = Digest.__table__
     stmt = (
         _insert(session, table)
@@ -449,7 +450,7 @@ def release(
     ``count_attempt``: the claim's holder died, maybe while sending it; that counts as an
     attempt, so a message that kills its sender is not retried forever.
     """
-    now = now or utcnow()
+    now = now or clock.now()
     attempts = Digest.attempts + 1 if count_attempt else Digest.attempts
     stmt = (
         update(Digest)

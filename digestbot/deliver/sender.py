@@ -36,10 +36,10 @@ from email.parser import BytesHeaderParser
 from functools import partial
 from typing import Any, TypeVar
 
+from .. import clock
 from ..config import Config
 from ..errors import DeliveryError, StoreError
 from ..store import Store
-from ..store.models import utcnow
 from . import outbox
 from .outbox import Job, Outcome, Tally
 from .ratelimit import RateLimiter
@@ -465,7 +465,7 @@ def send_due(
     in the store. ``stop`` set (e.g. on SIGTERM): claim no more, finish the messages in
     flight, give the other claims back.
     """
-    now = now or utcnow
+    now = now or clock.now
     stop = stop or threading.Event()
     transport = FileTransport(config.path("delivery.outdir")) if dry_run else None
     transport = transport or make_transport(config)

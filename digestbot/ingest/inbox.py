@@ -4,9 +4,10 @@ a ``.error`` note beside it, to failed/."""
 from __future__ import annotations
 
 import os
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 
+from .. import clock
 from ..errors import IngestError
 from ..files import write_atomic
 from ..store import Store
@@ -69,7 +70,7 @@ def ingest_inbox(
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> IngestReport:
     """Ingest every new file in the inbox and move each where it belongs."""
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     inbox = Path(inbox)
     files = inbox_files(inbox)
     report = IngestReport()

@@ -8,12 +8,13 @@ import itertools
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 
 from sqlalchemy import Connection, delete, insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from .. import clock
 from ..errors import IngestError, StoreError
 from ..store import Store
 from .model import ParsedDump, ParsedPaper
@@ -56,7 +57,7 @@ def ingest_paths(
     on_result: Callable[[Path, DumpResult], None] | None = None,
 ) -> IngestReport:
     """Ingest files and folders; a failing dump is recorded and the rest goes on."""
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     files = list(expand_paths(paths))
     report = IngestReport()
     for done, path in enumerate(files, 1):
@@ -80,7 +81,7 @@ def ingest_file(
     """One dump, all of it or none of it. Never raises for bad input; raises StoreError when
     the database itself is unreachable, since then no other dump can succeed either."""
     with gc_paused():
-        return _ingest_file(store, Path(path), listing_date, now or datetime.now(UTC), max_bytes)
+        return _ingest_file(store, Path(path), listing_date, now or clock.now(), max_bytes)
 
 
 def _ingest_file(

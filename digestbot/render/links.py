@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import time
 from binascii import b2a_base64
 from functools import lru_cache
 from typing import Any, Protocol
@@ -17,6 +16,7 @@ from urllib.parse import quote, quote_plus
 
 from itsdangerous.encoding import base64_encode, int_to_bytes, want_bytes
 
+from .. import clock
 from ..config import Config
 from ..tokens import Tokens
 
@@ -85,7 +85,7 @@ class BulkSigner:
         return self._fast(raw + b'"more"}', stamp), self._fast(raw + b'"less"}', stamp)
 
     def _timestamp(self) -> bytes:
-        now = int(time.time())
+        now = int(clock.timestamp())
         if now != self._second:
             self._second, self._stamp = now, self._sep + base64_encode(int_to_bytes(now))
         return self._stamp

@@ -20,6 +20,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid
 from functools import lru_cache
 
+from .. import clock
 from ..config import Config
 from .clean import clean_text
 
@@ -202,7 +203,7 @@ def base_headers(
     date: datetime | None = None,
     headers: Mapping[str, str] | Sequence[tuple[str, str]] = (),
 ) -> list[tuple[str, str]]:
-    when = date or datetime.now().astimezone()
+    when = date or clock.now().astimezone()
     out = [
         ("From", from_header(config)),
         ("To", to),

@@ -409,7 +409,7 @@ def _similar(
 
 def _timestamp(when: datetime) -> float:
     if when.tzinfo is None:
-        raise ScoringError("naive datetime given to scoring", hint="Use datetime.now(UTC).")
+        raise ScoringError("naive datetime given to scoring", hint="Use digestbot.clock.now().")
     return when.timestamp()
 
 

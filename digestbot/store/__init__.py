@@ -13,7 +13,6 @@ from .models import (
     Sighting,
     Subscriber,
     UsedToken,
-    utcnow,
 )
 
 __all__ = [
@@ -33,5 +32,4 @@ __all__ = [
     "normalise_url",
     "open_store",
     "upgrade",
-    "utcnow",
 ]

@@ -27,9 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+from .. import clock
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -42,7 +40,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         if value.tzinfo is None:
-            raise ValueError("naive datetime given to the store; use datetime.now(UTC)")
+            raise ValueError("naive datetime given to the store; use digestbot.clock.now()")
         return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
@@ -82,8 +80,8 @@ class Paper(Base):
     comments: Mapped[int | None] = mapped_column(Integer)
     links: Mapped[list[str]] = mapped_column(JSON, default=list)
     github_url: Mapped[str | None] = mapped_column(String(500))
-    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, onupdate=clock.now)
 
     sightings: Mapped[list[Sighting]] = relationship(
         back_populates="paper", cascade="all, delete-orphan"
@@ -98,7 +96,7 @@ class Dump(Base):
     file_name: Mapped[str] = mapped_column(String(500))
     format: Mapped[str] = mapped_column(String(32))
     listed_on: Mapped[date | None] = mapped_column(Date)
-    ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     entries: Mapped[int] = mapped_column(Integer, default=0)
     papers_new: Mapped[int] = mapped_column(Integer, default=0)
     papers_updated: Mapped[int] = mapped_column(Integer, default=0)
@@ -144,8 +142,8 @@ class Subscriber(Base):
     status: Mapped[str] = mapped_column(String(16), default="active", index=True)
     feed_token: Mapped[str] = mapped_column(String(64), unique=True)
     pref_token: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, onupdate=clock.now)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_digest_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_period: Mapped[str | None] = mapped_column(String(32))
@@ -169,7 +167,7 @@ class Feedback(Base):
         ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True
     )
     value: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
 
 class DigestMessage(Base):
@@ -210,7 +208,7 @@ class Digest(Base):
     )
     period: Mapped[str] = mapped_column(String(32))  # 2026-11-22/daily, 2026-W47/weekly
     state: Mapped[str] = mapped_column(String(16), default="queued")
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     message_id: Mapped[str] = mapped_column(String(255))
     recipient: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(Text, default="")
@@ -261,7 +259,7 @@ class SentPaper(Base):
         ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True
     )
     digest_id: Mapped[int | None] = mapped_column(ForeignKey("digests.id", ondelete="SET NULL"))
-    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
 
 class UsedToken(Base):
@@ -270,7 +268,7 @@ class UsedToken(Base):
     __tablename__ = "used_tokens"
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
 
 class Meta(Base):

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .. import clock
 from ..render.feeds import feed_bytes_for
 from .pages import site_of
 
@@ -69,7 +70,7 @@ def _load(site_feeds: Path, load: tuple[object, ...], name: str) -> tuple[bytes,
     body = feed_bytes_for(store, config, token, kind)  # type: ignore[arg-type]
     if body is None:  # no active reader has this token
         raise HTTPException(404, NOT_FOUND)
-    return body, _built_at(body) or datetime.now(UTC)
+    return body, _built_at(body) or clock.now()
 
 
 async def feed(request: Request) -> Response:

@@ -13,8 +13,9 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from ... import clock
 from ...errors import NotFoundError, ValidationError
-from ..models import Feedback, Paper, Subscriber, utcnow
+from ..models import Feedback, Paper, Subscriber
 from .validate import (
     CHECKS,
     email_key,
@@ -147,7 +148,7 @@ def add_subscriber(
         )
     _need_interests(values["keywords"], bool(to_like))
     _check_duplicate(session, values["email"])
-    now = utcnow()
+    now = clock.now()
     subscriber = Subscriber(
         **values,
         email_key=email_key(values["email"]),
@@ -191,12 +192,12 @@ def update_subscriber(session: Session, subscriber: Subscriber, **changes: Any) 
     if "email" in values:
         subscriber.email_key = email_key(values["email"])
     if values.get("status") == "active" and subscriber.confirmed_at is None:
-        subscriber.confirmed_at = utcnow()
+        subscriber.confirmed_at = clock.now()
     for paper_id in to_like:
         set_feedback(session, subscriber, paper_id, 1)
     for paper_id in to_dislike:
         set_feedback(session, subscriber, paper_id, -1)
-    subscriber.updated_at = utcnow()
+    subscriber.updated_at = clock.now()
     session.flush()
     return subscriber
 
@@ -226,7 +227,7 @@ def set_feedback(session: Session, subscriber: Subscriber, paper_id: str, value:
         session.add(Feedback(subscriber_id=subscriber.id, paper_id=paper_id, value=value))
     else:
         current.value = value
-        current.created_at = utcnow()
+        current.created_at = clock.now()
     session.flush()
 
 
