@@ -9,6 +9,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "digestbot"
 
 # Same level: may not import each other. Higher numbers may import lower ones.
 LEVELS = {
+    "clock": 0,
     "errors": 0,
     "config": 0,
     "periods": 0,
