@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select, update
 
+from digestbot import clock
 from digestbot.deliver import enqueue, outbox, state_counts
 from digestbot.deliver.outbox import Outcome, backoff_delay
 from digestbot.scoring.picks import Pick
@@ -229,7 +230,7 @@ def test_claims_of_dead_local_processes_are_released_at_once(store: Store) -> No
     assert outbox.release_dead_local_claims(store) == 1
     # the dead process may have been sending it: that counts as an attempt, due again at once
     assert state_counts(store) == {"retry": 1, "sending": 1}
-    again = outbox.claim(store, "me", 1, outbox.utcnow() + timedelta(seconds=1), LEASE)
+    again = outbox.claim(store, "me", 1, clock.now() + timedelta(seconds=1), LEASE)
     assert [(j.id, j.attempts) for j in again] == [(dead_job.id, 1)]
 
 
