@@ -40,9 +40,8 @@ def main() -> None:
     print(f"digestbot --version:                {version * 1000:7.0f} ms")
     print(f"digestbot --help:                   {help_ * 1000:7.0f} ms")
     ratio = help_ / old
-    print(
-        f"--help / old start-up: {ratio:.2f} (target < 0.33: {'met' if ratio < 1 / 3 else 'NOT met'})"
-    )
+    verdict = "met" if ratio < 1 / 3 else "NOT met"
+    print(f"--help / old start-up: {ratio:.2f} (target < 0.33: {verdict})")
 
 
 if __name__ == "__main__":
