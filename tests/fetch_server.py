@@ -23,6 +23,7 @@ class Reply:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before the status line is sent: a slow server
+    trickle: float = 0.0  # seconds between the body's ten pieces: a server that dawdles
     etag: str | None = None
     last_modified: str | None = None
 
@@ -105,7 +106,13 @@ class FetchServer:
             if status != 304:
                 handler.send_header("Content-Length", str(len(body)))
             handler.end_headers()
-            if status != 304:
+            if status != 304 and reply.trickle:
+                step = max(1, len(body) // 10 + 1)
+                for i in range(0, len(body), step):
+                    handler.wfile.write(body[i : i + step])
+                    handler.wfile.flush()
+                    time.sleep(reply.trickle)
+            elif status != 304:
                 handler.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a timeout test)

@@ -235,6 +235,30 @@ def test_a_slow_server_times_out(tmp_path: Path, server: FetchServer) -> None:
     assert len(server.seen(HF_PATH)) == 2
 
 
+def test_a_server_that_trickles_is_cut_off_at_the_deadline(
+    tmp_path: Path, server: FetchServer
+) -> None:
+    # each piece comes well within the read timeout; the whole answer would take 2 s
+    server.route(HF_PATH, Reply(body=HF_DAY, trickle=0.2), date="2026-10-03")
+    config = _config(tmp_path, server, fetch__timeout=0.5, fetch__retries=0)
+    started = time.monotonic()
+    (result,) = fetch_sources(config, days=[DAY]).results
+    assert time.monotonic() - started < 1.5
+    assert result.error == "no complete answer within 0.5 s; gave up after 1 attempt"
+    assert _visible(config.path("ingest.inbox")) == []
+
+
+def test_an_answer_over_the_size_limit_is_dropped(tmp_path: Path, server: FetchServer) -> None:
+    big = b"[" + b",".join([HF_DAY[1:-1]] * 60) + b"]"  # 1.3 MB, a valid list
+    assert len(big) > 2**20
+    server.route(HF_PATH, Reply(body=big), date="2026-10-03")
+    config = _config(tmp_path, server, ingest__max_file_mb=1)
+    (result,) = fetch_sources(config, days=[DAY]).results
+    assert result.error == "the answer is over 1 MB; nothing was written"
+    assert len(server.seen(HF_PATH)) == 1
+    assert _visible(config.path("ingest.inbox")) == []
+
+
 def test_a_network_error_is_retried_then_reported(tmp_path: Path, server: FetchServer) -> None:
     port = server.port
     server.stop()  # nothing listens there any more

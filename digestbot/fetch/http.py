@@ -102,6 +102,9 @@ class Client:
         return self
 
     def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
         self._http.close()
 
     def get(self, url: str, known: Validators | None = None) -> Response:

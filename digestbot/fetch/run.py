@@ -117,7 +117,7 @@ def fetch_sources(
                     progress(done, len(planned))
         finally:
             for client in clients.values():
-                client.__exit__()
+                client.close()
     finally:
         lock.release()
     return report
