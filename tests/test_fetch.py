@@ -438,6 +438,22 @@ def test_arxiv_feed_ingests_with_its_fields(tmp_path: Path, store: Store) -> Non
         assert paper.upvotes is None and paper.comments is None
 
 
+def test_a_big_feed_goes_in_whole(tmp_path: Path, sqlite_store: Store) -> None:
+    # a feed of thousands of entries is over the size at which ingest parses in a child
+    head, rest = ATOM.split(b"<entry>", 1)
+    entry = b"<entry>" + rest.split(b"</entry>", 1)[0] + b"</entry>\n"
+    entries = [
+        entry.replace(b"2609.37690", b"2611.%05d" % n).replace(b"Honeycomb", b"Honeycomb%d" % n)
+        for n in range(1800)
+    ]
+    path = tmp_path / "big.atom"
+    path.write_bytes(head + b"".join(entries) + b"</feed>\n")
+    assert path.stat().st_size > 4 * 2**20
+    report = ingest_paths(sqlite_store, [path], now=NOON)
+    assert report.failed == [] and report.papers_new == 1800
+    assert _paper_counts(sqlite_store).keys() == {f"2611.{n:05d}" for n in range(1800)}
+
+
 @pytest.mark.parametrize(
     ("body", "error"),
     [
