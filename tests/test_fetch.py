@@ -5,6 +5,7 @@ answers, conditional requests, the arXiv Atom feed, and `digestbot run` end to e
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -137,8 +138,10 @@ def test_same_bytes_from_a_server_without_validators_write_nothing(
     inbox = config.path("ingest.inbox")
     fetch_sources(config, days=[DAY])
     (inbox / "hf-2026-10-03.json").unlink()
+    state = (inbox / ".fetch-state.json").read_bytes()
     assert [r.status for r in fetch_sources(config, days=[DAY]).results] == ["unchanged"]
     assert _visible(inbox) == []
+    assert (inbox / ".fetch-state.json").read_bytes() == state
     server.route(HF_PATH, Reply(body=_hf_day(upvotes=7)), date="2026-10-03")
     assert [r.status for r in fetch_sources(config, days=[DAY]).results] == ["written"]
 
@@ -209,6 +212,20 @@ def test_a_server_asking_to_wait_too_long_is_left_for_the_next_run(
         "fetch.max_wait (60 s)"
     )
     assert len(server.seen(HF_PATH)) == 1
+
+
+def test_a_shutdown_cuts_a_backoff_wait_short(tmp_path: Path, server: FetchServer) -> None:
+    server.route(HF_PATH, Reply(503))
+    config = _config(tmp_path, server, fetch__backoff=30.0)
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    started = time.monotonic()
+    report = fetch_sources(config, days=[DAY, date(2026, 10, 4)], stop=stop)
+    assert time.monotonic() - started < 5
+    assert [(r.label, r.error) for r in report.results] == [
+        ("hf 2026-10-03", "stopped: shutdown requested")
+    ]
+    assert len(server.requests) == 1
 
 
 def test_retry_after_as_seconds_or_http_date() -> None:

@@ -44,12 +44,16 @@ class FetchState:
         return value if isinstance(value, str) else None
 
     def remember(self, url: str, validators: Validators, sha256: str | None, now: datetime) -> None:
-        """Record an answer and save the file at once: a later failure keeps it."""
+        """Record an answer and save the file at once: a later failure keeps it. The same
+        answer again changes nothing, so the file is not rewritten on every run."""
         entry = {
             "etag": validators.etag,
             "last_modified": validators.last_modified,
             "sha256": sha256 or self.sha256(url),
-            "fetched_at": now.isoformat(timespec="seconds"),
         }
+        old = self.urls.get(url, {})
+        if all(old.get(k) == v for k, v in entry.items()):
+            return
+        entry["fetched_at"] = now.isoformat(timespec="seconds")
         self.urls[url] = {k: v for k, v in entry.items() if v is not None}
         write_atomic(self.path, json.dumps(self.urls, indent=1, sort_keys=True) + "\n")
