@@ -17,6 +17,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 
+def _nap(seconds: float) -> None:
+    # not time.sleep, which fails under libfaketime (the suite also runs a year ahead)
+    threading.Event().wait(seconds)
+
+
 @dataclass
 class Reply:
     status: int = 200
@@ -85,7 +90,7 @@ class FetchServer:
             )
             reply = (script.pop(0) if len(script) > 1 else script[0]) if script else Reply(404)
         if reply.delay:
-            time.sleep(reply.delay)
+            _nap(reply.delay)
         headers = dict(reply.headers)
         if reply.etag:
             headers["ETag"] = reply.etag
@@ -111,7 +116,7 @@ class FetchServer:
                 for i in range(0, len(body), step):
                     handler.wfile.write(body[i : i + step])
                     handler.wfile.flush()
-                    time.sleep(reply.trickle)
+                    _nap(reply.trickle)
             elif status != 304:
                 handler.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):

@@ -89,7 +89,9 @@ class Client:
     ) -> None:
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
         self.max_wait, self.spacing, self.max_bytes = max_wait, spacing, max_bytes
-        self.stop = stop
+        # waits are on an event, never time.sleep: a shutdown cuts them short, and
+        # time.sleep fails outright under libfaketime (the test suite's clock a year ahead)
+        self.stop = stop or threading.Event()
         self._last: float | None = None  # when the previous request ended (monotonic)
         self._http = httpx.Client(
             headers={"User-Agent": user_agent},
@@ -185,9 +187,5 @@ class Client:
         return self.spacing - (time.monotonic() - self._last)
 
     def _pause(self, seconds: float) -> None:
-        if seconds <= 0:
-            return
-        if self.stop is None:
-            time.sleep(seconds)
-        elif self.stop.wait(seconds):
+        if seconds > 0 and self.stop.wait(seconds):
             raise FetchError("stopped: shutdown requested", hint="The next run fetches again.")
