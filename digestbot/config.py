@@ -83,8 +83,8 @@ SETTINGS: tuple[Setting, ...] = (
         "sources",
         "list:hf|arxiv",
         [],
-        "Sources `digestbot run` and the daemon fetch into the inbox before ingesting: hf "
-        "(Hugging Face Daily Papers), arxiv (arXiv API). Empty: fetching is off.",
+        "Sources fetched into the inbox before each run ingests: hf (Hugging Face Daily "
+        "Papers), arxiv (arXiv API). Empty: off.",
     ),
     _s(
         "fetch",
@@ -115,7 +115,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Most entries asked of the arXiv API per request (newest submissions first).",
         minimum=1,
     ),
-    _s("fetch", "timeout", "float", 30.0, "Seconds to wait for a server.", minimum=0.1),
+    _s(
+        "fetch",
+        "timeout",
+        "float",
+        30.0,
+        "Seconds a server may take to send its whole answer.",
+        minimum=0.1,
+    ),
     _s(
         "fetch",
         "retries",
