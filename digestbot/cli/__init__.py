@@ -240,9 +240,9 @@ def main(ctx: click.Context, quiet: bool, verbose: int) -> None:
 
 
 def _register() -> None:
-    from . import db, deliver, ingest, rank, render, run, subscribers, web
+    from . import db, deliver, fetch, ingest, rank, render, run, subscribers, web
 
-    for module in (db, ingest, subscribers, rank, render, deliver, run, web):
+    for module in (db, fetch, ingest, subscribers, rank, render, deliver, run, web):
         for command in module.COMMANDS:
             main.add_command(command)
 

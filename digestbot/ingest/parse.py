@@ -8,6 +8,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from ..errors import IngestError
+from .arxiv_atom import is_atom, parse_atom
 from .hf_json import parse_json
 from .hf_text import UPVOTE, TextParser, is_hf_text
 from .model import ParsedDump, ParsedPaper, merge_fields
@@ -18,11 +19,13 @@ _HTML = re.compile(r"\s*<(!doctype|html|head|body)\b", re.I)
 
 
 def detect_format(text: str) -> str | None:
-    """ "hf-json", "hf-text", or None for anything else."""
+    """ "hf-json", "hf-text", "arxiv-atom", or None for anything else."""
     # by position, not by lstrip() and split(): those would copy a whole 100 MB text
     start = _LEADING.match(text).end()  # type: ignore[union-attr]
     end = text.find("\n", start)
     first_line = text[start : end if end >= 0 else len(text)].strip()
+    if is_atom(text, start):
+        return "arxiv-atom"
     if text[start : start + 1] in "[{" and not UPVOTE.fullmatch(first_line):
         return "hf-json"
     if is_hf_text(text):
@@ -51,6 +54,9 @@ def parse_raw(
         listed_on, papers = parse_json(path, raw.text, listing_date, mtime_date)
         warnings: list[str] = []
         entries = len(papers)
+    elif fmt == "arxiv-atom":
+        listed_on, papers = parse_atom(path, raw.data, listing_date, mtime_date)
+        warnings, entries = [], len(papers)
     elif fmt == "hf-text":
         text = raw.text
         _drop_text(raw)  # the parser holds the text: not bytes and text
