@@ -13,6 +13,9 @@ _NOT_WORD = re.compile(r"[\W_]+")
 # C0 controls other than tab and newline, and DEL: PostgreSQL refuses NUL in text, and
 # none of them belongs in a title or an abstract.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# a lone surrogate (a broken "\\ud83d" escape in JSON, an undecodable byte in a file name)
+# cannot be encoded as UTF-8, so no database or terminal takes it
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 # ASCII bytes that are not letters or digits (what [\W_] matches in ASCII) -> space; a
@@ -59,7 +62,15 @@ def clean_text(text: str, plain: bool = False) -> str:
         return text.strip()  # the usual case, checked at C speed
     if _CONTROL.search(text):
         text = _CONTROL.sub("", text)
+    if _SURROGATE.search(text):
+        text = _SURROGATE.sub("\ufffd", text)
     return " ".join(text.split())
+
+
+def printable_name(value: object) -> str:
+    """Text safe to store and print: lone surrogates become U+FFFD."""
+    text = str(value)
+    return _SURROGATE.sub("\ufffd", text) if not text.isascii() else text
 
 
 @dataclass(slots=True)

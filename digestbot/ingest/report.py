@@ -45,6 +45,8 @@ class DumpResult:
 @dataclass
 class IngestReport:
     dumps: list[DumpResult] = field(default_factory=list)
+    # files passed over without a result of their own (a FIFO found in a folder)
+    notes: list[str] = field(default_factory=list)
 
     def add(self, result: DumpResult) -> None:
         self.dumps.append(result)
@@ -86,7 +88,7 @@ class IngestReport:
 
     @property
     def warnings(self) -> list[str]:
-        return [w for d in self.dumps for w in d.warnings]
+        return self.notes + [w for d in self.dumps for w in d.warnings]
 
     @property
     def ok(self) -> bool:

@@ -2,8 +2,7 @@
 
 :class:`DumpWriter` takes a dump's papers in one or more batches, in file order, inside one
 transaction: each batch's stored matches are read, its new papers and sightings inserted;
-the changes to stored papers are written once at the end. So a big dump can be written while
-the rest of it is still being parsed (see :mod:`.stream`).
+the changes to stored papers are written once at the end.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from ..store import Dump, Paper, Sighting
 from ..store.bulk import insert_many, process_column
-from .model import MERGED_FIELDS, ParsedPaper, merge_fields, paper_id_for
+from .model import MERGED_FIELDS, ParsedPaper, merge_fields, paper_id_for, printable_name
 from .report import DumpResult
 
 papers_t = Paper.__table__
@@ -169,13 +168,13 @@ class DumpWriter:
         conn = self.conn
         done = find_dump(conn, self.content_hash)
         if done is not None and done[1] == "ok":
-            return DumpResult(str(self.path), "skipped", dump_id=done[0])
+            return DumpResult(printable_name(self.path), "skipped", dump_id=done[0])
         if done is not None:
             conn.execute(delete(dumps_t).where(dumps_t.c.id == done[0]))
         self.dump_id = conn.execute(
             insert(dumps_t).values(
                 content_hash=self.content_hash,
-                file_name=self.path.name[:500],
+                file_name=printable_name(self.path.name)[:500],
                 format=self.format,
                 listed_on=self.listed_on,
                 ingested_at=self.now,
@@ -342,7 +341,7 @@ class DumpWriter:
         )
         self.close()
         return DumpResult(
-            str(self.path),
+            printable_name(self.path),
             "ok",
             format=self.format,
             listed_on=self.listed_on,
