@@ -19,7 +19,7 @@ from .checks import MAX_TITLE, READS
 from .dates import DATE_LINE, LISTING_LINE, latest_on_or_before, month_number, valid_month_day
 from .lines import LineFeed
 from .model import ParsedPaper, clean_text
-from .page import read_page
+from .page import LineTooLong, read_page
 
 MARKERS = (
     "get trending papers in your email inbox",
@@ -63,7 +63,15 @@ def parse_text(
     shape and warnings."""
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    page = read_page(text)
+    try:
+        page = read_page(text)
+    except LineTooLong as exc:
+        raise IngestError(
+            f"not a papers listing: {exc}, far longer than any line of a papers page",
+            file=path,
+            line=exc.line,
+            hint=READS,
+        ) from None
     del text
     if not page.looks_like_listing:
         raise IngestError(

@@ -155,7 +155,7 @@ def _ingest_file(
         if done is not None and done[1] == "ok":
             return DumpResult(name, "skipped", dump_id=done[0])
         try:
-            raw = decode_dump(path, data, mtime, digest)
+            raw = decode_dump(path, data, mtime, digest, max_bytes)
             del data  # parse_raw frees the text too; a big dump is held once, not thrice
             parsed = parse_raw(raw, listing_date=listing_date)
         except IngestError as exc:
@@ -218,7 +218,7 @@ def _record_failure(
                 format=fmt or "unknown",
                 ingested_at=now,
                 status="failed",
-                error=str(error) + (f"\nHint: {error.hint}" if error.hint else ""),
+                error=printable_name(str(error) + (f"\nHint: {error.hint}" if error.hint else "")),
             )
         )
 

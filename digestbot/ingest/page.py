@@ -68,6 +68,7 @@ _FOOTER = frozenset(
     {"previous", "next", "load more", "show more", "see more", "system theme", "company"}
 )
 MAX_JOIN = 120  # lines a split link may span
+MAX_LINE = 1 << 20  # characters: a page's longest line is an abstract of a few thousand
 # Markdown's escaped brackets ("a token \\[RET\\]") stand aside while links are matched
 _ESCAPED = {"\\[": "\ue000", "\\]": "\ue001"}
 _UNESCAPE = str.maketrans({"\ue000": "[", "\ue001": "]"})
@@ -77,6 +78,14 @@ SHAPES = {
     "markdown": "papers page converted to Markdown",
     "references": "papers page with numbered reference links (lynx or reader style)",
 }
+
+
+class LineTooLong(Exception):
+    """A line no papers page has: taking it apart would only cost time."""
+
+    def __init__(self, line: int, length: int) -> None:
+        super().__init__(f"line {line} is {length:,} characters long")
+        self.line, self.length = line, length
 
 
 @dataclass
@@ -158,6 +167,8 @@ class _Reader:
         while i < n:
             line = raw[i]
             lineno = i + 1
+            if len(line) > MAX_LINE:
+                raise LineTooLong(lineno, len(line))
             s = line.strip()
             i += 1
             if not s:
