@@ -89,7 +89,14 @@ def parse_text(
         source=page.source,
     )
     page.text = ""
-    papers = parser.parse()
+    try:
+        papers = parser.parse()
+    except IngestError as exc:
+        if page.source is not None:  # say what the page looked like, and what is read
+            exc.hint = f"{exc.hint + ' ' if exc.hint else ''}The file looks like a " + (
+                f"{page.shape_name}. {READS}"
+            )
+        raise
     parser.feed.close()
     assert parser.listed_on is not None
     return parser.listed_on, papers, page.shape_name, parser.warnings

@@ -26,7 +26,7 @@ from datetime import date, timedelta
 from urllib.parse import unquote
 
 from .checks import NAVIGATION
-from .dates import LISTING_LINE, month_number, valid_month_day
+from .dates import DATE_LINE, LISTING_LINE, month_number, valid_month_day
 
 _FENCE = re.compile(r"\s*(```|~~~)")
 _RULE = re.compile(r"\s*([-*_=])(\s*\1){2,}\s*")
@@ -35,7 +35,7 @@ _ISO_DAY = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 _HEADING = re.compile(r"#{1,6}\s+")
 _BULLET = re.compile(r"(?:[-*+]\s+)+")
 _IMAGE = re.compile(r"!\[[^\]\n]*\](?:\([^)\s]*\)|\[[^\]\n]*\])?")
-_PLACEHOLDER = re.compile(r"\[(?:image|img|picture|photo|figure|icon)(?::[^\]\n]*)?\]", re.I)
+_PLACEHOLDER = re.compile(r"\[(?:image|img|picture|photo|figure|icon)\b[^\[\]\n]{0,80}\]", re.I)
 _ANCHOR = re.compile(r"\[(?:¶|#|§)?\]\(#[^)]*\)|<a\s[^>]*>\s*</a>|\{#[\w-]+\}")
 # [text](url) or [text][ref] / [text][], text holding no brackets (images are gone by then)
 _LINK = re.compile(r"\[([^\[\]]*)\](?:\((<[^>]*>|[^)\s]*)(?:\s+\"[^\"]*\")?\)|\[([^\[\]]*)\])")
@@ -51,6 +51,7 @@ _ARXIV_IN = re.compile(r"(\d{4}\.\d{4,5})")
 _COUNT = re.compile(r"\d[\d,]*|[-–]")
 _UPVOTE_WORD = re.compile(r"(?:upvote|upvotes|▲)\s*(\d[\d,]*|[-–])", re.I)
 _UPVOTE_LINE = re.compile(r"\[\s*[-–]?\s*\]\s*(\d[\d,]*|[-–])")
+_PUBLISHED = re.compile(r"^(·\s*)?(?:published|submitted)(?: on)?\s+", re.I)
 _AUTHORS = re.compile(r"(?:[-•*·]\s*)*(\d[\d,]*)\s+authors?", re.I)
 # the site's profile pages are not organisations
 _SITE_PAGES = frozenset(
@@ -77,6 +78,7 @@ SHAPES = {
     "urls": "papers page copied as text with URLs on lines of their own",
     "markdown": "papers page converted to Markdown",
     "references": "papers page with numbered reference links (lynx or reader style)",
+    "single": "single paper's page",
 }
 
 
@@ -111,7 +113,12 @@ def _is_plain(text: str) -> bool:
     if "](" in text or "][" in text or "```" in text:
         return False
     head = text[:2000].lstrip()
-    return not head.startswith("---") and "huggingface.co/" not in head and "\n#" not in head
+    return (
+        not head.startswith("---")
+        and "huggingface.co/" not in head
+        and "\n#" not in head
+        and "\nAbstract\n" not in text[:20000]  # a single paper's page
+    )
 
 
 def read_page(text: str) -> Page:
@@ -134,10 +141,13 @@ class _Reader:
         self.out: list[str] = []
         self.source: list[int] = []
         self.dates: list[date] = []
+        self.captured: list[date] = []  # the capture tool's own dates (front matter)
         self.links = 0  # Markdown links seen
         self.references = 0  # reference links [text][n] seen
         self.url_lines = 0
         self.papers_seen = 0  # paper links and upvote buttons
+        self.h1: str | None = None  # the first top-level heading: a single paper's title
+        self.paper_text: set[int] = set()  # lines that are a paper link's text
 
     # --- output ----------------------------------------------------------------------
 
@@ -195,24 +205,27 @@ class _Reader:
             for j in range(i + 1, min(len(raw), i + 200)):
                 if raw[j].strip() in ("---", "..."):
                     for k in range(i + 1, j):
-                        self._hint(raw[k])
+                        self._hint(raw[k], captured=True)
                     return j + 1
         start = i
         while i < len(raw) and (m := _KEY_VALUE.fullmatch(raw[i].strip())):
             if m[1].lower().startswith("http"):
                 break
-            self._hint(raw[i])
+            self._hint(raw[i], captured=True)
             i += 1
             while i < len(raw) and not raw[i].strip():
                 i += 1
         return i if i - start >= 2 else start
 
-    def _hint(self, line: str) -> None:
+    def _hint(self, line: str, captured: bool = False) -> None:
         if m := _ISO_DAY.search(line):
             try:
-                self.dates.append(date(int(m[1]), int(m[2]), int(m[3])))
+                day = date(int(m[1]), int(m[2]), int(m[3]))
             except ValueError:
-                pass
+                return
+            self.dates.append(day)
+            if captured:
+                self.captured.append(day)
 
     def _join(self, s: str, i: int, depth: int) -> tuple[str, int]:
         """A link opened on this line and closed on a later one, as one line."""
@@ -241,6 +254,8 @@ class _Reader:
                 pass
         heading = _HEADING.match(s)
         if heading:
+            if heading.group().startswith("# ") and self.h1 is None:
+                self.h1 = s[heading.end() :].strip()
             s = s[heading.end() :]
         s = _ANCHOR.sub("", _PLACEHOLDER.sub("", s))
         s = _IMAGE.sub("", s).strip()
@@ -255,9 +270,12 @@ class _Reader:
         s = _BULLET.sub("", s, 1) if _BULLET.match(s) and "[" in s else s
         if "[" in s:
             s = _LINK.sub(self._inline, s)
-        s = s.replace("\\ ", " ").strip()
+        s = _PUBLISHED.sub(r"\1", s.replace("\\ ", " ")).strip()
         if not s:
             return
+        if s.startswith("· ") and DATE_LINE.fullmatch(s[2:]):
+            self.emit("·", lineno, alone=True)
+            s = s[2:]
         if upvote := _UPVOTE_WORD.fullmatch(s):
             self.papers_seen += 1
             self.emit(f"[-] {upvote[1]}", lineno, alone=True)
@@ -278,8 +296,8 @@ class _Reader:
             self.references += 1
         else:
             self.links += 1
-        if "#community" in url and _COUNT.fullmatch(text):
-            return " " + text
+        if _COUNT.fullmatch(text) and ("#community" in url or m[3] is not None):
+            return " " + text  # a comment count after a date: "Oct 7[12](...#community)"
         return text
 
     def _link(self, text: str, url: str | None, ref: str | None, lineno: int) -> None:
@@ -311,6 +329,7 @@ class _Reader:
             self.papers_seen += 1
             if text:
                 self.emit(text, lineno, alone=True)
+                self.paper_text.add(len(self.out) - 2)  # a title or abstract, whatever it says
             self.emit(url.split("#", 1)[0], lineno, alone=True)
             return
         profile = _HF_PROFILE.match(url)
@@ -338,6 +357,9 @@ class _Reader:
     # --- header and footer -------------------------------------------------------------
 
     def _page(self) -> Page:
+        single = self._single_paper()
+        if single is not None:
+            return single
         out, source = self.out, self.source
         first = _first_entry(out)
         date_at = None
@@ -350,6 +372,10 @@ class _Reader:
             first = 0
         start = date_at if date_at is not None else first
         header = ["Daily Papers", ""]
+        if date_at is None and self.captured:
+            # a page showing no date (trending, search): listed when it was captured
+            day = min(self.captured)
+            header += [f"{day:%b} {day.day}, {day.year}", ""]
         body = out[start:]
         body_source = source[start:]
         end = len(body)
@@ -357,9 +383,11 @@ class _Reader:
             if k and line.strip().lower() in _FOOTER:
                 end = k
                 break
+        # the site's navigation between the papers goes; a paper link's text stays, to be
+        # refused if it is no title (see checks)
         lines = header + [
-            "" if line.strip().lower() in NAVIGATION and line.strip() != "·" else line
-            for line in body[:end]
+            "" if line.strip().lower() in NAVIGATION and start + k not in self.paper_text else line
+            for k, line in enumerate(body[:end])
         ]
         line_map = [body_source[0] if body_source else 1] * len(header) + body_source[:end]
         if self.references > self.links:
@@ -369,6 +397,57 @@ class _Reader:
         else:
             shape = "urls" if self.url_lines else "plain"
         return Page("\n".join(lines), line_map, shape, looks, self.dates)
+
+    def _single_paper(self) -> Page | None:
+        """A single paper's page (title, authors, "Abstract", the abstract, upvotes), as a
+        listing of that one paper; None for any other page."""
+        out = [line.strip() for line in self.out]
+        low = [line.lower() for line in out]
+        if "abstract" not in low or sum(bool(_UPVOTE_LINE.fullmatch(x)) for x in out) > 1:
+            return None
+        at = low.index("abstract")
+        arxiv = next((m[1] for x in out if (m := _ARXIV_LINE.fullmatch(x))), None)
+        title = self.h1
+        if title is None and arxiv is not None:
+            k = next(i for i, x in enumerate(out) if _ARXIV_LINE.fullmatch(x)) + 1
+            title = next((x for x in out[k:at] if x and x.lower() not in NAVIGATION), None)
+        if not title:
+            return None
+        paragraph: list[str] = []
+        k = at + 1
+        while k < len(out) and not out[k]:
+            k += 1
+        while k < len(out) and out[k] and not _STOP.match(out[k]):
+            paragraph.append(out[k])
+            k += 1
+        if not paragraph:
+            return None
+        head = out[:at]
+        urls = [m[1] for x in out if (m := _HF_PAPER.match(x))]
+        arxiv = arxiv or (urls[0] if urls else None)
+        published = next((x for x in head if DATE_LINE.fullmatch(x)), None)
+        upvotes = next((x for x in out if _UPVOTE_LINE.fullmatch(x)), None)
+        names = next((x for x in head if x.lower().startswith("authors:")), None)
+        day = min(self.captured) if self.captured else None
+        listing = f"{day:%b} {day.day}, {day.year}" if day else published
+        lines = ["Daily Papers", ""] + ([listing, ""] if listing else [])
+        lines += [upvotes or "", "", title, ""]
+        lines += [f"https://huggingface.co/papers/{arxiv}", ""] if arxiv else []
+        lines += [*paragraph, ""]
+        if names is not None:
+            count = len([n for n in names.split(":", 1)[1].split(",") if n.strip()])
+            lines += [f"• {count} authors", "·", published or ""]
+        line = self.source[at] if self.source else 1
+        return Page("\n".join(lines), [line] * len(lines), "single", True, self.dates)
+
+
+_ARXIV_LINE = re.compile(r"arxiv:\s*(\d{4}\.\d{4,5})", re.I)
+# where a single paper's abstract ends: its page's buttons and sections
+_STOP = re.compile(
+    r"(?:\[-\]|upvote|view arxiv|view pdf|add to collection|community|models citing|"
+    r"datasets citing|spaces citing|collections including|https?://)",
+    re.I,
+)
 
 
 def _first_entry(out: list[str]) -> int | None:
