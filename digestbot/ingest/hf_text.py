@@ -38,7 +38,6 @@ KNOWN_HEADER = {
     "weekly",
     "monthly",
 }
-_UNREAD = object()
 MAX_ORG = 200
 
 UPVOTE = re.compile(r"\[\s*[-–]?\s*\]\s*(\d[\d,]*|[-–])")
@@ -318,8 +317,9 @@ class TextParser:
                 return True
         if cur.published_on is None:
             # a dump's dates repeat: each distinct line is read once
-            found = self._dates.get(s, _UNREAD)
-            if found is _UNREAD:
+            if s in self._dates:
+                found = self._dates[s]
+            else:
                 found = self._dates[s] = self._date_line(s, lineno)
             if found is not None:
                 cur.published_on, count = found

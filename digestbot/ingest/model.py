@@ -8,6 +8,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import cast
 
 _NOT_WORD = re.compile(r"[\W_]+")
 # C0 controls other than tab and newline, and DEL: PostgreSQL refuses NUL in text, and
@@ -153,7 +154,8 @@ def merge_fields(old: dict[str, object], new: dict[str, object]) -> dict[str, ob
         elif name == "listed_on":
             value = b if a is None or b < a else a  # type: ignore[operator]
         elif name == "links":
-            value = list(a or []) + [link for link in b if link not in (a or [])]  # type: ignore[union-attr,attr-defined]
+            known = cast(list[str], a or [])
+            value = known + [link for link in cast(list[str], b) if link not in known]
         else:
             value = a if a is not None else b
         if value != a:
