@@ -109,7 +109,9 @@ class Page:
 
 
 def _is_plain(text: str) -> bool:
-    """The seeds' shape: no Markdown link, no wrapper, no navigation with URLs."""
+    """The seeds' shape: no Markdown link, no wrapper, no navigation with URLs. Told by the
+    head: every other rendering shows its links and wrapper from its first entries on."""
+    text = text[:65536]
     if "](" in text or "][" in text or "```" in text:
         return False
     head = text[:2000].lstrip()
