@@ -121,7 +121,13 @@ def ingest_file(
             "The other dumps go on.",
         )
         if digest:
-            _record_failure(store, name, digest[0], None, error, now)
+            try:
+                _record_failure(store, name, digest[0], None, error, now)
+            except OperationalError as store_exc:
+                raise StoreError(
+                    f"cannot write to the store: {store_exc.orig}",
+                    hint="Check that the database is reachable, writable, and not full.",
+                ) from None
         return DumpResult(name, "failed", error=FailedDump.from_error(name, error))
 
 
