@@ -102,7 +102,7 @@ class ParsedPaper:
 @dataclass(slots=True)
 class ParsedDump:
     path: Path
-    format: str  # "hf-text" or "hf-json"
+    format: str  # the name of one of parse.FORMATS: "hf-text", "hf-json", "hf-html"
     listed_on: date
     papers: list[ParsedPaper]
     content_hash: str
