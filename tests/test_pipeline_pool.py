@@ -205,21 +205,6 @@ def test_a_reader_gone_before_rendering_is_left_for_queueing_to_skip(
         store.dispose()
 
 
-def test_workers_are_forked_only_after_the_background_checkpoint(tmp_path: Path) -> None:
-    """A fork while SQLite's checkpoint thread holds one of SQLite's mutexes would leave
-    the worker waiting for it forever: the pool waits for the checkpoint first."""
-    store, config = _setup(tmp_path, str(tmp_path / "c.db"))
-    try:
-        with store.bulk_transaction() as conn:
-            conn.execute(text("UPDATE subscribers SET send_hour = 1"))
-        assert store._checkpointer is not None  # started by the commit
-        with pool.RenderPool(store, config, NOON, processes=2) as render_pool:
-            assert store._checkpointer is None
-            assert render_pool.submit([]) == []
-    finally:
-        store.dispose()
-
-
 @pytest.mark.usefixtures("small_spans")
 def test_a_run_renders_in_process_when_workers_cannot_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture

@@ -139,9 +139,6 @@ class RenderPool:
 
     def __init__(self, store: Store, config: Config, now: datetime, processes: int) -> None:
         self.store, self.config, self.now = store, config, now
-        # SQLite's background checkpoint thread may hold one of SQLite's own mutexes: a
-        # worker forked at that moment would wait for it forever at its first query
-        store.wait_for_checkpoint()
         self._stack = ExitStack()
         self._pool: ProcessPoolExecutor | None = None
         try:
