@@ -24,8 +24,8 @@ pytestmark = pytest.mark.slow
 
 def _installer_env() -> dict[str, str]:
     """pip as an operator runs it: on the real clock (digestbot itself runs on the test's)."""
-    env = {k: v for k, v in os.environ.items() if k != "TESTS_CLOCK_AHEAD_DAYS"}
-    env = {k: v for k, v in env.items() if not k.startswith("PIP_")}
+    drop = ("TESTS_CLOCK_AHEAD_DAYS", "PYTHONPATH")
+    env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("PIP_")}
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     return env
 
@@ -74,8 +74,13 @@ def elsewhere(tmp_path: Path) -> Path:
 
 
 def _env(**extra: str) -> dict[str, str]:
+    """No DIGESTBOT_* from outside, and no path to a checkout: only the installed package
+    may be importable (a year-ahead pass keeps its clock hook)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGESTBOT_")}
-    env.pop("PYTHONPATH", None)
+    paths = env.pop("PYTHONPATH", "").split(os.pathsep)
+    kept = [p for p in paths if p and not (Path(p) / "digestbot").exists()]
+    if kept:
+        env["PYTHONPATH"] = os.pathsep.join(kept)
     env.update(extra)
     return env
 
