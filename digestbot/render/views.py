@@ -40,6 +40,13 @@ class PaperView:
     title: str
     title_wrapped: str
     meta: str
+    meta_wrapped: str
+    authors: str  # the first authors, "A, B, C et al."
+    authors_wrapped: str
+    abs_url: str  # arXiv abstract and PDF, "" without an arXiv id
+    pdf_url: str
+    code_url: str  # the GitHub repository, "" when none is known
+    label: str  # the title, short, for the labels of a card's links
     snippet: str
     snippet_wrapped: str
     title_safe: str  # title and snippet HTML-escaped, and lowercased, for the highlighter
@@ -51,14 +58,25 @@ class PaperView:
     cards: dict[Any, tuple[Card, Picker]] = field(default_factory=dict)
 
 
+FIRST_AUTHORS = 3
+
+
+def paper_authors(paper: Paper) -> str:
+    """The first authors, then "et al." when there are more; or the author count when the
+    listing gave no names."""
+    names = [shorten(n, 40) for n in (clean_text(a) for a in (paper.authors or [])) if n]
+    count = max(paper.author_count or 0, len(names))
+    if not names:
+        return f"{count} author{'s' if count != 1 else ''}" if count else ""
+    shown = ", ".join(names[:FIRST_AUTHORS])
+    return shown + " et al." if count > FIRST_AUTHORS else shown
+
+
 def paper_meta(paper: Paper) -> str:
     parts: list[str] = []
     org = clean_text(paper.organization)
     if org:
         parts.append(shorten(org, 60))
-    count = paper.author_count if paper.author_count is not None else len(paper.authors or [])
-    if count:
-        parts.append(f"{count} author{'s' if count != 1 else ''}")
     day = paper.published_on or paper.listed_on
     if day:
         parts.append(paper_date(day))
@@ -82,6 +100,7 @@ _KEY_NAMES = (
     "listed_on",
     "upvotes",
     "comments",
+    "github_url",
     "authors",
 )
 _KEY_SET = frozenset(_KEY_NAMES)
@@ -98,7 +117,7 @@ def _view_key(paper: Paper) -> tuple[Any, ...]:
         for name in missing:
             key[_KEY_INDEX[name]] = getattr(paper, name)
     authors = key[-1]
-    key[-1] = len(authors) if authors else 0
+    key[-1] = (len(authors), tuple(authors[:FIRST_AUTHORS])) if authors else 0
     return tuple(key)
 
 
@@ -111,13 +130,22 @@ def paper_view(paper: Paper) -> PaperView:
         title = clean_title(paper.title)
         snippet = first_sentences(paper.abstract)
         title_safe, snippet_safe = str(escape(title)), str(escape(snippet))
+        authors = paper_authors(paper)
+        meta = paper_meta(paper)
         view = PaperView(
             paper_id=paper.id,
             upvotes=paper.upvotes,
             url=links.paper_url(paper),
             title=title,
             title_wrapped=wrap(title, WRAP, first=""),
-            meta=paper_meta(paper),
+            meta=meta,
+            meta_wrapped=wrap(meta, WRAP),
+            authors=authors,
+            authors_wrapped=wrap(authors, WRAP) if authors else "",
+            abs_url=links.arxiv_url(paper, "abs"),
+            pdf_url=links.arxiv_url(paper, "pdf"),
+            code_url=links.code_url(paper),
+            label=shorten(title, 60),
             snippet=snippet,
             snippet_wrapped=wrap(snippet, WRAP) if snippet else "",
             title_safe=title_safe,
@@ -143,11 +171,10 @@ READER_ORDER = (
     "rank",
     "title_html",
     "snippet_html",
-    "score",
-    "bar_px",
-    "bar_text",
+    "scale",
     "relevance",
     "why",
+    "why_wrapped",
     "more_url",
     "less_url",
 )
@@ -164,8 +191,15 @@ class _Slots:
     title: str
     title_wrapped: str
     meta: str
+    meta_wrapped: str
     snippet: str
     snippet_wrapped: str
+    authors: str
+    authors_wrapped: str
+    abs_url: str
+    pdf_url: str
+    code_url: str
+    label: str
     paper_id: str = ""
 
     def __getattr__(self, name: str) -> Markup:
@@ -181,7 +215,19 @@ def card(template: Any, view: PaperView, *, html: bool) -> tuple[Card, Picker]:
     found = view.cards.get(template)
     if found is None:
         slots = _Slots(
-            view.url, view.title, view.title_wrapped, view.meta, view.snippet, view.snippet_wrapped
+            view.url,
+            view.title,
+            view.title_wrapped,
+            view.meta,
+            view.meta_wrapped,
+            view.snippet,
+            view.snippet_wrapped,
+            view.authors,
+            view.authors_wrapped,
+            view.abs_url,
+            view.pdf_url,
+            view.code_url,
+            view.label,
         )
         shown = split(template.render(e=slots), READER_FIELDS, template.name, html=html)
         found = shown, _picker(tuple(READER_ORDER.index(name) for name in shown.names))
