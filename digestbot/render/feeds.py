@@ -237,7 +237,8 @@ def public_feeds(papers: Sequence[Paper], *, config: Config) -> tuple[bytes, byt
 # --- reading the store -------------------------------------------------------------------
 
 
-def _pick(paper_id: str, score: float, why: Any) -> Pick:
+def stored_pick(paper_id: str, score: float, why: Any) -> Pick:
+    """A digest item's pick as the store keeps it (score and the why JSON)."""
     why = why if isinstance(why, dict) else {}
     matched = why.get("matched") or ()
     similar_title = why.get("similar_title")
@@ -283,7 +284,7 @@ def recent_entries(
     )
     out: dict[int, list[tuple[Paper, Pick, datetime]]] = {i: [] for i in subscriber_ids}
     for sub_id, created, score, why, paper in session.execute(query):
-        out[sub_id].append((paper, _pick(paper.id, score, why), _aware(created)))
+        out[sub_id].append((paper, stored_pick(paper.id, score, why), _aware(created)))
     return out
 
 
