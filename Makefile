@@ -49,3 +49,8 @@ lock:
 
 clean:
 	rm -rf $(VENV) demo build *.egg-info .pytest_cache .ruff_cache
+
+# The email checks' node tools (tests/node/), pinned in package-lock.json.
+node_modules: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch node_modules

@@ -3,6 +3,7 @@ the cleaned and escaped fields (:class:`PaperView`) and its cards (see cards.py)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -21,6 +22,19 @@ MONTHS = (
     "January February March April May June July August September October November December"
 ).split()
 WRAP = 72
+
+
+_LONG_WORD = re.compile(r"[^\s\u200b]{31,}")
+
+
+def breakable(text: str) -> str:
+    """``text`` with a zero-width space every 24 characters of a very long word, where a
+    narrow screen may wrap it (mail clients ignore the CSS that would break it)."""
+    if len(text) <= 30 or not _LONG_WORD.search(text):
+        return text
+    return _LONG_WORD.sub(
+        lambda m: "\u200b".join(m.group()[i : i + 24] for i in range(0, len(m.group()), 24)), text
+    )
 
 
 def paper_date(day: date) -> str:
@@ -129,7 +143,7 @@ def paper_view(paper: Paper) -> PaperView:
     if view is None:
         title = clean_title(paper.title)
         snippet = first_sentences(paper.abstract)
-        title_safe, snippet_safe = str(escape(title)), str(escape(snippet))
+        title_safe, snippet_safe = str(escape(breakable(title))), str(escape(breakable(snippet)))
         authors = paper_authors(paper)
         meta = paper_meta(paper)
         view = PaperView(
