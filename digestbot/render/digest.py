@@ -477,7 +477,7 @@ def render_digest(
             headline=f"{count} new {noun} for you",
             subline=subline,
             subline_wrapped=wrap(subline, 78, indent=""),
-            preheader=shorten(" · ".join(v.title for v in views[:3]), 150),
+            preheader=shorten(" · ".join(v.title for v in views[:3]), 100),
             more_text=f"See the other {rest} paper{'s' if rest != 1 else ''} in your browser"
             if rest
             else "",
