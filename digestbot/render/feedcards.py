@@ -89,10 +89,30 @@ def _dated(xml: str, kind: str) -> str:
     return xml.replace(entry_date, slot("when")).replace(feed_date, slot("newest"))
 
 
+def documents(fg: FeedGenerator) -> tuple[bytes, bytes]:
+    """``fg`` as (RSS, Atom). Its links are the Atom file's (self: the ``.atom`` URL); the
+    RSS file gets its own self link (``.rss``), and its channel ``<link>`` the site's page
+    (feedgen takes the last link added for it)."""
+    atom = fg.atom_str(pretty=True)
+    saved = [dict(link) for link in fg.link()]
+    rss_links = [
+        {**link, "href": link["href"][: -len(".atom")] + ".rss"}
+        if link.get("rel") == "self" and link["href"].endswith(".atom")
+        else link
+        for link in saved
+    ]
+    rss_links.sort(key=lambda link: link.get("rel", "alternate") == "alternate")
+    fg.link(rss_links, replace=True)
+    rss = fg.rss_str(pretty=True)
+    fg.link(saved, replace=True)
+    return rss, atom
+
+
 def _serialise(fg: FeedGenerator) -> dict[str, str]:
+    rss, atom = documents(fg)
     return {
-        "rss": _dated(fg.rss_str(pretty=True).decode("utf-8"), "rss"),
-        "atom": _dated(fg.atom_str(pretty=True).decode("utf-8"), "atom"),
+        "rss": _dated(rss.decode("utf-8"), "rss"),
+        "atom": _dated(atom.decode("utf-8"), "atom"),
     }
 
 
@@ -179,7 +199,7 @@ def entry(
     fg = FeedGenerator()
     fg.id("x")
     fg.title("x")
-    fg.link(href="x", rel="self")
+    fg.link(href="x.atom", rel="self")
     fg.description("x")
     write(fg, slot(WHY) if has_why else "", _SENTINEL, [slot(f"cat{i}") for i in range(categories)])
     found: dict[str, XmlPiece] | None = {}

@@ -56,6 +56,7 @@ class PaperView:
     meta: str
     meta_wrapped: str
     authors: str  # the first authors, "A, B, C et al."
+    author_names: tuple[str, ...]  # the same names, one by one
     authors_wrapped: str
     abs_url: str  # arXiv abstract and PDF, "" without an arXiv id
     pdf_url: str
@@ -73,6 +74,11 @@ class PaperView:
 
 
 FIRST_AUTHORS = 3
+
+
+def first_authors(paper: Paper) -> tuple[str, ...]:
+    names = (shorten(n, 40) for n in (clean_text(a) for a in (paper.authors or [])) if n)
+    return tuple(name for name, _ in zip(names, range(FIRST_AUTHORS), strict=False))
 
 
 def paper_authors(paper: Paper) -> str:
@@ -155,6 +161,7 @@ def paper_view(paper: Paper) -> PaperView:
             meta=meta,
             meta_wrapped=wrap(meta, WRAP),
             authors=authors,
+            author_names=first_authors(paper),
             authors_wrapped=wrap(authors, WRAP) if authors else "",
             abs_url=links.arxiv_url(paper, "abs"),
             pdf_url=links.arxiv_url(paper, "pdf"),
