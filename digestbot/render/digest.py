@@ -205,7 +205,7 @@ def _mark_open() -> str:
     return styled_tag("b", "kw").replace("<b ", "<b\n", 1)
 
 
-Filled = list[tuple[Card, tuple[str, ...]]]  # cards and each one's values, in order
+Filled = list[tuple[Card, Sequence[str]]]  # cards and each one's values, in order
 
 
 def _papers(
@@ -215,6 +215,7 @@ def _papers(
     subscriber: Subscriber,
     cards: bool,
     full: int,
+    marks: Marks | None = None,
 ) -> tuple[Filled | str, Filled | str, list[PaperView]]:
     """The papers of a digest as (HTML, text, views), the first ``full`` with full cards
     and the rest with short ones. With ``cards``, each paper's card is rendered once per
@@ -262,10 +263,15 @@ def _papers(
             html_cards.append((divider, ()))
         # in READER_ORDER, as autoescaping Jinja prints them: escaped (the highlights,
         # Markup, as they are; these words and dots have nothing to escape)
-        title_html = mark(view.title_safe, view.title_low, mark_open, MARK_CLOSE, view.title_index)
-        snippet_html = mark(
-            view.snippet_safe, view.snippet_low, mark_open, MARK_CLOSE, view.snippet_index
-        )
+        if marks is not None:  # measured by papers_shown already
+            title_html, snippet_html = marks[rank - 1]
+        else:
+            title_html = mark(
+                view.title_safe, view.title_low, mark_open, MARK_CLOSE, view.title_index
+            )
+            snippet_html = mark(
+                view.snippet_safe, view.snippet_low, mark_open, MARK_CLOSE, view.snippet_index
+            )
         shown, pick_values = card(html_card, view, html=True)
         values = (
             rank_text,
@@ -313,14 +319,23 @@ def _sent(value: str, html: int, text: int) -> int:
     )
 
 
-def papers_shown(views: Sequence[PaperView], whys: Sequence[str], highlighter: Highlighter) -> int:
+Marks = list[tuple[str, str]]  # papers' highlighted title and snippet (HTML)
+
+
+def papers_shown(
+    views: Sequence[PaperView], whys: Sequence[str], highlighter: Highlighter
+) -> tuple[int, Marks]:
     """How many papers fit in the message: full cards first, then short ones, until the
-    estimated size reaches the budget. The rest are on the browser page."""
+    estimated size reaches the budget (the rest are on the browser page); and the papers'
+    highlighted title and snippet, measured here and printed by the cards (a short card
+    has no snippet: "")."""
     used = 0
     mark = highlighter.mark_str
     mark_open = _mark_open()
+    marks: Marks = []
     for i, (view, why) in enumerate(zip(views, whys, strict=True)):
         title = mark(view.title_safe, view.title_low, mark_open, MARK_CLOSE, view.title_index)
+        snippet = ""
         if i < FULL_CARDS:
             snippet = mark(
                 view.snippet_safe, view.snippet_low, mark_open, MARK_CLOSE, view.snippet_index
@@ -335,9 +350,10 @@ def papers_shown(views: Sequence[PaperView], whys: Sequence[str], highlighter: H
             size += _sent(view.authors, 1, 0) + _sent(view.label, 1, 0)
             size += _sent(view.url + view.abs_url, 1, 1)
         used += size
-        if used > PAPERS_BUDGET:
-            return max(1, i)
-    return len(views)
+        if used > PAPERS_BUDGET and i > 0:
+            return i, marks
+        marks.append((title, snippet))
+    return len(views), marks
 
 
 def _joined(filled: Filled) -> str:
@@ -358,14 +374,14 @@ def _message(
     out: list[str] = []
     for shown, values in html_cards:
         shown.fill_encoded(values, out)
-    skeleton, values = document(
+    skeleton, printed = document(
         get_template("digest.html.j2"),
         {**context, "papers_html": "".join(out)},
         html=True,
         block="papers_html",
     )
     out.clear()
-    skeleton.fill_encoded(values, out)
+    skeleton.fill_encoded(printed, out)
     encoded = "".join(out).encode("ascii")
     return assemble(headers, encode_body(text, html=False), html_part(encoded, html))
 
@@ -458,16 +474,17 @@ def render_digest(
         subject = f"{count} new {noun} for you · {when} · {top_topic(entries)}"
         matched = {m for _, pick in entries for m in pick.matched}
         highlighter = Highlighter.cached(frozenset((*matched, *keywords)))
+        marks: Marks | None = None
         if whole:
             shown, full = count, count
         else:
             all_views = [paper_view(p) for p, _ in entries]
             whys = [why_pair(v.upvotes, e[1])[0] for v, e in zip(all_views, entries, strict=True)]
-            shown = papers_shown(all_views, whys, highlighter)
+            shown, marks = papers_shown(all_views, whys, highlighter)
             full = FULL_CARDS
             context["view_url"] = links.digest_view_url(config, subscriber, period)
         papers_html, papers_text, views = _papers(
-            entries[:shown], highlighter, config, subscriber, cards, full
+            entries[:shown], highlighter, config, subscriber, cards, full, marks
         )
         trending = float(config["scoring.popularity_weight"]) > 0
         subline = _subline(keywords, trending)

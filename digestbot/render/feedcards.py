@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from feedgen.feed import FeedGenerator
 from feedgen.util import formatRFC2822
@@ -73,8 +73,8 @@ def _piece(xml: str, names: set[str]) -> XmlPiece | None:
         return None
     statics = tuple(parts[::2])
     # a value filling an attribute follows its opening quote; text follows a tag
-    names = tuple(n + "@" if s.endswith('"') else n for s, n in zip(statics, found, strict=False))
-    return XmlPiece(statics, names)
+    named = tuple(n + "@" if s.endswith('"') else n for s, n in zip(statics, found, strict=False))
+    return XmlPiece(statics, named)
 
 
 def escaped(values: Mapping[str, str]) -> dict[str, str]:
@@ -182,7 +182,9 @@ def frame(key: Any, head: HeadWriter, dummy: EntryWriter) -> Frame | None:
     return found
 
 
-def cached_entry(key: Any, has_why: bool, categories: int) -> dict[str, XmlPiece] | None | bool:
+def cached_entry(
+    key: Any, has_why: bool, categories: int
+) -> dict[str, XmlPiece] | None | Literal[False]:
     """What :func:`entry` made for these arguments before, or False."""
     return _ENTRIES.get((key, has_why, categories), False)
 

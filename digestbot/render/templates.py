@@ -78,7 +78,7 @@ class InliningLoader(jinja2.FileSystemLoader):
 
     def get_source(
         self, environment: jinja2.Environment, template: str
-    ) -> tuple[str, str | None, Callable[[], bool] | None]:
+    ) -> tuple[str, str, Callable[[], bool]]:
         source, filename, uptodate = super().get_source(environment, template)
         if template.endswith(".html.j2"):
             source = inline_source(source, self._stylesheet(environment))
