@@ -96,6 +96,11 @@ def test_header_says_trending_only_when_popularity_counts() -> None:
     mixed = render(items, no_keywords, config=config)
     assert "Chosen from the papers you liked and what is trending." in mixed.html
     assert "and what is trending:" in render(items, config=config).text
+    # nor does the why line of a pick that matched nothing in particular
+    p = paper(0)
+    vague = render([(p, Pick(p.id, 0.3))], no_keywords).html
+    assert "Close to your interests overall (120 upvotes)" in vague
+    assert "trending" not in vague
 
 
 @pytest.mark.parametrize("kind", ["plain", "long", "cjk", "hostile"])
