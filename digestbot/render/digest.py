@@ -126,20 +126,25 @@ class RenderedDigest:
 
 # Relevance as a reader reads it: five dots and a word, measured against the digest's best
 # pick (a raw score such as 0.21 means nothing to a reader).
-_LEVELS = (
-    (0.85, 5, "top match"),
-    (0.6, 4, "strong match"),
-    (0.35, 3, "good match"),
-    (0.15, 2, "partial match"),
-    (0.0, 1, "loose match"),
+_LEVELS = tuple(
+    (floor, "●" * dots + "○" * (5 - dots), words)
+    for floor, dots, words in (
+        (0.85, 5, "top match"),
+        (0.6, 4, "strong match"),
+        (0.35, 3, "good match"),
+        (0.15, 2, "partial match"),
+        (0.0, 1, "loose match"),
+    )
 )
 
 
 def relevance(score: float, top: float) -> tuple[str, str]:
     """(dots, words) for a pick scoring ``score`` in a digest whose best scores ``top``."""
-    share = max(0.0, min(1.0, score / top)) if top > 0 else 0.0
-    dots, words = next((dots, words) for floor, dots, words in _LEVELS if share >= floor)
-    return "●" * dots + "○" * (5 - dots), words
+    share = score / top if top > 0 else 0.0
+    for floor, scale, words in _LEVELS:
+        if share >= floor:
+            return scale, words
+    return _LEVELS[-1][1:]
 
 
 def _reader_fields(
@@ -168,7 +173,7 @@ def _reader_fields(
         "scale": scale,
         "relevance": words,
         "why": why,
-        "why_wrapped": wrap("Why: " + why, WRAP),
+        "why_wrapped": _why_wrapped(why),
         "more_url": feedback_base + more,
         "less_url": feedback_base + less,
     }
@@ -197,6 +202,22 @@ def _entry(view: PaperView, fields: dict[str, Any]) -> Entry:
 MARK_CLOSE = "</b>"
 
 
+@lru_cache(maxsize=4096)
+def _why_wrapped(why: str) -> str:
+    # readers' picks share a few why lines: each is wrapped once per process
+    return wrap("Why: " + why, WRAP)
+
+
+@lru_cache(maxsize=4096)
+def _why_size(why: str) -> int:
+    return _sent(why, 1, 2)
+
+
+@lru_cache(maxsize=1024)
+def _wrapped(text: str) -> str:
+    return wrap(text, 78, indent="")
+
+
 @lru_cache(maxsize=8)
 def _mark_open() -> str:
     # a line break inside the tag keeps HTML lines short (7-bit needs <= 998 characters)
@@ -216,6 +237,7 @@ def _papers(
     cards: bool,
     full: int,
     marks: Marks | None = None,
+    known: Sequence[PaperView] | None = None,
 ) -> tuple[Filled | str, Filled | str, list[PaperView]]:
     """The papers of a digest as (HTML, text, views), the first ``full`` with full cards
     and the rest with short ones. With ``cards``, each paper's card is rendered once per
@@ -227,7 +249,7 @@ def _papers(
     feedback = links.signer(config, "feedback")
     base = f"{links.site(config)}/feedback/"
     pref = subscriber.pref_token
-    views = [paper_view(paper) for paper, _ in entries]
+    views = list(known) if known is not None else [paper_view(paper) for paper, _ in entries]
     if not cards:
         objs = [
             _entry(
@@ -258,7 +280,7 @@ def _papers(
         why, why_html = why_pair(view.upvotes, pick)
         scale, words = relevance(pick.score, top)
         rank_text = str(rank)
-        why_wrapped = wrap("Why: " + why, WRAP)
+        why_wrapped = _why_wrapped(why)
         if 1 < rank <= full:  # a short card has a line of its own
             html_cards.append((divider, ()))
         # in READER_ORDER, as autoescaping Jinja prints them: escaped (the highlights,
@@ -322,6 +344,23 @@ def _sent(value: str, html: int, text: int) -> int:
 Marks = list[tuple[str, str]]  # papers' highlighted title and snippet (HTML)
 
 
+def _paper_sizes(view: PaperView) -> list[int]:
+    """What a paper's cards weigh apart from the reader's highlights, computed once per
+    paper: [full card, short card, extra bytes of the title's and the snippet's non-ASCII
+    characters as sent in the HTML part]."""
+    if not view.sizes:
+        title_extra = _sent(view.title_safe, 1, 0) - len(view.title_safe)
+        snippet_extra = _sent(view.snippet_safe, 1, 0) - len(view.snippet_safe)
+        full = FULL_OVERHEAD + _sent(view.title, 0, 1) + _sent(view.snippet, 0, 1)
+        full += _sent(view.meta, 1, 1) + _sent(view.authors, 1, 1)
+        full += _sent(view.label, 5, 0) + _sent(view.code_url, 1, 1)
+        full += 2 * _sent(view.url + view.abs_url, 2, 1)
+        short = SHORT_OVERHEAD + _sent(view.title, 0, 1) + _sent(view.authors, 1, 0)
+        short += _sent(view.label, 1, 0) + _sent(view.url + view.abs_url, 1, 1)
+        view.sizes.extend((full, short, title_extra, snippet_extra))
+    return view.sizes
+
+
 def papers_shown(
     views: Sequence[PaperView], whys: Sequence[str], highlighter: Highlighter
 ) -> tuple[int, Marks]:
@@ -334,21 +373,17 @@ def papers_shown(
     mark_open = _mark_open()
     marks: Marks = []
     for i, (view, why) in enumerate(zip(views, whys, strict=True)):
+        full, short, title_extra, snippet_extra = _paper_sizes(view)
         title = mark(view.title_safe, view.title_low, mark_open, MARK_CLOSE, view.title_index)
         snippet = ""
         if i < FULL_CARDS:
             snippet = mark(
                 view.snippet_safe, view.snippet_low, mark_open, MARK_CLOSE, view.snippet_index
             )
-            size = FULL_OVERHEAD + _sent(title, 1, 0) + _sent(view.title, 0, 1)
-            size += _sent(snippet, 1, 0) + _sent(view.snippet, 0, 1)
-            size += _sent(view.meta, 1, 1) + _sent(view.authors, 1, 1)
-            size += _sent(view.label, 5, 0) + _sent(view.code_url, 1, 1)
-            size += 2 * _sent(view.url + view.abs_url, 2, 1) + _sent(why, 1, 2)
+            size = full + len(title) + title_extra + len(snippet) + snippet_extra
+            size += _why_size(why)
         else:
-            size = SHORT_OVERHEAD + _sent(title, 1, 0) + _sent(view.title, 0, 1)
-            size += _sent(view.authors, 1, 0) + _sent(view.label, 1, 0)
-            size += _sent(view.url + view.abs_url, 1, 1)
+            size = short + len(title) + title_extra
         used += size
         if used > PAPERS_BUDGET and i > 0:
             return i, marks
@@ -475,6 +510,7 @@ def render_digest(
         matched = {m for _, pick in entries for m in pick.matched}
         highlighter = Highlighter.cached(frozenset((*matched, *keywords)))
         marks: Marks | None = None
+        all_views: list[PaperView] | None = None
         if whole:
             shown, full = count, count
         else:
@@ -484,7 +520,14 @@ def render_digest(
             full = FULL_CARDS
             context["view_url"] = links.digest_view_url(config, subscriber, period)
         papers_html, papers_text, views = _papers(
-            entries[:shown], highlighter, config, subscriber, cards, full, marks
+            entries[:shown],
+            highlighter,
+            config,
+            subscriber,
+            cards,
+            full,
+            marks,
+            all_views[:shown] if all_views is not None else None,
         )
         trending = float(config["scoring.popularity_weight"]) > 0
         subline = _subline(keywords, trending)
@@ -493,7 +536,7 @@ def render_digest(
             subject=subject,
             headline=f"{count} new {noun} for you",
             subline=subline,
-            subline_wrapped=wrap(subline, 78, indent=""),
+            subline_wrapped=_wrapped(subline),
             preheader=shorten(" · ".join(v.title for v in views[:3]), 100),
             more_text=f"See the other {rest} paper{'s' if rest != 1 else ''} in your browser"
             if rest
@@ -573,6 +616,8 @@ def clear_caches() -> None:
     clear_why()
     Highlighter.cached.cache_clear()
     feedcards.clear()
+    for cache in (_why_wrapped, _why_size, _wrapped):
+        cache.cache_clear()
 
 
 def digest_message_id(config: Config, subscriber: Subscriber, period: str) -> str:

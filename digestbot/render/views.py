@@ -71,6 +71,7 @@ class PaperView:
     title_index: dict[str, list[int]] | None
     snippet_index: dict[str, list[int]] | None
     cards: dict[Any, tuple[Card, Picker]] = field(default_factory=dict)
+    sizes: list[int] = field(default_factory=list)  # see digest.papers_shown
 
 
 FIRST_AUTHORS = 3
