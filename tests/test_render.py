@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from datetime import date
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from html import unescape
@@ -11,6 +12,7 @@ from html.parser import HTMLParser
 
 import pytest
 
+from digestbot import clock
 from digestbot.config import default_config
 from digestbot.render import build_message, render_digest
 from digestbot.render.clean import Highlighter, clean_text
@@ -28,6 +30,20 @@ def parse(data: bytes) -> EmailMessage:
     msg = message_from_bytes(data, policy=policy.default)
     assert isinstance(msg, EmailMessage)
     return msg
+
+
+@pytest.fixture
+def freeze_links(request: pytest.FixtureRequest) -> Callable[[], None]:
+    """Stops the clock for the rest of the test: signed links carry the second they were
+    signed at, so renders compared byte for byte must sign at the same one (forked render
+    workers inherit the stopped clock)."""
+
+    def freeze() -> None:
+        moved = clock.moved_to(datetime.fromtimestamp(1_790_000_000.25, UTC))
+        moved.__enter__()
+        request.addfinalizer(lambda: moved.__exit__(None, None, None))
+
+    return freeze
 
 
 def assert_no_defects(msg: EmailMessage) -> None:
@@ -270,13 +286,12 @@ def test_highlighter_never_touches_entities() -> None:
 
 
 def test_bulk_signer_makes_the_same_tokens_as_itsdangerous(
-    monkeypatch: pytest.MonkeyPatch,
+    freeze_links: Callable[[], None],
 ) -> None:
-    import time
 
     from digestbot.render.links import BulkSigner
 
-    monkeypatch.setattr(time, "time", lambda: 1_790_000_000.25)
+    freeze_links()
     tokens = Tokens(SECRET)
     for purpose, value in (
         ("feedback", {"s": "preftoken", "p": "2411.00001", "d": "more"}),
@@ -289,14 +304,13 @@ def test_bulk_signer_makes_the_same_tokens_as_itsdangerous(
         assert tokens.loads(purpose, ours) == value
 
 
-def test_cached_cards_match_rendering_every_card(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cached_cards_match_rendering_every_card(freeze_links: Callable[[], None]) -> None:
     """The per-paper cards filled per reader give byte-identical parts and message to
     rendering every card through Jinja, hostile text and cold or warm caches alike."""
-    import time
 
     from digestbot.render.digest import clear_caches
 
-    monkeypatch.setattr(time, "time", lambda: 1_790_000_000.25)  # same link timestamps
+    freeze_links()
     hostile = [
         paper(10 + i, title=t, abstract=t + ". " + t) for i, t in enumerate(HOSTILE_TITLES.values())
     ]
@@ -317,13 +331,12 @@ def test_cached_cards_match_rendering_every_card(monkeypatch: pytest.MonkeyPatch
 
 
 def test_render_many_matches_render_digest_in_one_and_two_processes(
-    monkeypatch: pytest.MonkeyPatch,
+    freeze_links: Callable[[], None],
 ) -> None:
-    import time
 
     from digestbot.render import render_many
 
-    monkeypatch.setattr(time, "time", lambda: 1_790_000_000.25)  # same link timestamps
+    freeze_links()
     jobs = [(reader(i), entries(3), "p") for i in range(1, 6)]
     jobs.append((reader(9), [(paper(1), None)], "p"))  # broken: an error, not a stop
     alone = render_many(jobs, config=CONFIG, now=NOW)
@@ -342,12 +355,11 @@ def test_render_many_matches_render_digest_in_one_and_two_processes(
             assert parse(got.as_bytes()).get_payload()[0].get_content() == expected.text
 
 
-def test_bulk_signer_feedback_tokens_match_itsdangerous(monkeypatch: pytest.MonkeyPatch) -> None:
-    import time
+def test_bulk_signer_feedback_tokens_match_itsdangerous(freeze_links: Callable[[], None]) -> None:
 
     from digestbot.render.links import BulkSigner
 
-    monkeypatch.setattr(time, "time", lambda: 1_790_000_000.25)
+    freeze_links()
     tokens = Tokens(SECRET)
     signer = BulkSigner(SECRET, "feedback")
     for pref, paper_id, direction in (
@@ -362,15 +374,14 @@ def test_bulk_signer_feedback_tokens_match_itsdangerous(monkeypatch: pytest.Monk
 
 
 def test_bulk_signer_without_the_c_hmac_state_signs_the_same(
-    monkeypatch: pytest.MonkeyPatch,
+    freeze_links: Callable[[], None],
 ) -> None:
     """The fast path copies hmac's private C object; where a Python lacks it, the public
     HMAC object is used, with the same tokens (pairs included)."""
-    import time
 
     from digestbot.render.links import BulkSigner
 
-    monkeypatch.setattr(time, "time", lambda: 1_790_000_000.25)
+    freeze_links()
     fast = BulkSigner(SECRET, "feedback")
     public = BulkSigner(SECRET, "feedback")
     public._state = public._mac  # what the fallback picks without ``_hmac``
@@ -431,12 +442,13 @@ def test_encoded_words_round_trip_and_stay_short() -> None:
         assert_no_defects(msg)
 
 
-def test_cards_message_falls_back_to_quoted_printable_html(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cards_message_falls_back_to_quoted_printable_html(
+    freeze_links: Callable[[], None],
+) -> None:
     """A title of 300 CJK characters is a 2,400-byte line as character references: the
     message built from the cards' encoded pieces falls back as the whole document does."""
-    import time
 
-    monkeypatch.setattr(time, "time", lambda: 1_790_000_000.25)
+    freeze_links()
     wide = paper(0, title="大" * 300, abstract="模型 " * 100)
     items = [(wide, entries(1)[0][1].__class__(wide.id, 0.9, matched=("大",)))]
     fast = render_digest(reader(), items, period="p", config=CONFIG, now=NOW)
