@@ -25,6 +25,7 @@ demo: $(STAMP)
 # starts a year ahead (tests/clock_ahead/sitecustomize.py), so no test depends on the date.
 test: $(STAMP)
 	bash tools/test-machine
+	@$(MAKE) --no-print-directory node_modules
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -57,3 +58,8 @@ lock:
 
 clean:
 	rm -rf $(VENV) demo build *.egg-info .pytest_cache .ruff_cache
+
+# The email checks' node tools (tests/node/), pinned in package-lock.json.
+node_modules: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch node_modules

@@ -32,6 +32,8 @@ TEMPLATES = (
     "digest.txt.j2",
     "_card.html.j2",
     "_card.txt.j2",
+    "_card_short.html.j2",
+    "_card_short.txt.j2",
     "_divider.html.j2",
     "empty.html.j2",
     "empty.txt.j2",
