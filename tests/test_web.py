@@ -14,6 +14,7 @@ from digestbot.tokens import Tokens
 
 from .smtp_sink import SmtpSink
 from .test_web_support import (
+    SECRET,
     add_papers,
     add_reader,
     client_for,
@@ -25,7 +26,6 @@ from .test_web_support import (
 )
 
 pytestmark = pytest.mark.anyio
-SECRET = "test-secret-key-not-for-production"
 
 
 _sub = stored_subscriber
