@@ -280,3 +280,33 @@ def test_dsn_parsing_with_the_stdlib_parser() -> None:
     # bad mail is unknown, never an exception
     for junk in (b"", b"\xff\xfe\x00garbage", b"Content-Type: multipart/report\r\n\r\n--x"):
         assert classify(junk).kind == "unknown"
+
+
+def test_the_daemon_reads_the_mailbox_when_one_is_set(
+    tmp_path: Path, db_url: str, dovecot: Dovecot
+) -> None:
+    from digestbot.schedule.daemon import Jobs, build_scheduler
+
+    plain = make_config(tmp_path, db_url)
+    assert "mailbox" not in {job.id for job in build_scheduler(plain, Jobs(None, plain)).get_jobs()}  # type: ignore[arg-type]
+    config = make_config(
+        tmp_path,
+        db_url,
+        mailbox__host=dovecot.host,
+        mailbox__port=dovecot.port,
+        mailbox__security="none",
+        mailbox__username=dovecot.user,
+        mailbox__password=dovecot.password,
+        schedule__mailbox_cron="*/5 * * * *",
+    )
+    store = open_store(db_url)
+    try:
+        jobs = Jobs(store, config)
+        scheduled = {job.id: job for job in build_scheduler(config, jobs).get_jobs()}
+        assert "minute='*/5'" in str(scheduled["mailbox"].trigger)
+        dovecot.append("INBOX", b"From: a@example.net\r\nSubject: hello\r\n\r\nhi\r\n")
+        report = jobs.mailbox()
+        assert report is not None and (report.read, report.unknown) == (1, 1)
+        assert len(dovecot.messages("digestbot-unknown")) == 1
+    finally:
+        store.dispose()
