@@ -319,7 +319,7 @@ SETTINGS: tuple[Setting, ...] = (
         "key_file",
         "path",
         "",
-        "PEM private key (RSA or Ed25519) for DKIM; must be readable by its owner alone.",
+        "PEM RSA private key for DKIM; must be readable by its owner alone.",
     ),
     # mailbox: bounces and unsubscribe mails read over IMAP
     _s("mailbox", "host", "str", "", "IMAP server of the bounce mailbox (empty: not read)."),

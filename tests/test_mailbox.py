@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import text
 
 from digestbot.cli import main
 from digestbot.config import Config
@@ -45,7 +46,7 @@ def dsn(*, to: str, recipient: str, status: str, original: bytes, delivered_to: 
     """A delivery status notification as Postfix writes it (RFC 3464)."""
     code = {"5": "550", "4": "452"}[status[0]]
     text = {"5.1.1": "User unknown", "4.2.2": "Mailbox full"}.get(status, "Rejected")
-    headers = original.split(b"\n\n", 1)[0].replace(b"\r\n", b"\n").decode()
+    headers = original.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].decode()
     lines = [
         *([f"Delivered-To: {to}"] if delivered_to else []),
         "Return-Path: <>",
@@ -53,7 +54,7 @@ def dsn(*, to: str, recipient: str, status: str, original: bytes, delivered_to: 
         f"To: {to}",
         "Subject: Undelivered Mail Returned to Sender",
         "Date: Sun, 22 Nov 2026 12:05:00 +0000",
-        "Message-Id: <20261122120500.1A2B3C@mx.example.net>",
+        f"Message-Id: <{status}.{int(delivered_to)}.{to.split('@')[0]}@mx.example.net>",
         "Auto-Submitted: auto-replied",
         "MIME-Version: 1.0",
         "Content-Type: multipart/report; report-type=delivery-status;",
@@ -92,7 +93,7 @@ def dsn(*, to: str, recipient: str, status: str, original: bytes, delivered_to: 
         "Content-Description: Undelivered Message Headers",
         "Content-Type: text/rfc822-headers",
         "",
-        headers,
+        *headers.split("\n"),
         "",
         "--1A2B3C.1795435500/mx.example.net--",
         "",
@@ -308,5 +309,46 @@ def test_the_daemon_reads_the_mailbox_when_one_is_set(
         report = jobs.mailbox()
         assert report is not None and (report.read, report.unknown) == (1, 1)
         assert len(dovecot.messages("digestbot-unknown")) == 1
+    finally:
+        store.dispose()
+
+
+def test_a_mail_that_cannot_be_applied_stays_and_the_rest_go_on(
+    tmp_path: Path, sqlite_url: str, smtp_sink: SmtpSink, dovecot: Dovecot, runner: CliRunner
+) -> None:
+    config = _config(tmp_path, sqlite_url, smtp_sink)
+    store = open_store(sqlite_url)
+    try:
+        sent = _send_digests(store, config, smtp_sink, ["gone", "leaving"])
+        bounce = dsn(
+            to=sent["gone"][0],
+            recipient="gone@example.org",
+            status="5.1.1",
+            original=sent["gone"][2],
+            delivered_to=True,
+        )
+        dovecot.append("INBOX", bounce)
+        dovecot.append("INBOX", unsubscribe_mail(sent["leaving"][1], "leaving@example.org"))
+        # a real store failure for one kind of mail only: bounces look up the outbox
+        with store.session() as s:
+            s.execute(text("ALTER TABLE digests RENAME TO digests_away"))
+        env = {**dovecot.env(), "DIGESTBOT_SECRET_KEY": PUBLIC_MAIL["web__secret_key"]}
+        result = runner.invoke(main, ["mailbox", "--db", sqlite_url], env=env)
+        assert result.exit_code == 3, result.output
+        assert "2 read, 1 processed, 0 unknown, 1 failed" in result.output
+        assert "Error: bounce:" in result.output
+        left = dovecot.messages("INBOX")  # left for the next run
+        assert [message_from_bytes(m)["Message-Id"] for m in left] == [
+            message_from_bytes(bounce)["Message-Id"]
+        ]
+        assert len(dovecot.messages("digestbot-processed")) == 1
+        assert _states(store)["leaving"] == ("unsubscribed", 0)
+
+        with store.session() as s:
+            s.execute(text("ALTER TABLE digests_away RENAME TO digests"))
+        result = runner.invoke(main, ["mailbox", "--db", sqlite_url], env=env)
+        assert result.exit_code == 0, result.output
+        assert _states(store)["gone"] == ("bounced", 0)
+        assert dovecot.messages("INBOX") == []
     finally:
         store.dispose()
