@@ -14,6 +14,7 @@ from digestbot.errors import ConfigError
 from digestbot.store import open_store
 
 from .conftest import PUBLIC_MAIL, PUBLIC_MAIL_ENV, make_config
+from .pipeline_helpers import fill_inbox
 from .smtp_sink import SmtpSink
 from .test_deliver_support import seed_outbox
 
@@ -79,3 +80,21 @@ def test_maildir_and_allowed_test_setups_are_unaffected(
     finally:
         store.dispose()
     assert len(smtp_sink.received) == 1
+
+
+def test_a_run_stops_before_any_work(
+    tmp_path: Path, smtp_sink: SmtpSink, runner: CliRunner
+) -> None:
+    fill_inbox(tmp_path / "inbox", 1)
+    env = {
+        "DIGESTBOT_DELIVERY_TRANSPORT": "smtp",
+        "DIGESTBOT_SMTP_PORT": str(smtp_sink.port),
+        "DIGESTBOT_INGEST_INBOX": str(tmp_path / "inbox"),
+        "DIGESTBOT_SECRET_KEY": PUBLIC_MAIL["web__secret_key"],
+    }
+    result = runner.invoke(main, ["run", "--db", str(tmp_path / "d.db")], env=env)
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: digest.site_url, digest.from_address: refusing")
+    # nothing ingested, nothing queued
+    assert not (tmp_path / "inbox" / "processed").exists()
+    assert len(list((tmp_path / "inbox").iterdir())) == 1
