@@ -98,3 +98,12 @@ def test_a_run_stops_before_any_work(
     # nothing ingested, nothing queued
     assert not (tmp_path / "inbox" / "processed").exists()
     assert len(list((tmp_path / "inbox").iterdir())) == 1
+
+
+def test_the_web_front_refuses_to_start(tmp_path: Path) -> None:
+    from digestbot.web import create_app
+
+    config = make_config(tmp_path, str(tmp_path / "d.db"), delivery__transport="smtp")
+    with pytest.raises(ConfigError) as info:
+        create_app(config)
+    assert info.value.field == "digest.site_url, digest.from_address, web.secret_key"
