@@ -22,7 +22,7 @@ from sqlalchemy import text
 
 from digestbot.cli import main
 from digestbot.config import Config
-from digestbot.deliver.bounces import classify, parse_dsn
+from digestbot.deliver.bounces import Recipient, classify, parse_dsn
 from digestbot.pipeline import run_once
 from digestbot.store import Store, Subscriber, open_store
 
@@ -352,3 +352,18 @@ def test_a_mail_that_cannot_be_applied_stays_and_the_rest_go_on(
         assert dovecot.messages("INBOX") == []
     finally:
         store.dispose()
+
+
+def test_which_failures_say_the_address_is_gone() -> None:
+    def kind(action: str, status: str) -> str:
+        r = Recipient(action, status, "ada@example.org")
+        return "hard" if r.hard else "soft" if r.soft else "none"
+
+    assert kind("failed", "5.1.1") == "hard"  # no such user
+    assert kind("failed", "5.2.1") == "hard"  # mailbox disabled
+    assert kind("failed", "4.2.2") == "soft"  # mailbox full
+    # permanent, but about our message or our sending, not the address
+    assert kind("failed", "5.7.1") == "soft"  # refused as spam, DMARC...
+    assert kind("failed", "5.3.4") == "soft"  # message too big
+    assert kind("delayed", "4.4.1") == "none"  # still trying
+    assert kind("delivered", "2.0.0") == "none"

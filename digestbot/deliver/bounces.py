@@ -46,11 +46,22 @@ class Recipient:
 
     @property
     def hard(self) -> bool:
-        return self.action == "failed" and self.status.startswith("5.")
+        """A permanent failure that says the address cannot take mail."""
+        return self.action == "failed" and self.status.startswith("5.") and not self._ours
 
     @property
     def soft(self) -> bool:
-        return self.action == "failed" and self.status.startswith("4.")
+        """A failure that may pass: temporary (4.x.x), or about the message, not the address."""
+        return self.action == "failed" and (self.status.startswith("4.") or self._ours)
+
+    @property
+    def _ours(self) -> bool:
+        # permanent, but about this message or our sending, not the reader's address: policy
+        # and spam refusals (5.7.x), a message too big (5.2.3, 5.3.4) or in a form the
+        # server refuses (5.6.x). They count like temporary ones: repeated, mail is not
+        # getting through, but one of them does not say the address is gone.
+        status = self.status
+        return status.startswith(("5.7.", "5.6.")) or status in ("5.2.3", "5.3.4")
 
 
 @dataclass

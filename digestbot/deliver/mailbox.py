@@ -206,34 +206,55 @@ def read_mailbox(store: Store, config: Config, *, limit: int | None = None) -> M
     s = MailboxSettings.from_config(config)
     report = MailboxReport()
     with connect(s) as client:
-        for folder in (s.processed, s.unknown):
-            if not client.folder_exists(folder):
-                client.create_folder(folder)
         try:
-            client.select_folder(s.folder)
-        except IMAPClientError as exc:
+            _read(client, s, store, config, report, limit)
+        except (OSError, IMAPClientError) as exc:
+            # what was applied stays applied; a mail applied but not yet moved is read again
+            # next time (a soft bounce may then count twice)
             raise DeliveryError(
-                f"cannot open folder {s.folder!r}: {exc}",
-                field="mailbox.folder",
-                hint="Set mailbox.folder to the folder where bounces arrive (often INBOX).",
+                f"the mailbox at {s.host}:{s.port} failed after {report.read} mails: {exc}",
+                field="mailbox.host",
+                hint="Run `digestbot mailbox` again; the mails not yet handled are still there.",
             ) from None
-        uids = sorted(client.search("ALL"))
-        if limit is not None:
-            uids = uids[:limit]
-        targets = {"processed": s.processed, "unknown": s.unknown}
-        for start in range(0, len(uids), FETCH_BATCH):
-            chunk = uids[start : start + FETCH_BATCH]
-            # BODY.PEEK: a mail left in place (the store was down) stays unread for people
-            fetched = client.fetch(chunk, [b"BODY.PEEK[]"])
-            for uid in chunk:
-                data = fetched.get(uid, {}).get(b"BODY[]")
-                if data is None:
-                    continue  # expunged by someone else meanwhile
-                report.read += 1
-                where = handle(store, config, bytes(data), report)
-                if where is not None:
-                    _move(client, uid, targets[where])
     return report
+
+
+def _read(
+    client: IMAPClient,
+    s: MailboxSettings,
+    store: Store,
+    config: Config,
+    report: MailboxReport,
+    limit: int | None,
+) -> None:
+    """Apply and move every mail of the folder (or the first ``limit``)."""
+    for folder in (s.processed, s.unknown):
+        if not client.folder_exists(folder):
+            client.create_folder(folder)
+    try:
+        client.select_folder(s.folder)
+    except IMAPClientError as exc:
+        raise DeliveryError(
+            f"cannot open folder {s.folder!r}: {exc}",
+            field="mailbox.folder",
+            hint="Set mailbox.folder to the folder where bounces arrive (often INBOX).",
+        ) from None
+    uids = sorted(client.search("ALL"))
+    if limit is not None:
+        uids = uids[:limit]
+    targets = {"processed": s.processed, "unknown": s.unknown}
+    for start in range(0, len(uids), FETCH_BATCH):
+        chunk = uids[start : start + FETCH_BATCH]
+        # BODY.PEEK: a mail left in place (the store was down) stays unread for people
+        fetched = client.fetch(chunk, [b"BODY.PEEK[]"])
+        for uid in chunk:
+            data = fetched.get(uid, {}).get(b"BODY[]")
+            if data is None:
+                continue  # expunged by someone else meanwhile
+            report.read += 1
+            where = handle(store, config, bytes(data), report)
+            if where is not None:
+                _move(client, uid, targets[where])
 
 
 __all__ = ["MailboxReport", "MailboxSettings", "read_mailbox"]
