@@ -215,6 +215,13 @@ def test_bounces_and_unsubscribes_from_the_mailbox(
         with store.session() as s:
             reason = s.query(Subscriber).filter_by(email="gone@example.org").one().bounced_reason
         assert reason and reason.startswith("5.1.1")
+        shown = runner.invoke(
+            main, ["subscribers", "show", "fuller@example.org", "--db", db_url, "--json"]
+        )
+        assert shown.exit_code == 0, shown.output
+        data = json.loads(shown.output)
+        assert (data["status"], data["soft_bounces"]) == ("bounced", 2)
+        assert data["bounced_reason"].startswith("2 temporary bounces; last: 4.2.2")
 
         assert dovecot.messages("INBOX") == []
         processed = {m.split(b"\r\n\r\n")[0] for m in dovecot.messages("digestbot-processed")}
