@@ -232,6 +232,15 @@ def test_bounces_and_unsubscribes_from_the_mailbox(
         # an unsubscribe mail is answered by nothing
         assert len(smtp_sink.received) == len(names)
 
+        # a bounce of a reader who has left since changes nothing
+        dovecot.append("INBOX", bounce("leaving", "5.1.1"))
+        again = runner.invoke(main, ["mailbox", "--db", db_url], env=env)
+        assert again.exit_code == 0, again.output
+        assert again.output.startswith(
+            "mailbox: 1 read, 1 processed, 0 unknown, 0 failed; 0 bounced"
+        )
+        assert _states(store)["leaving"] == ("unsubscribed", 0)
+
         again = runner.invoke(main, ["mailbox", "--db", db_url], env=env)
         assert again.exit_code == 4, again.output
         assert again.output.startswith("mailbox: 0 read")

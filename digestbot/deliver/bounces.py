@@ -194,16 +194,19 @@ def _apply_bounce(store: Store, config: Config, incoming: Incoming) -> Applied:
         hard = next((r for r in ours if r.hard), None)
         soft = next((r for r in ours if r.soft), None)
         who = f"reader {sub.id}"
+        if (hard or soft) is not None and sub.status != "active":
+            # unsubscribed (or bounced) since: nothing more goes there anyway, and a later
+            # subscription from that address starts afresh
+            return Applied("processed", "ignored", f"{who} is {sub.status}")
         if hard is not None:
-            if sub.status != "bounced":
-                sub.status = "bounced"
-                sub.bounced_reason = _reason(hard)
-                sub.updated_at = clock.now()
+            sub.status = "bounced"
+            sub.bounced_reason = _reason(hard)
+            sub.updated_at = clock.now()
             return Applied("processed", "bounced", f"{who}: {hard.status}")
         if soft is not None:
             sub.soft_bounces = (sub.soft_bounces or 0) + 1
             action = "soft-bounce"
-            if sub.soft_bounces >= limit and sub.status == "active":
+            if sub.soft_bounces >= limit:
                 sub.status = "bounced"
                 sub.bounced_reason = f"{sub.soft_bounces} temporary bounces; last: {_reason(soft)}"
                 action = "bounced"
