@@ -91,7 +91,7 @@ def _verp_address(msg: Message) -> tuple[int, str] | None:
 
 
 def _dsn_blocks(report: Message) -> list[Message]:
-    """The header blocks of a message/delivery-status part: the per-message one first."""
+    """The header blocks of a message/delivery-status part."""
     payload = report.get_payload()
     if isinstance(payload, list):
         # the stdlib parser turns each block into a Message of headers
@@ -117,7 +117,8 @@ def parse_dsn(msg: Message) -> list[Recipient] | None:
     for part in msg.walk():
         if part.get_content_type() in ("message/delivery-status", "message/global-delivery-status"):
             out: list[Recipient] = []
-            for block in _dsn_blocks(part)[1:] or _dsn_blocks(part):
+            # the per-message block (Reporting-MTA, ...) has no Action: only recipients do
+            for block in _dsn_blocks(part):
                 action = _field(block, "Action").lower()
                 status = _STATUS.match(_field(block, "Status"))
                 if not action or status is None:
