@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from digestbot.config import load_config
-from digestbot.deliver import send_due
+from digestbot.deliver import send_due, send_now
 from digestbot.errors import ConfigError
 from digestbot.pipeline import run_once
 from digestbot.store import open_store
@@ -26,7 +26,7 @@ from digestbot.store import open_store
 from .conftest import PUBLIC_MAIL, make_config
 from .pipeline_helpers import add, fill_inbox
 from .smtp_sink import SmtpSink
-from .test_deliver_support import seed_outbox
+from .test_deliver_support import make_message, seed_outbox
 
 NOON = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 DOMAIN = "example.org"
@@ -128,9 +128,11 @@ def test_signed_over_smtp_as_received(
             **_dkim_settings(_key_file(tmp_path, pem)),
         )
         assert send_due(store, config).sent == 3
+        # the web front's confirmation mails take the same path
+        send_now(config, make_message("new@example.org"), recipient="new@example.org")
     finally:
         store.dispose()
-    assert len(smtp_sink.received) == 3
+    assert len(smtp_sink.received) == 4
     for got in smtp_sink.received:
         assert _verify(got.data, txt)
 
