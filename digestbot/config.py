@@ -297,6 +297,21 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     _s(
         "delivery",
+        "verp",
+        "bool",
+        True,
+        "Give each digest its own envelope sender (VERP, bounces+<digest>-<tag>@domain), so "
+        "a bounce that arrives later names the digest; needs plus-addressing at that domain.",
+    ),
+    _s(
+        "delivery",
+        "verp_domain",
+        "str",
+        "",
+        "Domain of the VERP envelope senders (default: the domain of delivery.envelope_from).",
+    ),
+    _s(
+        "delivery",
         "max_attempts",
         "int",
         8,
@@ -358,6 +373,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Messages sent on one connection before it is renewed.",
         minimum=1,
     ),
+    _s(
+        "smtp",
+        "allow_test_settings",
+        "bool",
+        False,
+        "Send over SMTP even with a loopback digest.site_url, a localhost sender or a "
+        "placeholder secret: only for a test setup on one machine.",
+    ),
     _s("smtp", "rate", "float", 0.0, "Messages per second at most (0: no limit).", minimum=0),
     _s(
         "smtp",
@@ -366,6 +389,80 @@ SETTINGS: tuple[Setting, ...] = (
         0,
         "Messages per sliding 24 hours at most (0: no limit).",
         minimum=0,
+    ),
+    # dkim
+    _s("dkim", "domain", "str", "", "Signing domain (d=); DKIM signing is on when this is set."),
+    _s(
+        "dkim",
+        "selector",
+        "str",
+        "",
+        "Selector (s=): the key is published at <selector>._domainkey.<domain>.",
+    ),
+    _s(
+        "dkim",
+        "key_file",
+        "path",
+        "",
+        "PEM RSA private key for DKIM; must be readable by its owner alone.",
+    ),
+    # mailbox: bounces and unsubscribe mails read over IMAP
+    _s("mailbox", "host", "str", "", "IMAP server of the bounce mailbox (empty: not read)."),
+    _s(
+        "mailbox",
+        "port",
+        "int",
+        993,
+        "IMAP port (993 for tls, 143 for starttls or none).",
+        minimum=1,
+    ),
+    _s(
+        "mailbox",
+        "security",
+        "choice:none|starttls|tls",
+        "tls",
+        "none, starttls, or tls (implicit TLS).",
+    ),
+    _s("mailbox", "username", "str", "", "IMAP user name."),
+    _s(
+        "mailbox",
+        "password",
+        "str",
+        "",
+        "IMAP password: only DIGESTBOT_MAILBOX_PASSWORD.",
+        secret=True,
+    ),
+    _s(
+        "mailbox",
+        "password_file",
+        "path",
+        "",
+        "File holding the IMAP password; must be readable by its owner alone.",
+    ),
+    _s("mailbox", "cafile", "path", "", "CA bundle to verify the IMAP server's certificate."),
+    _s("mailbox", "timeout", "float", 30.0, "Seconds to wait for the IMAP server.", minimum=0.1),
+    _s("mailbox", "folder", "str", "INBOX", "Folder where bounces and unsubscribe mails arrive."),
+    _s(
+        "mailbox",
+        "processed_folder",
+        "str",
+        "digestbot-processed",
+        "Folder that handled mails are moved to (created if missing).",
+    ),
+    _s(
+        "mailbox",
+        "unknown_folder",
+        "str",
+        "digestbot-unknown",
+        "Folder for mails that are neither a bounce nor an unsubscribe request we can match.",
+    ),
+    _s(
+        "mailbox",
+        "soft_bounce_limit",
+        "int",
+        3,
+        "Temporary bounces (4.x.x) after which a reader is marked bounced.",
+        minimum=1,
     ),
     # schedule
     _s("schedule", "ingest_cron", "cron", "*/10 * * * *", "When the daemon ingests the inbox."),
@@ -390,6 +487,13 @@ SETTINGS: tuple[Setting, ...] = (
         "cron",
         "*/5 * * * *",
         "When the daemon retries the outbox (digests waiting after a temporary failure).",
+    ),
+    _s(
+        "schedule",
+        "mailbox_cron",
+        "cron",
+        "*/15 * * * *",
+        "When the daemon reads the bounce mailbox (only when mailbox.host is set).",
     ),
     _s(
         "schedule",
@@ -558,6 +662,12 @@ def validate_cron(expr: str, *, field: str | None = None, file: str | None = Non
 
 def read_secret_file(path: Path, field: str) -> str:
     """Read a secret from a file that only its owner may read."""
+    check_secret_mode(path, field)
+    return path.read_text(encoding="utf-8").strip()
+
+
+def check_secret_mode(path: Path, field: str) -> None:
+    """ConfigError unless ``path`` exists and only its owner may read or write it."""
     try:
         st = path.stat()
     except OSError as exc:
@@ -572,7 +682,6 @@ def read_secret_file(path: Path, field: str) -> str:
             field=field,
             hint=f"Run: chmod 600 {path}",
         )
-    return path.read_text(encoding="utf-8").strip()
 
 
 @dataclass
@@ -744,10 +853,15 @@ def load_config(
     for secret, file_key in (
         ("smtp.password", "smtp.password_file"),
         ("web.secret_key", "web.secret_key_file"),
+        ("mailbox.password", "mailbox.password_file"),
     ):
         if not values[secret] and values[file_key]:
             values[secret] = read_secret_file(Path(values[file_key]).expanduser(), file_key)
             sources[secret] = str(values[file_key])
+
+    if values["dkim.key_file"]:
+        # the key itself is read when signing starts; its mode is checked here, at load
+        check_secret_mode(Path(values["dkim.key_file"]).expanduser(), "dkim.key_file")
 
     return Config(values, sources, file)
 

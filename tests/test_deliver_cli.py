@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from digestbot.cli import main
 from digestbot.store import open_store
 
+from .conftest import PUBLIC_MAIL_ENV
 from .smtp_sink import SmtpSink, free_port
 from .test_deliver_support import seed_outbox
 
@@ -25,7 +26,11 @@ def _seed(db: str, n: int = 3) -> list[str]:
 
 
 def _smtp_env(port: int) -> dict[str, str]:
-    return {"DIGESTBOT_DELIVERY_TRANSPORT": "smtp", "DIGESTBOT_SMTP_PORT": str(port)}
+    return {
+        "DIGESTBOT_DELIVERY_TRANSPORT": "smtp",
+        "DIGESTBOT_SMTP_PORT": str(port),
+        **PUBLIC_MAIL_ENV,
+    }
 
 
 def test_send_nothing_due(runner: CliRunner, tmp_path: Path) -> None:

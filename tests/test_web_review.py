@@ -17,6 +17,7 @@ from digestbot.web.ratelimit import RateLimiter
 
 from .smtp_sink import SmtpSink
 from .test_web_support import (
+    SECRET,
     add_reader,
     client_for,
     csrf,
@@ -27,7 +28,6 @@ from .test_web_support import (
 )
 
 pytestmark = pytest.mark.anyio
-SECRET = "test-secret-key-not-for-production"
 B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from ..deliver import list_digests, requeue, send_due, state_counts
+from ..deliver.mailbox import read_mailbox
 from ..deliver.outbox import STATES
 from ..deliver.sender import SendReport
 from ..deliver.worker import run_worker
@@ -177,4 +178,37 @@ def outbox_command(
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-COMMANDS = [send_command, outbox_command]
+@click.command("mailbox")
+@common_options
+@click.option("--limit", type=click.IntRange(min=1), help="Read at most N mails.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@nothing_exit_code_option
+@pass_app
+def mailbox_command(app: App, limit: int | None, as_json: bool, nothing_exit_code: int) -> None:
+    """Read the bounce mailbox over IMAP: apply bounces and unsubscribe mails.
+
+    A hard bounce (5.x.x) marks the reader bounced, temporary ones (4.x.x) count toward
+    mailbox.soft_bounce_limit, a mail to the List-Unsubscribe address unsubscribes. Each
+    mail then moves to mailbox.processed_folder, or mailbox.unknown_folder for a person to
+    read. Exits 3 if a mail could not be applied (it stays for the next run).
+
+    \b
+    Example:
+      DIGESTBOT_MAILBOX_PASSWORD=... digestbot mailbox --json
+    """
+    report = read_mailbox(app.store(), app.config, limit=limit)
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        for line in report.summary_lines():
+            click.echo(line)
+        for error in report.errors:
+            click.echo(f"Error: {error}", err=True)
+    ctx = click.get_current_context()
+    if report.failed:
+        ctx.exit(EXIT_PARTIAL)
+    if report.read == 0:
+        ctx.exit(nothing_exit_code)
+
+
+COMMANDS = [send_command, outbox_command, mailbox_command]

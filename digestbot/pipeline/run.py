@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import Config
+from ..deliver.safety import check_smtp_settings
 from ..errors import DigestbotError
 from ..periods import aware_utc
 from ..store import RunLock, Store, Subscriber
@@ -61,6 +62,8 @@ def prepare_folders(config: Config) -> None:
         names.append("store.lock_dir")
     for name in names:
         config.writable_dir(name)
+    # settings that must not reach real readers stop the run before it queues anything
+    check_smtp_settings(config)
 
 
 @contextmanager

@@ -16,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from ..config import Config, load_config
+from ..deliver.safety import check_smtp_settings
 from ..errors import DigestbotError, NotFoundError, ValidationError
 from ..resources import templates_dir
 from ..store import open_store
@@ -48,6 +49,7 @@ def create_app(config: Config | None = None, **overrides: Any) -> Starlette:
     if overrides:
         config = config.replace(**overrides)
     tokens = Tokens(config["web.secret_key"])  # fails now, not at the first request
+    check_smtp_settings(config)  # confirmation mails: fail now, not after a reader subscribed
     site = Site(
         config=config,
         store=open_store(config["store.db"]),

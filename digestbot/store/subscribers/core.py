@@ -278,6 +278,9 @@ def as_dict(session: Session, subscriber: Subscriber, *, secrets_too: bool = Fal
         "min_score": subscriber.min_score,
         "formats": subscriber.formats,
         "status": subscriber.status,
+        # why mail stopped: a refusal at send time or a bounce read from the mailbox
+        "bounced_reason": subscriber.bounced_reason,
+        "soft_bounces": subscriber.soft_bounces or 0,
         "created_at": subscriber.created_at.isoformat() if subscriber.created_at else None,
         "updated_at": subscriber.updated_at.isoformat() if subscriber.updated_at else None,
         "last_digest_at": subscriber.last_digest_at.isoformat()
