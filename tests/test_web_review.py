@@ -15,6 +15,7 @@ from digestbot.tokens import Tokens
 from digestbot.web import pages
 from digestbot.web.ratelimit import RateLimiter
 
+from .conftest import new_store
 from .smtp_sink import SmtpSink
 from .test_web_support import (
     add_reader,
@@ -192,6 +193,7 @@ def test_serve_keeps_token_paths_out_of_the_access_log(
     seen: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw))
     env = {"DIGESTBOT_SECRET_KEY": "s" * 32}
+    new_store("web.db")
     result = runner.invoke(main, ["serve", "--db", "web.db"], env=env)
     assert result.exit_code == 0, result.output
     assert seen["access_log"] is False

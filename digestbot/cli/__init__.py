@@ -58,9 +58,12 @@ class App:
             self._config = load_config(self.config_path, overrides=self.overrides)
         return self._config
 
-    def store(self) -> Store:
+    def store(self, *, create: bool = False) -> Store:
+        """The configured store. Only the commands that run the pipeline (``run``,
+        ``schedule``) pass ``create``; the others refuse a missing or unmigrated store, so a
+        mistyped --db never gains a schema."""
         if self._store is None:
-            self._store = open_store(self.config["store.db"])
+            self._store = open_store(self.config["store.db"], create=create)
         return self._store
 
     @property

@@ -18,8 +18,13 @@ def db_group() -> None:
 @common_options
 @pass_app
 def db_upgrade(app: App) -> None:
-    """Apply pending migrations (also done automatically on first use)."""
-    store = open_store(app.config["store.db"], migrate=False)
+    """Create the schema or apply pending migrations (`run` and `schedule` do it too).
+
+    \b
+    Example:
+      digestbot db upgrade --db postgresql+psycopg://digestbot@db.example.org/digestbot
+    """
+    store = open_store(app.config["store.db"], create=True, migrate=False)
     try:
         before = current_revision(store)
         upgrade(store)
@@ -36,8 +41,13 @@ def db_upgrade(app: App) -> None:
 @common_options
 @pass_app
 def db_status(app: App) -> None:
-    """Show the schema revision of the store and the newest one available."""
-    store = open_store(app.config["store.db"], migrate=False)
+    """Show the schema revision of the store and the newest one available.
+
+    \b
+    Example:
+      digestbot db status --db /var/lib/digestbot/digestbot.db
+    """
+    store = open_store(app.config["store.db"], create=False, migrate=False)
     try:
         click.echo(f"store:    {store.engine.url.render_as_string(hide_password=True)}")
         click.echo(f"current:  {current_revision(store) or 'empty'}")

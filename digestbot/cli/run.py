@@ -59,7 +59,7 @@ def run_command(
     started = time.perf_counter()
     with progress_bars(app, enabled=not as_json) as bars:
         report = run_once(
-            app.store(),
+            app.store(create=True),
             app.config,
             progress=bars,
             ingest=not no_ingest,
@@ -96,7 +96,7 @@ def schedule_command(app: App, list_jobs: bool) -> None:
 
     config = app.config
     if list_jobs:
-        scheduler = build_scheduler(config, Jobs(app.store(), config))
+        scheduler = build_scheduler(config, Jobs(app.store(create=True), config))
         scheduler.start(paused=True)
         try:
             for job in scheduler.get_jobs():
@@ -108,7 +108,7 @@ def schedule_command(app: App, list_jobs: bool) -> None:
         return
     _log_level(app)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    sys.exit(run_daemon(app.store(), config))
+    sys.exit(run_daemon(app.store(create=True), config))
 
 
 @click.command("demo")

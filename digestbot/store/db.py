@@ -136,7 +136,19 @@ def _checkpoint(path: Path) -> None:
         log.warning("background checkpoint of %s failed: %s", path, exc)
 
 
-def open_store(db: str | Path, *, migrate: bool = True, echo: bool = False) -> Store:
+def open_store(
+    db: str | Path, *, create: bool = True, migrate: bool = True, echo: bool = False
+) -> Store:
+    """Open the store at ``db`` (a URL or a SQLite file path).
+
+    ``create``: a missing SQLite file is made and an empty or older schema migrated to the
+    newest (``db upgrade``, ``run``, ``demo``, the daemon, tests). Without it the store must
+    already exist and be current: a missing file, an empty database and an older schema are
+    refused with a hint to run ``digestbot db upgrade``, so a mistyped path or URL never
+    gains a schema, and the web front never races its workers to migrate.
+    ``migrate=False`` leaves the schema as found, unchecked (``db status``; workers of a
+    store their parent already opened).
+    """
     url = normalise_url(db)
     try:
         parsed = make_url(url)
@@ -150,6 +162,13 @@ def open_store(db: str | Path, *, migrate: bool = True, echo: bool = False) -> S
         path = parsed.database
         if path and path != ":memory:":
             folder = Path(path).parent
+            if not create and not Path(path).is_file():
+                raise StoreError(
+                    f"no store at {path}",
+                    field="store.db",
+                    hint="Check the path given with --db or DIGESTBOT_DB; to start a new "
+                    f"store there, run `digestbot db upgrade --db {path}`.",
+                )
             if not folder.is_dir():
                 raise StoreError(
                     f"folder {folder} does not exist",
@@ -167,8 +186,40 @@ def open_store(db: str | Path, *, migrate: bool = True, echo: bool = False) -> S
         event.listen(engine, "connect", _sqlite_pragmas)
     store = Store(url, engine, sessionmaker(engine, expire_on_commit=False))
     if migrate:
-        upgrade(store)
+        try:
+            upgrade(store) if create else require_current(store)
+        except BaseException:
+            store.dispose()
+            raise
     return store
+
+
+def require_current(store: Store) -> None:
+    """Refuse a store whose schema is missing or older (or newer) than this digestbot's."""
+    where = store.engine.url.render_as_string(hide_password=True)
+    try:
+        current = current_revision(store)
+    except OperationalError as exc:
+        raise StoreError(
+            f"cannot open {where}: {exc.orig}",
+            hint="Check that the database exists, is reachable and is readable.",
+        ) from None
+    head = head_revision(store)
+    if current == head:
+        return
+    if current is None:
+        raise StoreError(
+            f"{where} is not a digestbot store (it has no digestbot schema)",
+            field="store.db",
+            hint="Check --db or DIGESTBOT_DB; to make a new store there, run "
+            "`digestbot db upgrade` once.",
+        )
+    raise StoreError(
+        f"{where} has schema revision {current}; this digestbot needs {head}",
+        field="store.db",
+        hint="Run `digestbot db upgrade` once (for the web service: ExecStartPre does it), "
+        "then start again.",
+    )
 
 
 def _alembic_config(store: Store) -> Any:

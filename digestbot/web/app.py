@@ -47,11 +47,13 @@ def create_app(config: Config | None = None, **overrides: Any) -> Starlette:
     if overrides:
         config = config.replace(**overrides)
     tokens = Tokens(config["web.secret_key"])  # fails now, not at the first request
+    trusted = parse_networks(config["web.trusted_proxies"])
     site = Site(
         config=config,
-        store=open_store(config["store.db"]),
+        # never migrates (workers would race): `digestbot db upgrade` runs once before
+        store=open_store(config["store.db"], create=False),
         tokens=tokens,
-        trusted=parse_networks(config["web.trusted_proxies"]),
+        trusted=trusted,
         limiter=RateLimiter(config["web.subscribe_limit"]),
         templates=make_templates(),
     )
