@@ -508,8 +508,29 @@ class Config:
         return Config(merged, dict(self.sources), self.file)
 
     def path(self, name: str) -> Path:
-        """A path setting, relative paths taken from the working folder."""
-        return Path(self.values[name]).expanduser()
+        """A path setting. A folder left at its default sits beside a SQLite store (so
+        `run --db /srv/x/digestbot.db` keeps its inbox, Maildir and feeds in /srv/x);
+        other relative paths are taken from the working folder."""
+        path = Path(self.values[name]).expanduser()
+        if path.is_absolute() or self.sources.get(name, "default") != "default":
+            return path
+        home = self.store_folder()
+        return home / path if home is not None else path
+
+    def store_folder(self) -> Path | None:
+        """The folder of a SQLite store file; None for a server database or in memory."""
+        db: str | None = str(self.values["store.db"]).strip()
+        if db and re.match(r"^[a-z][a-z0-9+]*://", db, re.I):
+            from sqlalchemy.engine import make_url
+
+            try:
+                url = make_url(db)
+            except Exception:  # reported when the store is opened
+                return None
+            db = url.database if url.get_backend_name() == "sqlite" else None
+        if not db or db == ":memory:":
+            return None
+        return Path(db).expanduser().parent
 
     def writable_dir(self, name: str) -> Path:
         """A folder setting, created if missing; ConfigError naming the setting if unusable."""

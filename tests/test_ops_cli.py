@@ -3,19 +3,24 @@ exit codes as documented, and output that says what it means."""
 
 from __future__ import annotations
 
+import json
+import shlex
+import socket
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect, select, text
 
 from digestbot.cli import main
 from digestbot.errors import StoreError
-from digestbot.store import open_store
+from digestbot.store import Subscriber, open_store
 from digestbot.store.db import head_revision
 from digestbot.web import create_app
 
-from .conftest import make_config, new_store
+from .conftest import SEEDS, make_config, new_store
+from .pipeline_helpers import add, fill_inbox, maildir_recipients
 
 SECRET = {"DIGESTBOT_SECRET_KEY": "s" * 32}
 
@@ -101,3 +106,163 @@ def test_serve_on_an_old_schema_says_to_upgrade(runner: CliRunner, tmp_path: Pat
     assert lines[0].startswith("Error: store.db: sqlite:///")
     assert lines[0].endswith(f"has schema revision 0000_older; this digestbot needs {head}")
     assert lines[1].startswith("Hint: Run `digestbot db upgrade` once")
+
+
+NOW = ["--now", "2026-11-22T12:00:00+00:00"]
+
+
+def _reader(db: str, email: str = "ada@example.org", **fields: object) -> int:
+    store = open_store(db)
+    try:
+        return add(store, email, **{"send_hour": 0, **fields})
+    finally:
+        store.dispose()
+
+
+def test_run_keeps_its_default_folders_beside_the_store(runner: CliRunner, tmp_path: Path) -> None:
+    home = tmp_path / "srv"
+    home.mkdir()
+    db = new_store(home / "digestbot.db")
+    fill_inbox(home / "inbox", 1)
+    _reader(db)
+    result = runner.invoke(main, ["run", "--db", db, *NOW], env=SECRET)
+    assert result.exit_code == 0, result.output
+    assert "due:     1 subscriber  (" in result.output  # not "1 subscribers"
+    assert maildir_recipients(home / "maildir") == {"ada@example.org": 1}
+    assert (home / "inbox" / "processed").is_dir() and (home / "feeds").is_dir()
+    # nothing in the working folder
+    assert not {"inbox", "maildir", "feeds"} & {p.name for p in tmp_path.iterdir()}
+
+
+def test_run_dash_q_is_the_same_as_digestbot_dash_q(runner: CliRunner, tmp_path: Path) -> None:
+    db = new_store(tmp_path / "d.db")
+    after = runner.invoke(main, ["run", "-q", "--db", db, *NOW], env=SECRET)
+    before = runner.invoke(main, ["-q", "run", "--db", db, *NOW], env=SECRET)
+    assert (after.exit_code, after.output) == (4, "") == (before.exit_code, before.output)
+
+
+def test_remove_without_a_terminal_needs_yes(runner: CliRunner, tmp_path: Path) -> None:
+    db = new_store(tmp_path / "s.db")
+    _reader(db)
+    said_no = runner.invoke(main, ["subscribers", "remove", "1", "--db", db], input="n\n")
+    assert said_no.exit_code == 2
+    assert (
+        "Error: not deleting ada@example.org: there is no terminal to confirm on; "
+        "pass --yes to delete without asking"
+    ) in said_no.output
+    assert runner.invoke(main, ["subscribers", "show", "1", "--db", db]).exit_code == 0
+    done = runner.invoke(main, ["subscribers", "remove", "1", "--yes", "--db", db])
+    assert (done.exit_code, done.output) == (0, "Removed subscriber ada@example.org\n")
+
+
+def test_usage_errors_exit_2(runner: CliRunner, tmp_path: Path) -> None:
+    db = new_store(tmp_path / "s.db")
+    rank = runner.invoke(main, ["rank", "--db", db])
+    assert rank.exit_code == 2
+    assert "Error: give --keywords or --liked to rank by, e.g. digestbot rank" in rank.output
+    hour = runner.invoke(
+        main, ["subscribers", "add", "a@example.org", "-k", "x", "--send-hour", "25", "--db", db]
+    )
+    assert hour.exit_code == 2
+    assert "Invalid value for '--send-hour': 25 is not in the range 0<=x<=23" in hour.output
+    update = runner.invoke(main, ["subscribers", "update", "1", "--send-hour", "-1", "--db", db])
+    assert update.exit_code == 2
+
+
+def test_serve_on_a_busy_port_is_an_error_with_a_hint(runner: CliRunner, tmp_path: Path) -> None:
+    new_store(tmp_path / "web.db")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(main, ["serve", "--db", "web.db", "--port", str(port)], env=SECRET)
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"Error: web.port: cannot listen on 127.0.0.1:{port}: the address is already in use",
+        "Hint: Another program (or another `digestbot serve`) listens there: stop it, or pick "
+        "another port with --port or web.port.",
+    ]
+
+
+def test_preview_takes_an_id_address_or_token_and_needs_no_key(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    db = new_store(tmp_path / "p.db")
+    fill_inbox(tmp_path / "inbox", 2)
+    assert runner.invoke(main, ["ingest", "--inbox", "--db", db]).exit_code == 0
+    _reader(db)
+    store = open_store(db)
+    with store.session() as session:
+        token = session.scalars(select(Subscriber.feed_token)).one()
+    store.dispose()
+    for who in ("1", "Ada@Example.org", token):
+        result = runner.invoke(
+            main, ["preview", "--subscriber", who, "--out", "out", "--db", db, *NOW]
+        )
+        assert result.exit_code == 0, result.output
+        assert "Preview of ada@example.org's digest for 2026-11-22/daily" in result.output
+        assert "signed with a throwaway key and will not work on the site" in result.output
+    assert "digest.html" in {p.name for p in (tmp_path / "out").iterdir()}
+    signed = runner.invoke(
+        main, ["preview", "--subscriber", "1", "--out", "out", "--db", db, *NOW], env=SECRET
+    )
+    assert signed.exit_code == 0 and "throwaway" not in signed.output
+    missing = runner.invoke(main, ["preview", "--subscriber", "7", "--db", db])
+    assert missing.exit_code == 1 and "Error: subscriber: no subscriber '7'" in missing.output
+
+
+def test_rank_json_scores_are_rounded(runner: CliRunner, tmp_path: Path) -> None:
+    db = new_store(tmp_path / "r.db")
+    assert runner.invoke(main, ["ingest", str(SEEDS), "--db", db]).exit_code == 0
+    result = runner.invoke(main, ["rank", "-k", "diffusion, speech", "--json", "--db", db])
+    picks = json.loads(result.output)
+    assert picks and all(p["score"] == round(p["score"], 4) for p in picks)
+    assert any(len(repr(p["score"]).split(".")[1]) > 2 for p in picks)
+
+
+def test_list_shows_schedules_as_the_demo_does(runner: CliRunner, tmp_path: Path) -> None:
+    db = new_store(tmp_path / "s.db")
+    _reader(db, send_hour=7, timezone="Europe/Berlin")
+    _reader(db, "kenji@example.org", frequency="weekly", weekday=4, timezone="Asia/Tokyo")
+    result = runner.invoke(main, ["subscribers", "list", "--db", db])
+    assert "daily 07:00" in result.output and "weekly Fri 00:00" in result.output
+    assert result.output.endswith("2 subscribers\n")
+    one = runner.invoke(main, ["subscribers", "list", "--status", "active", "--db", db])
+    assert "1 subscribers" not in one.output
+
+
+def test_the_demo_says_where_its_store_is_and_what_to_try_next(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["demo", *NOW])
+    assert result.exit_code == 0, result.output
+    demo = Path("demo").resolve()
+    assert f"  Store:   {demo / 'digestbot.db'}  (SQLite)" in result.output
+    assert (demo / "html" / "03-maria.html").is_file()
+    feed_line = next(line for line in result.output.splitlines() if "Feed:" in line)
+    assert "(Kenji's; all feeds in " in feed_line
+    lines = result.output.splitlines()
+    start = lines.index("Next, try (every command takes the demo's store with --db):")
+    tries = [shlex.split(line)[1:] for line in lines[start + 1 : start + 4]]
+    assert all(t[-2:] == ["--db", "demo/digestbot.db"] for t in tries) and len(tries) == 3
+    for args in tries:
+        tried = runner.invoke(main, [*args, *NOW])
+        assert tried.exit_code == 0, (args, tried.output)
+    assert not Path("digestbot.db").exists()  # nothing went to a store beside it
+
+
+def _commands(group: click.Group, path: list[str]) -> list[tuple[str, click.Command]]:
+    found = []
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found += _commands(command, [*path, name])
+        else:
+            found.append((" ".join([*path, name]), command))
+    return found
+
+
+@pytest.mark.parametrize("name", [name for name, _ in _commands(main, [])])
+def test_every_command_help_has_an_example(runner: CliRunner, name: str) -> None:
+    result = runner.invoke(main, [*name.split(), "--help"])
+    assert result.exit_code == 0
+    example = result.output.split("Example:", 1)
+    assert len(example) == 2, f"`digestbot {name} --help` shows no example"
+    assert example[1].strip().startswith(f"digestbot {name.split()[0]}")

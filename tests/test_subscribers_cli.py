@@ -59,7 +59,7 @@ def test_add_list_show_update_remove(runner: CliRunner) -> None:
     assert "feed_token" not in data[0]
     r = run(runner, "list")
     assert r.exit_code == 0 and r.output.endswith("2 subscribers\n")
-    assert "Ada@example.org" in r.output and "weekly/4 08h UTC" in r.output
+    assert "Ada@example.org" in r.output and "weekly Fri 08:00 UTC" in r.output
     r = run(runner, "show", "ada@example.org", "--json", "--tokens")
     shown = json.loads(r.output)
     assert shown["keywords"] == ["sae", "interpretability"] and len(shown["feed_token"]) == 32

@@ -89,6 +89,10 @@ def send_command(
 
     Delivers through delivery.transport (maildir, smtp or file). Temporary failures are retried
     later with backoff; exits 3 if any digest was not delivered.
+
+    \b
+    Example:
+      digestbot send --worker
     """
     store = app.store()
     with _stop_on_signals(app) as stop, progress_bars(app, enabled=not as_json) as bars:
@@ -141,7 +145,12 @@ def _when(value: Any) -> str:
 def outbox_command(
     app: App, state: str | None, limit: int, as_json: bool, requeue_failed: bool
 ) -> None:
-    """Show the outbox: digests per state, and the newest rows."""
+    """Show the outbox: digests per state, and the newest rows.
+
+    \b
+    Example:
+      digestbot outbox --state failed --limit 20
+    """
     store = app.store()
     if requeue_failed:
         n = requeue(store, failed=True)

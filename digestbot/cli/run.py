@@ -52,6 +52,10 @@ def run_command(
     One run at a time: a second one exits at once with status 1. Exit status: 0 done,
     3 something failed or waits for a retry (see the summary), 4 nothing to do
     (--nothing-exit-code changes it), 1 error before the run could start.
+
+    \b
+    Example:
+      digestbot run -q --nothing-exit-code 0
     """
     from ..pipeline import run_once
 
@@ -91,6 +95,10 @@ def schedule_command(app: App, list_jobs: bool) -> None:
 
     Stops cleanly on SIGTERM or SIGINT: no new job starts, the running one stops between
     stages and after the message in flight; unsent digests wait in the outbox. Exits 0.
+
+    \b
+    Example:
+      digestbot schedule --list
     """
     from ..schedule import Jobs, build_scheduler, run_daemon
 
@@ -124,7 +132,12 @@ def schedule_command(app: App, list_jobs: bool) -> None:
 @pass_app
 def demo_command(app: App, folder: Path) -> None:
     """Try it out: ingest the seed listings, add example readers, deliver their digests into
-    a Maildir and feeds in ./demo, and show who got which papers and why."""
+    a Maildir and feeds in ./demo, and show who got which papers and why.
+
+    \b
+    Example:
+      digestbot demo --dir /tmp/digestbot-demo
+    """
     from ..pipeline.demo import run_demo
 
     seeds = seeds_dir()
@@ -153,13 +166,28 @@ def demo_command(app: App, folder: Path) -> None:
     for line in report.summary_lines():
         echo(line)
     echo("\nOpen:")
+    echo(f"  Store:   {result.store}  (SQLite)")
     echo(f"  Maildir: {result.maildir}  (mutt -f {result.maildir})")
     for path in result.html[:1]:
         echo(f"  HTML:    {path}  (one per reader in {path.parent})")
-    for path in result.feeds[:1]:
-        echo(f"  Feed:    {path}  (all feeds in {path.parent})")
+    for reader in [r for r in result.readers if r.feed is not None][:1]:
+        assert reader.feed is not None
+        echo(f"  Feed:    {reader.feed}  ({reader.name}'s; all feeds in {reader.feed.parent})")
+    db = _shown(result.store)
+    echo("\nNext, try (every command takes the demo's store with --db):")
+    echo(f"  digestbot subscribers list --db {db}")
+    echo(f'  digestbot rank -k "speech recognition, diffusion" --top 5 --db {db}')
+    echo(f"  digestbot preview --subscriber 1 --db {db}")
     if report.status == "partial":
         sys.exit(EXIT_PARTIAL)
+
+
+def _shown(path: Path) -> str:
+    """A path as short as it can be typed from here."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 @click.command("config")
@@ -171,7 +199,12 @@ def demo_command(app: App, folder: Path) -> None:
 @click.option("--help-settings", is_flag=True, help="List every setting with its type and help.")
 @pass_app
 def config_command(app: App, as_json: bool, example: bool, help_settings: bool) -> None:
-    """Show the effective configuration (secrets masked) and where each value came from."""
+    """Show the effective configuration (secrets masked) and where each value came from.
+
+    \b
+    Example:
+      digestbot config --example > digestbot.example.toml
+    """
     if example:
         click.echo(example_toml(), nl=False)
         return
