@@ -266,3 +266,25 @@ def test_every_command_help_has_an_example(runner: CliRunner, name: str) -> None
     example = result.output.split("Example:", 1)
     assert len(example) == 2, f"`digestbot {name} --help` shows no example"
     assert example[1].strip().startswith(f"digestbot {name.split()[0]}")
+
+
+def test_a_new_reader_waits_for_their_next_send_hour(runner: CliRunner, tmp_path: Path) -> None:
+    db = new_store(tmp_path / "n.db")
+    fill_inbox(tmp_path / "inbox", 2)
+    added = runner.invoke(
+        main,
+        ["subscribers", "add", "ada@example.org", "-k", "diffusion", "--send-hour", "8"]
+        + ["--db", db, "--now", "2026-11-22T10:05:00Z"],
+    )
+    assert added.exit_code == 0, added.output
+    # today's 08:00 had passed when Ada joined: two minutes later she is not due
+    soon = runner.invoke(main, ["run", "--db", db, "--now", "2026-11-22T10:07:00Z"], env=SECRET)
+    assert "due:     0 subscribers" in soon.output, soon.output
+    assert maildir_recipients(tmp_path / "maildir") == {}
+    early = runner.invoke(main, ["run", "--db", db, "--now", "2026-11-23T07:59:00Z"], env=SECRET)
+    assert "due:     0 subscribers" in early.output
+    # her first digest comes at her next send hour
+    next_day = runner.invoke(main, ["run", "--db", db, "--now", "2026-11-23T08:00:00Z"], env=SECRET)
+    assert next_day.exit_code == 0, next_day.output
+    assert "due:     1 subscriber  (" in next_day.output
+    assert maildir_recipients(tmp_path / "maildir") == {"ada@example.org": 1}

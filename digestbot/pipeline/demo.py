@@ -13,7 +13,7 @@ import secrets
 import shutil
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -157,12 +157,15 @@ def run_demo(folder: Path, seeds: Path, *, now: datetime | None = None) -> DemoR
         with store.session() as session:
             for reader in READERS:
                 local = now.astimezone(zone(str(reader["timezone"])))
-                add_subscriber(
+                sub = add_subscriber(
                     session,
                     **reader,  # type: ignore[arg-type]
                     send_hour=local.hour,
                     weekday=local.weekday(),
                 )
+                # readers who joined a week ago: a reader who joins after this hour's send
+                # point waits for the next one, and the demo shows digests now
+                sub.created_at = sub.confirmed_at = now - timedelta(days=7)
         report = run_once(store, config, now=now)
         readers = _results(store, folder / "html", config.path("digest.feeds_dir"))
     finally:
