@@ -288,3 +288,42 @@ def test_a_new_reader_waits_for_their_next_send_hour(runner: CliRunner, tmp_path
     assert next_day.exit_code == 0, next_day.output
     assert "due:     1 subscriber  (" in next_day.output
     assert maildir_recipients(tmp_path / "maildir") == {"ada@example.org": 1}
+
+
+def test_import_update_changes_known_readers_and_a_rerun_changes_nothing(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    db = new_store(tmp_path / "i.db")
+    _reader(db, "ada@example.org", name="Ada")
+    store = open_store(db)
+    with store.session() as session:
+        before = session.scalars(select(Subscriber)).one()
+        tokens = (before.id, before.feed_token, before.pref_token)
+    store.dispose()
+    csv = (
+        "email,name,keywords,send_hour,timezone\n"
+        'ADA@example.org,Ada L.,"vision, speech",7,Europe/Berlin\n'
+        "bob@example.org,Bob,retrieval,8,UTC\n"
+        "carol@example.org,Carol,,9,Mars/Base\n"
+    )
+    plain = runner.invoke(main, ["subscribers", "import", "-", "--db", db], input=csv)
+    assert plain.exit_code == 3
+    assert "Error: <stdin>:2: email: ADA@example.org is already subscribed" in plain.output
+    assert plain.output.endswith("Imported 1 subscriber, 2 failed.\n")
+    for _ in range(2):  # a rerun is harmless
+        upd = runner.invoke(main, ["subscribers", "import", "-", "--update", "--db", db], input=csv)
+        assert upd.exit_code == 3
+        assert upd.output.endswith("Imported 0 subscribers, 2 updated, 1 failed.\n")
+    store = open_store(db)
+    with store.session() as session:
+        ada = session.get(Subscriber, tokens[0])
+        assert ada is not None
+        assert (ada.id, ada.feed_token, ada.pref_token) == tokens
+        assert (ada.name, ada.keywords, ada.send_hour, ada.timezone) == (
+            "Ada L.",
+            ["vision", "speech"],
+            7,
+            "Europe/Berlin",
+        )
+        assert len(session.scalars(select(Subscriber)).all()) == 2
+    store.dispose()

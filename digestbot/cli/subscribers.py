@@ -250,14 +250,21 @@ def remove_command(app: App, subscriber: str, yes: bool) -> None:
 
 @subscribers_group.command("import")
 @click.argument("csv_file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option(
+    "--update",
+    is_flag=True,
+    help="Update readers whose address is already known instead of failing them.",
+)
 @common_options
 @pass_app
-def import_command(app: App, csv_file: str) -> None:
+def import_command(app: App, csv_file: str, update: bool) -> None:
     """Add subscribers from a CSV file with a header row ('-' reads standard input).
 
     Columns: email (required), name, keywords, liked, disliked, frequency, weekday,
     send_hour, timezone, max_items, min_score, formats, status. A bad row is reported with
-    its line number and the rest are imported; the exit code is then 3.
+    its line number and the rest are imported; the exit code is then 3. With --update a
+    known address gets the row's columns (ids, links and history stay), so an import can be
+    run again.
 
     \b
     Example:
@@ -265,14 +272,15 @@ def import_command(app: App, csv_file: str) -> None:
     """
     source: Any = sys.stdin if csv_file == "-" else csv_file
     with app.store().session() as session:
-        report = import_csv(session, source)
+        report = import_csv(session, source, update=update)
     for _line, error in report.failed:
         click.echo(f"Error: {error}", err=True)
         if error.hint:
             click.echo(f"Hint: {error.hint}", err=True)
+    updated = f"{report.updated} updated, " if update else ""
     click.echo(
         f"Imported {report.added} subscriber{'s' if report.added != 1 else ''}, "
-        f"{len(report.failed)} failed."
+        f"{updated}{len(report.failed)} failed."
     )
     if report.failed:
         sys.exit(EXIT_PARTIAL)
