@@ -336,6 +336,14 @@ SETTINGS: tuple[Setting, ...] = (
     _s("web", "confirm_hours", "int", 48, "Hours a confirmation link stays valid.", minimum=1),
     _s(
         "web",
+        "feedback_days",
+        "int",
+        90,
+        "Days a digest's more/less-like-this links work (0: no limit).",
+        minimum=0,
+    ),
+    _s(
+        "web",
         "subscribe_limit",
         "int",
         5,

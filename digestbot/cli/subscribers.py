@@ -22,6 +22,7 @@ from ..store.subscribers import (
     import_csv,
     parse_ids,
     remove_subscriber,
+    rotate_tokens,
     update_subscriber,
 )
 from . import EXIT_PARTIAL, App, common_options, pass_app, print_json
@@ -246,6 +247,47 @@ def remove_command(app: App, subscriber: str, yes: bool) -> None:
         email = sub.email
         remove_subscriber(session, sub)
     click.echo(f"Removed subscriber {email}")
+
+
+@subscribers_group.command("rotate-tokens")
+@click.argument("subscribers", nargs=-1, metavar="SUBSCRIBER...")
+@click.option("--all", "everyone", is_flag=True, help="Every subscriber.")
+@common_options
+@pass_app
+def rotate_command(app: App, subscribers: tuple[str, ...], everyone: bool) -> None:
+    """Give SUBSCRIBER (id, address or token) new feed and preference tokens.
+
+    Every link already sent to them (preferences, unsubscribe, more/less like this) and
+    their feed address stop working, e.g. after a digest was forwarded. Their next digest
+    carries the new links; readers can also ask for new links by email from their
+    preferences page.
+
+    \b
+    Example:
+      digestbot subscribers rotate-tokens ada@example.org
+    """
+    from ..render.feeds import remove_feed_files
+
+    if not subscribers and not everyone:
+        raise click.UsageError("give one or more SUBSCRIBERs, or --all")
+    old_feeds = []
+    with app.store().session() as session:
+        if everyone:
+            chosen = list(session.scalars(select(Subscriber).order_by(Subscriber.id)))
+        else:
+            chosen = [get_subscriber(session, who) for who in subscribers]
+        for sub in chosen:
+            old_feeds.append(rotate_tokens(session, sub)[1])
+        emails = [sub.email for sub in chosen]
+    for token in old_feeds:
+        remove_feed_files(app.config, token)
+    for email in emails:
+        click.echo(f"New links for {email}")
+    n = len(emails)
+    click.echo(
+        f"Rotated the tokens of {n} subscriber{'s' if n != 1 else ''}: their old links and "
+        "feed addresses no longer work."
+    )
 
 
 @subscribers_group.command("import")
