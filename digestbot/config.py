@@ -316,6 +316,14 @@ SETTINGS: tuple[Setting, ...] = (
     _s("schedule", "timezone", "timezone", "UTC", "Time zone of the cron expressions."),
     # web
     _s("web", "host", "str", "127.0.0.1", "Address `digestbot serve` listens on."),
+    _s(
+        "web",
+        "metrics",
+        "bool",
+        True,
+        "Serve /metrics (Prometheus): subscribers, digests, the last run. Keep it from the "
+        "public at the reverse proxy.",
+    ),
     _s("web", "port", "int", 8080, "Port `digestbot serve` listens on.", minimum=1),
     _s(
         "web",
@@ -367,6 +375,14 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     # log
     _s("log", "level", "choice:debug|info|warning|error", "info", "Log level."),
+    _s(
+        "log",
+        "metrics_textfile",
+        "path",
+        "",
+        "Write each run's summary here in the Prometheus text format, for node-exporter's "
+        "textfile collector (e.g. /var/lib/node_exporter/textfile/digestbot.prom).",
+    ),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

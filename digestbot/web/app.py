@@ -20,7 +20,7 @@ from ..errors import DigestbotError, NotFoundError, ValidationError
 from ..resources import templates_dir
 from ..store import open_store
 from ..tokens import TokenError, Tokens
-from . import account, feeds, pages
+from . import account, feeds, metrics, pages
 from .ratelimit import RateLimiter
 from .security import BodyLimit, SecurityHeaders, parse_networks
 from .site import Site, log, make_templates
@@ -73,6 +73,7 @@ def create_app(config: Config | None = None, **overrides: Any) -> Starlette:
         Route(f"/feedback/{token}", account.feedback, methods=["GET", "POST"]),
         Route("/feeds/{name:str}", feeds.feed, methods=["GET"]),
         Route("/healthz", pages.healthz, methods=["GET"]),
+        Route("/metrics", metrics.metrics, methods=["GET"]),
         Mount("/static", StaticFiles(directory=templates_dir() / "web" / "static"), name="static"),
     ]
     handlers: dict[Any, Any] = {
