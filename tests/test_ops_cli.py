@@ -309,7 +309,11 @@ def test_import_update_changes_known_readers_and_a_rerun_changes_nothing(
     plain = runner.invoke(main, ["subscribers", "import", "-", "--db", db], input=csv)
     assert plain.exit_code == 3
     assert "Error: <stdin>:2: email: ADA@example.org is already subscribed" in plain.output
-    assert plain.output.endswith("Imported 1 subscriber, 2 failed.\n")
+    assert plain.output.endswith(
+        "Imported 1 subscriber, 2 failed.\n"
+        "Hint: 1 row names an address already subscribed: pass --update to update them "
+        "instead.\n"
+    )
     for _ in range(2):  # a rerun is harmless
         upd = runner.invoke(main, ["subscribers", "import", "-", "--update", "--db", db], input=csv)
         assert upd.exit_code == 3

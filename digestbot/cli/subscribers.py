@@ -324,6 +324,13 @@ def import_command(app: App, csv_file: str, update: bool) -> None:
         f"Imported {report.added} subscriber{'s' if report.added != 1 else ''}, "
         f"{updated}{len(report.failed)} failed."
     )
+    if report.known:
+        rows = (
+            "1 row names an address" if report.known == 1 else f"{report.known} rows name addresses"
+        )
+        click.echo(
+            f"Hint: {rows} already subscribed: pass --update to update them instead.", err=True
+        )
     if report.failed:
         sys.exit(EXIT_PARTIAL)
 

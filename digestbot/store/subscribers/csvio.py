@@ -41,6 +41,7 @@ CSV_COLUMNS = (
 class ImportReport:
     added: int = 0
     updated: int = 0
+    known: int = 0  # rows refused because the address is already subscribed
     failed: list[tuple[int, DigestbotError]] = field(default_factory=list)
 
     @property
@@ -125,6 +126,8 @@ def import_csv(
                 error.file = error.file or name
                 error.line = line
                 report.failed.append((line, error))
+                if not update and find_subscriber(session, values.get("email", "")) is not None:
+                    report.known += 1
     return report
 
 
