@@ -87,8 +87,12 @@ def serve(app: App) -> None:
 
     config = app.config
     host, port = config["web.host"], config["web.port"]
-    _check_port(host, port)
-    web_app = create_app(config)
+    web_app = create_app(config)  # settings and the store first: their errors say more
+    try:
+        _check_port(host, port)
+    except ConfigError:
+        web_app.state.site.store.dispose()
+        raise
     err = app.err
     err.print(
         f"digestbot: serving on http://{host}:{port}/ (links point to {config['digest.site_url']})"
