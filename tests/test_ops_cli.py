@@ -331,3 +331,32 @@ def test_import_update_changes_known_readers_and_a_rerun_changes_nothing(
         )
         assert len(session.scalars(select(Subscriber)).all()) == 2
     store.dispose()
+
+
+def test_the_postgresql_run_lock_is_per_schema(pg_url: str) -> None:
+    """Two stores in one database (schemas of their own) run independently; one store's
+    runs still exclude each other."""
+    from digestbot.errors import LockError
+    from digestbot.store import RunLock
+
+    schema = pg_url.rsplit("%3D", 1)[1]
+    admin = create_engine(pg_url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}_b"'))
+    here, again, other = (
+        open_store(pg_url),
+        open_store(pg_url),
+        open_store(pg_url.replace(schema, schema + "_b")),
+    )
+    try:
+        with RunLock(here):
+            with pytest.raises(LockError):
+                RunLock(again).acquire()
+            with RunLock(other):  # another schema: another store
+                pass
+    finally:
+        for store in (here, again, other):
+            store.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}_b" CASCADE'))
+        admin.dispose()

@@ -271,15 +271,20 @@ class RunLock:
     lock_dir: Path | None = None
     _file_lock: Any = None
     _conn: Any = None
+    _pg_key: int = 0
 
-    def _key(self) -> int:
-        digest = hashlib.sha256(f"digestbot:{self.name}".encode()).digest()
+    def _key(self, schema: str = "") -> int:
+        scope = f"digestbot:{self.name}" + (f":{schema}" if schema else "")
+        digest = hashlib.sha256(scope.encode()).digest()
         return int.from_bytes(digest[:8], "big", signed=True)
 
     def acquire(self) -> RunLock:
         if self.store.dialect == "postgresql":
             conn = self.store.engine.connect()
-            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key()})
+            # advisory locks are per database: a store in another schema is another store
+            schema = conn.execute(text("SELECT current_schema()")).scalar() or ""
+            self._pg_key = self._key("" if schema == "public" else schema)
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self._pg_key})
             if not got.scalar():
                 conn.close()
                 raise LockError(f"another digestbot {self.name} holds the lock on this database")
@@ -307,7 +312,7 @@ class RunLock:
 
     def release(self) -> None:
         if self._conn is not None:
-            self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key()})
+            self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._pg_key})
             self._conn.close()
             self._conn = None
         if self._file_lock is not None:
