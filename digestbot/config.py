@@ -505,6 +505,14 @@ SETTINGS: tuple[Setting, ...] = (
     _s("schedule", "timezone", "timezone", "UTC", "Time zone of the cron expressions."),
     # web
     _s("web", "host", "str", "127.0.0.1", "Address `digestbot serve` listens on."),
+    _s(
+        "web",
+        "metrics",
+        "bool",
+        True,
+        "Serve /metrics (Prometheus): subscribers, digests, the last run. Keep it from the "
+        "public at the reverse proxy.",
+    ),
     _s("web", "port", "int", 8080, "Port `digestbot serve` listens on.", minimum=1),
     _s(
         "web",
@@ -523,6 +531,14 @@ SETTINGS: tuple[Setting, ...] = (
         "File holding the signing key; must be readable by its owner alone.",
     ),
     _s("web", "confirm_hours", "int", 48, "Hours a confirmation link stays valid.", minimum=1),
+    _s(
+        "web",
+        "feedback_days",
+        "int",
+        90,
+        "Days a digest's more/less-like-this links work (0: no limit).",
+        minimum=0,
+    ),
     _s(
         "web",
         "subscribe_limit",
@@ -548,6 +564,14 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     # log
     _s("log", "level", "choice:debug|info|warning|error", "info", "Log level."),
+    _s(
+        "log",
+        "metrics_textfile",
+        "path",
+        "",
+        "Write each run's summary here in the Prometheus text format, for node-exporter's "
+        "textfile collector (e.g. /var/lib/node_exporter/textfile/digestbot.prom).",
+    ),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -713,8 +737,29 @@ class Config:
         return Config(merged, dict(self.sources), self.file)
 
     def path(self, name: str) -> Path:
-        """A path setting, relative paths taken from the working folder."""
-        return Path(self.values[name]).expanduser()
+        """A path setting. A folder left at its default sits beside a SQLite store (so
+        `run --db /srv/x/digestbot.db` keeps its inbox, Maildir and feeds in /srv/x);
+        other relative paths are taken from the working folder."""
+        path = Path(self.values[name]).expanduser()
+        if path.is_absolute() or self.sources.get(name, "default") != "default":
+            return path
+        home = self.store_folder()
+        return home / path if home is not None else path
+
+    def store_folder(self) -> Path | None:
+        """The folder of a SQLite store file; None for a server database or in memory."""
+        db: str | None = str(self.values["store.db"]).strip()
+        if db and re.match(r"^[a-z][a-z0-9+]*://", db, re.I):
+            from sqlalchemy.engine import make_url
+
+            try:
+                url = make_url(db)
+            except Exception:  # reported when the store is opened
+                return None
+            db = url.database if url.get_backend_name() == "sqlite" else None
+        if not db or db == ":memory:":
+            return None
+        return Path(db).expanduser().parent
 
     def writable_dir(self, name: str) -> Path:
         """A folder setting, created if missing; ConfigError naming the setting if unusable."""

@@ -88,6 +88,12 @@ def sqlite_url(tmp_path: Path) -> str:
     return str(tmp_path / "digestbot.db")
 
 
+def new_store(db: str | Path) -> str:
+    """Create a migrated store, as `digestbot db upgrade` does before other commands."""
+    open_store(db, create=True).dispose()
+    return str(db)
+
+
 @pytest.fixture
 def store(db_url: str) -> Iterator[Store]:
     s = open_store(db_url)

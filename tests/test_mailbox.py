@@ -26,7 +26,7 @@ from digestbot.deliver.bounces import Recipient, classify, parse_dsn
 from digestbot.pipeline import run_once
 from digestbot.store import Store, Subscriber, open_store
 
-from .conftest import PUBLIC_MAIL, make_config
+from .conftest import PUBLIC_MAIL, make_config, new_store
 from .dovecot import Dovecot, require_dovecot
 from .pipeline_helpers import add, fill_inbox
 from .smtp_sink import SmtpSink
@@ -252,6 +252,7 @@ def test_a_wrong_password_names_the_setting(
     tmp_path: Path, dovecot: Dovecot, runner: CliRunner
 ) -> None:
     env = {**dovecot.env(), "DIGESTBOT_MAILBOX_PASSWORD": "wrong"}
+    new_store(tmp_path / "d.db")
     result = runner.invoke(main, ["mailbox", "--db", str(tmp_path / "d.db")], env=env)
     assert result.exit_code == 1
     assert "mailbox.username" in result.output and "refused the login" in result.output

@@ -130,7 +130,7 @@ def test_empty_digests_mark_the_period_without_sending(tmp_path: Path) -> None:
 ENV = {"DIGESTBOT_SECRET_KEY": "test-secret-key-not-for-production"}
 LINE = {
     "ingest": r"ingest:  (\d+) files, (\d+) new papers, (\d+) updated, (\d+) failed  \([\d.]+ s\)",
-    "due": r"due:     (\d+) subscribers  \([\d.]+ s\)",
+    "due": r"due:     (\d+) subscribers?  \([\d.]+ s\)",
     "digests": r"digests: (\d+) queued, (\d+) feed only, (\d+) empty, (\d+) failed  \(.*\)",
     "send": r"send:    (\d+) sent, (\d+) retried, (\d+) failed, (\d+) bounced  \([\d.]+ s\)",
     "feeds": r"feeds:   (\d+) written  \(.*\)",

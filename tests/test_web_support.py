@@ -44,6 +44,8 @@ def web_app(tmp_path: Path, db: str, sink: SmtpSink | None = None, **overrides: 
         **mail,
         **overrides,
     }
+    # the app never migrates: like `digestbot db upgrade` before `serve`
+    open_store(db, create=True).dispose()
     return create_app(make_config(tmp_path, db, **settings))
 
 

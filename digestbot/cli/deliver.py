@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from ..deliver import list_digests, requeue, send_due, state_counts
-from ..deliver.mailbox import read_mailbox
+from ..deliver.mailbox import MailboxSettings, read_mailbox
 from ..deliver.outbox import STATES
 from ..deliver.sender import SendReport
 from ..deliver.worker import run_worker
@@ -90,6 +90,10 @@ def send_command(
 
     Delivers through delivery.transport (maildir, smtp or file). Temporary failures are retried
     later with backoff; exits 3 if any digest was not delivered.
+
+    \b
+    Example:
+      digestbot send --worker
     """
     store = app.store()
     with _stop_on_signals(app) as stop, progress_bars(app, enabled=not as_json) as bars:
@@ -142,7 +146,12 @@ def _when(value: Any) -> str:
 def outbox_command(
     app: App, state: str | None, limit: int, as_json: bool, requeue_failed: bool
 ) -> None:
-    """Show the outbox: digests per state, and the newest rows."""
+    """Show the outbox: digests per state, and the newest rows.
+
+    \b
+    Example:
+      digestbot outbox --state failed --limit 20
+    """
     store = app.store()
     if requeue_failed:
         n = requeue(store, failed=True)
@@ -194,8 +203,9 @@ def mailbox_command(app: App, limit: int | None, as_json: bool, nothing_exit_cod
 
     \b
     Example:
-      DIGESTBOT_MAILBOX_PASSWORD=... digestbot mailbox --json
+      digestbot mailbox --json    # password from DIGESTBOT_MAILBOX_PASSWORD
     """
+    MailboxSettings.from_config(app.config)  # a missing setting is named before the store
     report = read_mailbox(app.store(), app.config, limit=limit)
     if as_json:
         print_json(report.as_dict())

@@ -331,7 +331,17 @@ def feeds_stage(
         report.feeds = write_feeds(store, config, progress=_stage_progress(progress, "feeds"))
 
 
-def run_once(
+def run_once(store: Store, config: Config, **options: Any) -> RunReport:
+    """The whole run (see :func:`run_stages`), its summary then kept for ``/metrics`` and
+    ``log.metrics_textfile``."""
+    from .metrics import record_run
+
+    report = run_stages(store, config, **options)
+    record_run(store, config, report)
+    return report
+
+
+def run_stages(
     store: Store,
     config: Config,
     *,

@@ -21,7 +21,7 @@ from ..errors import DigestbotError, NotFoundError, ValidationError
 from ..resources import templates_dir
 from ..store import open_store
 from ..tokens import TokenError, Tokens
-from . import account, feeds, pages
+from . import account, feeds, metrics, pages
 from .digest import digest_page
 from .ratelimit import RateLimiter
 from .security import BodyLimit, SecurityHeaders, parse_networks
@@ -50,11 +50,13 @@ def create_app(config: Config | None = None, **overrides: Any) -> Starlette:
         config = config.replace(**overrides)
     tokens = Tokens(config["web.secret_key"])  # fails now, not at the first request
     check_smtp_settings(config)  # confirmation mails: fail now, not after a reader subscribed
+    trusted = parse_networks(config["web.trusted_proxies"])
     site = Site(
         config=config,
-        store=open_store(config["store.db"]),
+        # never migrates (workers would race): `digestbot db upgrade` runs once before
+        store=open_store(config["store.db"], create=False),
         tokens=tokens,
-        trusted=parse_networks(config["web.trusted_proxies"]),
+        trusted=trusted,
         limiter=RateLimiter(config["web.subscribe_limit"]),
         templates=make_templates(),
     )
@@ -75,6 +77,7 @@ def create_app(config: Config | None = None, **overrides: Any) -> Starlette:
         Route(f"/digest/{token}", digest_page, methods=["GET"]),
         Route("/feeds/{name:str}", feeds.feed, methods=["GET"]),
         Route("/healthz", pages.healthz, methods=["GET"]),
+        Route("/metrics", metrics.metrics, methods=["GET"]),
         Mount("/static", StaticFiles(directory=templates_dir() / "web" / "static"), name="static"),
     ]
     handlers: dict[Any, Any] = {
