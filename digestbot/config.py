@@ -43,6 +43,11 @@ class Setting:
         return f"{self.section}.{self.key}"
 
     @property
+    def choices(self) -> list[str]:
+        """The values a ``choice:a|b`` or ``list:a|b`` setting takes."""
+        return self.type.partition(":")[2].split("|") if ":" in self.type else []
+
+    @property
     def env(self) -> str:
         return f"{ENV_PREFIX}{self.section.upper()}_{self.key.upper()}"
 

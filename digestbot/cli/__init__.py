@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
@@ -30,7 +30,9 @@ from rich.progress import (
 from .. import clock
 from ..config import Config, load_config
 from ..errors import DigestbotError
-from ..store import Store, open_store
+
+if TYPE_CHECKING:  # the store pulls in SQLAlchemy: only the commands that use it pay
+    from ..store import Store
 
 # Exit codes: documented in the README and relied on by the systemd units.
 EXIT_OK = 0
@@ -63,6 +65,8 @@ class App:
         ``schedule``) and ``ingest`` pass ``create``; the others refuse a missing or
         unmigrated store, so a mistyped --db never gains a schema."""
         if self._store is None:
+            from ..store import open_store
+
             self._store = open_store(self.config["store.db"], create=create)
         return self._store
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from ..store import open_store
-from ..store.copy import CopyReport, copy_store
-from ..store.db import current_revision, head_revision, upgrade
 from . import App, common_options, pass_app, progress_bars
+
+if TYPE_CHECKING:
+    from ..store.copy import CopyReport
 
 
 @click.group("db")
@@ -25,6 +27,9 @@ def db_upgrade(app: App) -> None:
     Example:
       digestbot db upgrade --db postgresql+psycopg://digestbot@db.example.org/digestbot
     """
+    from ..store import open_store
+    from ..store.db import current_revision, upgrade
+
     store = open_store(app.config["store.db"], create=True, migrate=False)
     try:
         before = current_revision(store)
@@ -48,6 +53,9 @@ def db_status(app: App) -> None:
     Example:
       digestbot db status --db /var/lib/digestbot/digestbot.db
     """
+    from ..store import open_store
+    from ..store.db import current_revision, head_revision
+
     store = open_store(app.config["store.db"], create=False, migrate=False)
     try:
         click.echo(f"store:    {store.engine.url.render_as_string(hide_password=True)}")
@@ -87,6 +95,9 @@ def db_copy(app: App, source: str, destination: str) -> None:
 
 
 def _copy(app: App, source: str, destination: str) -> CopyReport:
+    from ..store import open_store
+    from ..store.copy import copy_store
+
     src = open_store(source, create=False)
     try:
         dst = open_store(destination, create=False)

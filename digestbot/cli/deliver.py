@@ -6,15 +6,11 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..deliver import list_digests, requeue, send_due, state_counts
-from ..deliver.mailbox import MailboxSettings, read_mailbox
-from ..deliver.outbox import STATES
-from ..deliver.sender import SendReport
-from ..deliver.worker import run_worker
+from ..states import DIGEST_STATES as STATES
 from . import (
     EXIT_PARTIAL,
     App,
@@ -24,6 +20,9 @@ from . import (
     print_json,
     progress_bars,
 )
+
+if TYPE_CHECKING:
+    from ..deliver.sender import SendReport
 
 
 @contextmanager
@@ -95,6 +94,9 @@ def send_command(
     Example:
       digestbot send --worker
     """
+    from ..deliver import send_due
+    from ..deliver.worker import run_worker
+
     store = app.store()
     with _stop_on_signals(app) as stop, progress_bars(app, enabled=not as_json) as bars:
         if worker and not dry_run and limit is None:
@@ -152,6 +154,8 @@ def outbox_command(
     Example:
       digestbot outbox --state failed --limit 20
     """
+    from ..deliver import list_digests, requeue, state_counts
+
     store = app.store()
     if requeue_failed:
         n = requeue(store, failed=True)
@@ -205,6 +209,8 @@ def mailbox_command(app: App, limit: int | None, as_json: bool, nothing_exit_cod
     Example:
       digestbot mailbox --json    # password from DIGESTBOT_MAILBOX_PASSWORD
     """
+    from ..deliver.mailbox import MailboxSettings, read_mailbox
+
     MailboxSettings.from_config(app.config)  # a missing setting is named before the store
     report = read_mailbox(app.store(), app.config, limit=limit)
     if as_json:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
 
-from ..ingest import IngestReport, ingest_inbox, ingest_paths, list_papers, store_counts
-from ..store import RunLock
 from . import (
     EXIT_ERROR,
     EXIT_PARTIAL,
@@ -20,6 +18,11 @@ from . import (
     print_json,
     progress_bars,
 )
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from ..ingest import IngestReport
 
 DATE = click.DateTime(formats=["%Y-%m-%d"])
 
@@ -38,6 +41,8 @@ def _summary(report: IngestReport) -> str:
 
 
 def _table(report: IngestReport) -> Table:
+    from rich.table import Table
+
     table = Table(title=None, show_edge=False, pad_edge=False)
     table.add_column("File", no_wrap=True, overflow="ellipsis", min_width=12)
     table.add_column("Format", no_wrap=True)
@@ -92,6 +97,9 @@ def ingest_command(
     Example:
       digestbot ingest seeds/ --json
     """
+    from ..ingest import IngestReport, ingest_inbox, ingest_paths
+    from ..store import RunLock
+
     if not paths and not use_inbox:
         raise click.UsageError("give one or more PATHs, or --inbox")
     config = app.config
@@ -156,6 +164,10 @@ def papers_command(app: App, since: datetime | None, limit: int | None, as_json:
     Example:
       digestbot papers --since 2026-11-01 --limit 20
     """
+    from rich.table import Table
+
+    from ..ingest import list_papers, store_counts
+
     store = app.store()
     papers = list_papers(store, since=since.date() if since else None, limit=limit)
     if as_json:

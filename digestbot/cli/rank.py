@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import click
-from sqlalchemy import select
 
-from ..store import Paper
 from . import App, common_options, pass_app, print_json
 
 
@@ -33,6 +31,10 @@ def rank_command(
     Example:
       digestbot rank -k "sparse autoencoders, mechanistic interpretability" --top 5
     """
+    from sqlalchemy import select
+
+    from ..store import Paper
+
     if not keywords.strip() and not liked:
         raise click.UsageError(
             "give --keywords or --liked to rank by, e.g. "

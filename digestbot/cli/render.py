@@ -6,16 +6,11 @@ import secrets
 from pathlib import Path
 
 import click
-from sqlalchemy import select
 
 from .. import clock
 from ..errors import RenderError
 from ..files import write_atomic
 from ..periods import current_slot
-from ..render import render_digest, subscriber_feeds
-from ..render.feeds import recent_entries, write_feeds
-from ..store import Paper
-from ..store.subscribers import get_subscriber
 from . import App, common_options, pass_app, progress_bars
 
 
@@ -46,6 +41,13 @@ def preview(app: App, who: str, out: Path) -> None:
     Example:
       digestbot preview --subscriber ada@example.org --out preview/
     """
+    from sqlalchemy import select
+
+    from ..render import render_digest, subscriber_feeds
+    from ..render.feeds import recent_entries
+    from ..store import Paper
+    from ..store.subscribers import get_subscriber
+
     config = app.config
     throwaway = not config["web.secret_key"]
     if throwaway:
@@ -118,6 +120,8 @@ def feeds(app: App) -> None:
     Example:
       digestbot feeds --db /var/lib/digestbot/digestbot.db
     """
+    from ..render.feeds import write_feeds
+
     config = app.config
     with progress_bars(app) as bars:
         count = write_feeds(app.store(), config, progress=bars.stage("feeds"))

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import click
-from rich.table import Table
 
 from ..config import BY_NAME, SETTINGS, example_toml, toml_value
 from ..resources import seeds_dir
@@ -57,9 +56,9 @@ def run_command(
     cannot be fetched is reported and the run goes on with what the inbox holds (exit 3).
 
     \b
-    Examples:
+    Example:
       digestbot run -q --nothing-exit-code 0
-      digestbot run --now 2026-11-22T08:00Z --no-send
+      digestbot run --now 2026-11-22T08:00Z --no-send    # replay a moment, queue only
     """
     from ..pipeline import run_once
 
@@ -143,6 +142,8 @@ def demo_command(app: App, folder: Path) -> None:
     Example:
       digestbot demo --dir /tmp/digestbot-demo
     """
+    from rich.table import Table
+
     from ..pipeline.demo import run_demo
 
     seeds = seeds_dir()

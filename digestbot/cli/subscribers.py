@@ -6,25 +6,9 @@ import sys
 from typing import Any
 
 import click
-from rich.table import Table
-from sqlalchemy import select
 
-from ..periods import describe
-from ..store import Subscriber
-from ..store.subscribers import (
-    FORMATS,
-    FREQUENCIES,
-    STATUSES,
-    add_subscriber,
-    as_dict,
-    export_csv,
-    get_subscriber,
-    import_csv,
-    parse_ids,
-    remove_subscriber,
-    rotate_tokens,
-    update_subscriber,
-)
+from ..periods import FREQUENCIES, describe
+from ..states import FORMATS, STATUSES
 from . import EXIT_PARTIAL, App, common_options, pass_app, print_json
 
 
@@ -118,6 +102,8 @@ def add_command(app: App, email: str, as_json: bool, **values: Any) -> None:
     Example:
       digestbot subscribers add ada@example.org -k "sparse autoencoders, interpretability"
     """
+    from ..store.subscribers import add_subscriber, as_dict
+
     values["keywords"] = values["keywords"] or ()
     if values["max_items"] is None:
         values["max_items"] = app.config["digest.max_items"]
@@ -144,6 +130,12 @@ def list_command(app: App, status: str | None, as_json: bool) -> None:
     Example:
       digestbot subscribers list --status active
     """
+    from rich.table import Table
+    from sqlalchemy import select
+
+    from ..store import Subscriber
+    from ..store.subscribers import as_dict
+
     query = select(Subscriber).order_by(Subscriber.id)
     if status:
         query = query.where(Subscriber.status == status)
@@ -182,6 +174,8 @@ def show_command(app: App, subscriber: str, as_json: bool, tokens: bool) -> None
     Example:
       digestbot subscribers show ada@example.org --tokens
     """
+    from ..store.subscribers import as_dict, get_subscriber
+
     with app.store().session() as session:
         data = as_dict(session, get_subscriber(session, subscriber), secrets_too=tokens)
     if as_json:
@@ -209,7 +203,7 @@ def update_command(app: App, subscriber: str, unlike: tuple[str, ...], **values:
     Example:
       digestbot subscribers update 1 --like 2501.01234 --send-hour 7 --tz Europe/Berlin
     """
-    from ..store.subscribers import set_feedback
+    from ..store.subscribers import get_subscriber, parse_ids, set_feedback, update_subscriber
 
     changes = {k: v for k, v in values.items() if v not in (None, ())}
     with app.store().session() as session:
@@ -235,6 +229,8 @@ def remove_command(app: App, subscriber: str, yes: bool) -> None:
     Example:
       digestbot subscribers remove ada@example.org --yes
     """
+    from ..store.subscribers import get_subscriber, remove_subscriber
+
     with app.store().session() as session:
         sub = get_subscriber(session, subscriber)
         if not yes:
@@ -266,7 +262,11 @@ def rotate_command(app: App, subscribers: tuple[str, ...], everyone: bool) -> No
     Example:
       digestbot subscribers rotate-tokens ada@example.org
     """
+    from sqlalchemy import select
+
     from ..render.feeds import remove_feed_files
+    from ..store import Subscriber
+    from ..store.subscribers import get_subscriber, rotate_tokens
 
     if not subscribers and not everyone:
         raise click.UsageError("give one or more SUBSCRIBERs, or --all")
@@ -312,6 +312,8 @@ def import_command(app: App, csv_file: str, update: bool) -> None:
     Example:
       digestbot subscribers import subs.csv
     """
+    from ..store.subscribers import import_csv
+
     source: Any = sys.stdin if csv_file == "-" else csv_file
     with app.store().session() as session:
         report = import_csv(session, source, update=update)
@@ -347,6 +349,8 @@ def export_command(app: App, csv_file: str, status: str | None) -> None:
     Example:
       digestbot subscribers export subs.csv --status active
     """
+    from ..store.subscribers import export_csv
+
     with app.store().session() as session:
         if csv_file == "-":
             count = export_csv(session, sys.stdout, status=status)

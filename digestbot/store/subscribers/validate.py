@@ -12,10 +12,9 @@ import email_validator
 
 from ...config import validate_timezone
 from ...errors import ConfigError, ValidationError
+from ...periods import FREQUENCIES
+from ...states import FORMATS, STATUSES
 
-FREQUENCIES = ("daily", "weekly")
-FORMATS = ("email", "rss", "both")
-STATUSES = ("pending", "active", "unsubscribed", "bounced")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 MAX_NAME = 200
