@@ -220,7 +220,7 @@ def explain(why: dict[str, object]) -> str:
 
 def _write_html(message: bytes, html_dir: Path, sub_id: int, name: str) -> Path | None:
     parsed = email.message_from_bytes(message, policy=email.policy.default)
-    part = parsed.get_body(preferencelist=("html",))  # type: ignore[attr-defined]
+    part = parsed.get_body(preferencelist=("html",))
     if part is None:
         return None
     html_dir.mkdir(parents=True, exist_ok=True)

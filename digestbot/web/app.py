@@ -100,7 +100,8 @@ def create_app(config: Config | None = None, **overrides: Any) -> Starlette:
 
 
 def _site(request: Request) -> Site:
-    return request.app.state.site  # type: ignore[no-any-return]
+    site: Site = request.app.state.site
+    return site
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -110,7 +111,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         detail = ROUTE_NOT_FOUND
     elif exc.status_code == 405 and detail == "Method Not Allowed":
         detail = "This page cannot be used that way."
-    return _site(request).error(request, exc.status_code, detail, headers=exc.headers)
+    return _site(request).error(
+        request, exc.status_code, detail, headers=dict(exc.headers or {}) or None
+    )
 
 
 async def _token_error(request: Request, exc: Exception) -> Response:
