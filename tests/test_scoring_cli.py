@@ -84,23 +84,37 @@ def _bench():
     return module
 
 
-def test_labelled_set_is_well_formed() -> None:
+def test_judged_set_is_well_formed() -> None:
     data = json.loads((ROOT / "tests" / "data" / "relevance.json").read_text())
     profiles = data["profiles"]
-    assert len(profiles) >= 8
+    assert len(profiles) >= 40
+    assert sum(1 for p in profiles if len(p.get("liked", ())) == 2) >= 10
+    halves = {p["split"] for p in profiles}
+    assert halves == {"tune", "report"}
     for p in profiles:
-        assert p["keywords"].strip() and len(p["relevant"]) >= 4
-        assert set(p["relevant"].values()) <= {1, 2} and 2 in p["relevant"].values()
+        assert p.get("keywords", "").strip() or p.get("liked")
+        assert len(p["judged"]) >= 20  # a pool, not only the relevant papers
+        assert set(p["judged"].values()) <= {0, 1, 2} and max(p["judged"].values()) >= 1
+        assert not set(p.get("liked", ())) & set(p["judged"])
 
 
-def test_scorer_beats_both_baselines_on_the_labelled_set(capsys: pytest.CaptureFixture) -> None:
+# the judged-irrelevant papers a digest showed, on average, on the reporting half before
+# issue 14: the scorer may not show more
+OFF_TOPIC_BEFORE = 2.95
+
+
+def test_scorer_beats_both_baselines_on_the_reporting_half(capsys: pytest.CaptureFixture) -> None:
     bench = _bench()
     import sys
 
     sys.argv = ["relevance.py", "--json"]
     bench.main()
-    results = json.loads(capsys.readouterr().out)["results"]
+    out = json.loads(capsys.readouterr().out)
+    assert out["half"] == "report"
+    results = out["results"]
     ours = results["digestbot"]
+    assert ours["ndcg@10"] >= results["bm25"]["ndcg@10"] + 0.03
     for baseline in ("tfidf-cosine", "bm25"):
         assert ours["ndcg@10"] > results[baseline]["ndcg@10"], baseline
         assert ours["p@10"] > results[baseline]["p@10"], baseline
+    assert ours["off_topic"] <= OFF_TOPIC_BEFORE
