@@ -24,7 +24,15 @@ from sqlalchemy import select
 from ..config import Config
 from ..errors import ScoringError
 from ..store import Digest, DigestItem, Feedback, Paper, SentPaper, Store
-from .model import PaperModel, keyword_matrix, l2_rows, load_model, phrase_match_matrix
+from .model import (
+    PaperModel,
+    keyword_matrix,
+    l2_rows,
+    load_model,
+    phrase_match_matrix,
+    shared_terms,
+    strongest_terms,
+)
 from .picks import Pick, SubscriberPicks
 from .topk import topk_rows
 
@@ -84,7 +92,8 @@ def profile_matrix(
             cols.append(phrase_ids.setdefault(phrase.casefold(), len(phrase_ids)))
             pos.append(i + 1)
         indptr.append(len(cols))
-    phrases = list(phrase_ids)
+    # a misspelt word is read as the closest word the papers use ("learnig" -> "learning")
+    phrases = [model.correct(p)[0] for p in phrase_ids]
     typed = sp.csr_matrix(
         (np.asarray(pos, np.float32), np.asarray(cols, np.int64), np.asarray(indptr)),
         shape=(len(profiles.keywords), len(phrases)),
@@ -147,6 +156,7 @@ def top_papers(
     banned: np.ndarray | None = None,
     boost: np.ndarray | None = None,
     allowed: sp.csr_matrix | None = None,
+    close_share: float = 0.0,
     threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The core: profiles x papers, masks, and the top k per row.
@@ -154,7 +164,9 @@ def top_papers(
     ``start[r]``: the first paper row reader r may get; ``banned``: sorted keys
     ``r * n_papers + paper`` never to pick; ``boost``: added to positive scores per paper;
     ``allowed``: if given, rows x papers, non-zero where the reader may get the paper (no
-    padding: a keyword matches it or it is like a liked paper).
+    padding: a keyword matches it or it is like a liked paper); ``close_share``: with
+    ``allowed``, a paper not allowed may still be picked when it scores at least this share of
+    the row's best allowed paper (a row with no allowed paper gets nothing).
     Returns ``(indptr, paper_cols, scores)`` as from :func:`topk_rows`; the result is exactly
     that of scoring every pair, whichever of the two ways below computes it.
 
@@ -171,7 +183,16 @@ def top_papers(
     start = np.zeros(n_rows, dtype=np.int64) if start is None else np.asarray(start)
     if boost is not None or allowed is not None:
         return _top_papers_exact(
-            profiles, papers, ks, start, min_scores, banned, boost, allowed, threads=threads
+            profiles,
+            papers,
+            ks,
+            start,
+            min_scores,
+            banned,
+            boost,
+            allowed,
+            close_share=close_share,
+            threads=threads,
         )
     banned_per_row = np.zeros(n_rows, dtype=np.int64)
     if banned is not None and len(banned):
@@ -224,6 +245,7 @@ def _top_papers_exact(
     boost: np.ndarray | None,
     allowed: sp.csr_matrix | None = None,
     *,
+    close_share: float = 0.0,
     threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every pair scored, then masked: boosts reorder papers after the product, so every
@@ -246,7 +268,16 @@ def _top_papers_exact(
 
     def block(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         scores = (profiles[lo:hi] @ paper_terms).tocsr()
-        if mask is not None:
+        if mask is not None and close_share > 0:
+            # allowed pairs, and pairs close to the row's best allowed one
+            matched = scores.multiply(mask[lo:hi]).tocsr()
+            best = matched.max(axis=1).toarray().ravel()
+            per_row = np.repeat(close_share * best, np.diff(scores.indptr))
+            close = (scores.data >= per_row) & (per_row > 0)
+            scores.data = np.where(close, scores.data, 0).astype(scores.dtype)
+            scores = scores.maximum(matched).tocsr()
+            scores.eliminate_zeros()
+        elif mask is not None:
             scores = scores.multiply(mask[lo:hi]).tocsr()
             scores.eliminate_zeros()
         rows = np.repeat(np.arange(lo, hi), np.diff(scores.indptr))
@@ -297,6 +328,14 @@ def rank(model: PaperModel, profiles: Profiles, *, now: float, config: Config) -
     allowed = None
     if config["scoring.require_match"]:
         allowed = _allowed(model, profiles.liked, typed, hits, lo, hi)
+    if config["scoring.feedback_weight"]:
+        matched = (
+            allowed if allowed is not None else _allowed(model, profiles.liked, typed, hits, lo, hi)
+        )
+        keyword_terms = typed @ keyword_matrix(model, phrases) if phrases else None
+        profile = _with_feedback(
+            model, profile, keyword_terms, matched, (typed, hits), lo, hi, config
+        )
     banned = None
     if profiles.excluded:
         pairs = np.asarray(profiles.excluded, dtype=np.int64)
@@ -311,6 +350,7 @@ def rank(model: PaperModel, profiles: Profiles, *, now: float, config: Config) -
         banned=banned,
         boost=_boosts(model, lo, hi, now, config),
         allowed=allowed,
+        close_share=config["scoring.close_share"],
         threads=os.cpu_count(),
     )
     pick_rows = np.repeat(np.arange(n), np.diff(indptr))
@@ -324,11 +364,105 @@ def rank(model: PaperModel, profiles: Profiles, *, now: float, config: Config) -
         similar_titles = [model.titles[x] if x >= 0 else None for x in sims]
     else:
         similar_ids = similar_titles = [None] * len(ids)
+    respelled = _respelled(model, profiles.keywords, matched)
     # one Pick per pick, made by map (no per-pick Python body), then sliced per reader
-    picks = list(map(Pick, ids, scores, matched, similar_ids, similar_titles))
+    picks = list(map(Pick, ids, scores, matched, similar_ids, similar_titles, respelled))
     ends = indptr.tolist()
     result = [picks[a:b] for a, b in zip(ends[:-1], ends[1:], strict=True)]
     return result
+
+
+def _with_feedback(
+    model: PaperModel,
+    profile: sp.csr_matrix,
+    keyword_terms: sp.csr_matrix | None,
+    allowed: sp.csr_matrix | None,
+    typed_hits: tuple[sp.csr_matrix, sp.csr_matrix | None],
+    lo: int,
+    hi: int,
+    config: Config,
+) -> sp.csr_matrix:
+    """Pseudo-relevance feedback, Rocchio/RM3-style, for every reader at once: each reader's
+    ``scoring.feedback_papers`` best allowed papers among the candidates are taken as if
+    liked, and the terms at least two of them share (weighted by idf, words in many papers
+    left out) join the profile at ``scoring.feedback_weight``. The best matches are those of
+    the reader's whole profile; each keyword's share of them weighs alike, so that one
+    interest with many matches does not drown the others."""
+    if allowed is None or allowed.nnz == 0:
+        return profile
+    papers = model.matrix[lo:hi]
+    first = _top_papers_exact(
+        profile,
+        papers,
+        np.full(profile.shape[0], config["scoring.feedback_papers"], dtype=np.int64),
+        np.zeros(profile.shape[0], dtype=np.int64),
+        None,
+        None,
+        None,
+        allowed,
+        threads=os.cpu_count(),
+    )
+    indptr, cols, _ = first
+    shape = (profile.shape[0], model.matrix.shape[0])
+    counts = np.diff(indptr)
+    weights = np.divide(1.0, counts, out=np.zeros(len(counts)), where=counts > 0)
+    best = sp.csr_matrix((np.repeat(weights, counts).astype(np.float32), cols + lo, indptr), shape)
+    balanced = sp.csr_matrix((_phrase_balanced(typed_hits, indptr, cols), cols + lo, indptr), shape)
+    shared = shared_terms(model, best, balanced)
+    if keyword_terms is not None:
+        # only terms the keywords do not weigh: a word they weigh little on purpose ("text"
+        # of "text-to-speech") keeps its small share
+        typed = keyword_terms.tocsr().copy()
+        typed.data[:] = 1.0
+        shared = (shared - shared.multiply(typed)).tocsr()
+        shared.eliminate_zeros()
+    shared = strongest_terms(shared, config["scoring.feedback_terms"])
+    return l2_rows(profile + config["scoring.feedback_weight"] * l2_rows(shared))
+
+
+def _phrase_balanced(
+    typed_hits: tuple[sp.csr_matrix, sp.csr_matrix | None], indptr: np.ndarray, cols: np.ndarray
+) -> np.ndarray:
+    """Weights of each reader's feedback papers (``indptr``/``cols``, candidate columns) such
+    that every keyword of theirs that some of these papers match weighs alike, split among its
+    papers; a paper no keyword matches (like a liked one) counts as a keyword of its own.
+    Each reader's weights sum to 1."""
+    typed, hits = typed_hits
+    n = len(cols)
+    rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    if hits is None or n == 0:
+        own = np.ones(n, dtype=np.float32)
+    else:
+        once = typed.tocsr().copy()
+        once.data[:] = 1.0
+        # pick x phrase: the phrases of the pick's reader that the pick matches
+        found = once[rows].multiply(hits.T.tocsr()[cols]).tocsr()
+        found.data = (found.data > 0).astype(np.float32)
+        found.eliminate_zeros()
+        to_reader = sp.csr_matrix(
+            (np.ones(n, np.float32), np.arange(n), np.asarray(indptr)), shape=(len(indptr) - 1, n)
+        )
+        per_phrase = (to_reader @ found).tocsr()[rows]  # picks of the reader per phrase
+        per_phrase.data = 1.0 / per_phrase.data
+        share = found.multiply(per_phrase).tocsr()
+        own = np.asarray(share.sum(axis=1)).ravel().astype(np.float32)
+        own[np.diff(found.indptr) == 0] = 1.0
+    totals = np.bincount(rows, weights=own, minlength=len(indptr) - 1)
+    return (own / np.maximum(totals[rows], 1e-12)).astype(np.float32)
+
+
+def _respelled(
+    model: PaperModel, keywords: list[list[str]], matched: list[tuple[str, ...]]
+) -> list[tuple[tuple[str, str], ...]]:
+    """For each pick, the misspelt words of its matched keywords and what they were read as."""
+    fixes = {}
+    for phrase in dict.fromkeys(p.casefold() for words in keywords for p in words):
+        found = model.correct(phrase)[1]
+        if found:
+            fixes[phrase] = found
+    if not fixes:
+        return [()] * len(matched)
+    return [tuple(f for m in words for f in fixes.get(m.casefold(), ())) for words in matched]
 
 
 def _allowed(
