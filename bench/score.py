@@ -4,12 +4,12 @@ top 10 each, through digestbot's scoring core (one sparse product per chunk, mas
     .venv/bin/python bench/score.py [--subscribers N --papers M] [--quick]
 
 Per size: wall and CPU time of the core on the default path, scoring.require_match (the
-allowed mask built per chunk from the readers' match terms, product, masks, top k, in chunks
-of scoring.chunk_size), the peak memory it allocates beyond its inputs (tracemalloc, which
-sees numpy and scipy buffers, in every thread), the same without the rule for comparison, and
-whether the 1,000,000 x 1,000 target is met; then the end-to-end path that also builds the
-profiles from typed keywords, matches phrases and makes Pick objects with their
-explanations, at a smaller size.
+allowed mask built per chunk from the readers' match terms, pseudo-relevance feedback, product,
+masks, close papers, top k, in chunks of scoring.chunk_size), the peak memory it allocates
+beyond its inputs (tracemalloc, which sees numpy and scipy buffers, in every thread), the same
+without the rule for comparison, and whether the 1,000,000 x 1,000 target is met; then the
+end-to-end path that also builds the profiles from typed keywords, matches phrases and makes
+Pick objects with their explanations, at a smaller size.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from digestbot.config import default_config  # noqa: E402
-from digestbot.scoring.engine import Profiles, rank, top_papers  # noqa: E402
+from digestbot.scoring.engine import Profiles, _with_feedback, rank, top_papers  # noqa: E402
 from digestbot.scoring.model import PaperModel, l2_rows  # noqa: E402
 
 VOCAB = 50_000
@@ -59,16 +59,47 @@ def core(
     profiles: sp.csr_matrix, papers: sp.csr_matrix, chunk: int, gate: sp.csr_matrix | None = None
 ) -> int:
     """Top papers per chunk; with ``gate`` (readers x terms, the terms that count as a keyword
-    match), the no-padding rule too: the allowed mask is built per chunk and applied."""
+    match), the default path: the allowed mask built per chunk, pseudo-relevance feedback (a
+    first product for each reader's best allowed papers, their shared terms added to the
+    profile) and the close-papers rule of scoring.close_share, as rank() does."""
+    config = default_config()
     picks = 0
     binary = None if gate is None else (papers > 0).astype(np.float32).T.tocsr()
+    model = None if gate is None else synthetic_model(papers)
     for lo in range(0, profiles.shape[0], chunk):
+        rows = profiles[lo : lo + chunk]
         allowed = None if gate is None else (gate[lo : lo + chunk] @ binary).tocsr()
+        if model is not None and config["scoring.feedback_weight"]:
+            nobody = sp.csr_matrix((rows.shape[0], 0), dtype=np.float32)
+            rows = _with_feedback(
+                model, rows, None, allowed, (nobody, None), 0, papers.shape[0], config
+            )
         indptr, _, _ = top_papers(
-            profiles[lo : lo + chunk], papers, TOP, allowed=allowed, threads=os.cpu_count()
+            rows,
+            papers,
+            TOP,
+            allowed=allowed,
+            close_share=config["scoring.close_share"] if gate is not None else 0.0,
+            threads=os.cpu_count(),
         )
         picks += int(indptr[-1])
     return picks
+
+
+def synthetic_model(papers: sp.csr_matrix) -> PaperModel:
+    n_papers = papers.shape[0]
+    return PaperModel(
+        ids=np.array([f"p{i}" for i in range(n_papers)], dtype=object),
+        titles=[f"Paper {i}" for i in range(n_papers)],
+        first_seen=np.arange(n_papers, dtype=np.float64),
+        upvotes=np.zeros(n_papers),
+        matrix=papers,
+        vocabulary={f"w{i}": i for i in range(VOCAB)},
+        # idf from the synthetic papers, so a phrase's words weigh by rarity as in a real store
+        idf=(
+            np.log((1 + n_papers) / (1 + np.bincount(papers.indices, minlength=VOCAB))) + 1
+        ).astype(np.float32),
+    )
 
 
 def match_gate(profiles: sp.csr_matrix, first_rare: int = 2_000) -> sp.csr_matrix:
@@ -124,7 +155,8 @@ def run_core(n_subs: int, n_papers: int, chunk: int, seed: int = 1) -> None:
     met = elapsed <= TARGET_SECONDS and peak <= TARGET_MIB
     print(
         f"core  {n_subs:>9,} subscribers x {n_papers:>5,} papers, default path "
-        f"(scoring.require_match, mask built per chunk): {elapsed:6.2f} s, CPU {cpu:.2f} s "
+        f"(scoring.require_match, mask built per chunk, feedback): {elapsed:6.2f} s, "
+        f"CPU {cpu:.2f} s "
         f"({n_subs / elapsed:,.0f} subscribers/s), peak beyond inputs {peak:,.0f} MiB, "
         f"inputs {inputs / 2**20:,.0f} MiB, {gated:,} picks"
     )
@@ -145,18 +177,7 @@ def run_end_to_end(n_subs: int, n_papers: int, chunk: int, seed: int = 2) -> Non
     rng = np.random.default_rng(seed)
     words = [f"w{i}" for i in range(VOCAB)]
     papers = zipf_terms(rng, n_papers, TERMS_PER_PAPER, skip=0)
-    model = PaperModel(
-        ids=np.array([f"p{i}" for i in range(n_papers)], dtype=object),
-        titles=[f"Paper {i}" for i in range(n_papers)],
-        first_seen=np.arange(n_papers, dtype=np.float64),
-        upvotes=np.zeros(n_papers),
-        matrix=papers,
-        vocabulary={w: i for i, w in enumerate(words)},
-        # idf from the synthetic papers, so a phrase's words weigh by rarity as in a real store
-        idf=(
-            np.log((1 + n_papers) / (1 + np.bincount(papers.indices, minlength=VOCAB))) + 1
-        ).astype(np.float32),
-    )
+    model = synthetic_model(papers)
     # ~20 terms as 8 phrases of two or three words, drawn from a pool of distinct phrases
     # with Zipf popularity: readers share phrases ("large language models")
     pool_terms = zipf_terms(rng, PHRASE_POOL, 3, skip=200)

@@ -122,3 +122,34 @@ def test_scorer_beats_both_baselines_on_the_reporting_half(capsys: pytest.Captur
         assert ours["ndcg@10"] > results[baseline]["ndcg@10"], baseline
         assert ours["p@10"] > results[baseline]["p@10"], baseline
     assert ours["off_topic"] <= OFF_TOPIC_BEFORE
+
+
+def test_rank_explain_shows_every_part_of_the_score(runner: CliRunner, seeded: str) -> None:
+    profile = ["-k", "computational neuroscience, neural recordings"]
+    r = runner.invoke(main, ["rank", "--db", seeded, *profile, "--json", "-n", "5"])
+    picks = json.loads(r.output)
+    for pick in picks:
+        r = runner.invoke(
+            main, ["rank", "--db", seeded, *profile, "--explain", pick["id"], "--json"]
+        )
+        assert r.exit_code == 0, r.output
+        found = json.loads(r.output)
+        parts = {p["name"]: p["contribution"] for p in found["parts"]}
+        assert set(parts) == {"keywords", "feedback"}
+        # the parts add up to the score the ranking printed
+        assert sum(parts.values()) == pytest.approx(found["similarity"], abs=1e-4)
+        assert found["score"] == pytest.approx(pick["score"], abs=1e-3)
+        assert found["rank"] == picks.index(pick) + 1
+        assert found["why_allowed"].startswith(("matches the keywords", "close: at least"))
+    # a picked paper no keyword matches says it is there for being close
+    close = next(p for p in picks if not p["why"]["matched"])
+    r = runner.invoke(main, ["rank", "--db", seeded, *profile, "--explain", close["id"]])
+    assert "keywords" in r.output and "feedback" in r.output
+    assert "allowed: close: at least 0.2 x the best match's" in r.output
+    # liked papers are a part of their own
+    r = runner.invoke(
+        main, ["rank", "--db", seeded, "--liked", picks[0]["id"], "--explain", picks[1]["id"]]
+    )
+    assert r.exit_code == 0 and "  liked " in r.output, r.output
+    r = runner.invoke(main, ["rank", "--db", seeded, *profile, "--explain", "nope"])
+    assert r.exit_code == 1 and r.output.startswith("Error: explain: unknown paper id 'nope'")

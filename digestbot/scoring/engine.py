@@ -77,14 +77,27 @@ def _incidence(lists: Sequence[Sequence[int]], n_cols: int, *, mean: bool) -> sp
     return mat
 
 
-def profile_matrix(
-    model: PaperModel, profiles: Profiles, config: Config
-) -> tuple[sp.csr_matrix, list[str], sp.csr_matrix]:
-    """Rocchio: keywords + liked_weight * centroid(liked) - disliked_weight * centroid(disliked).
+@dataclass
+class ProfileParts:
+    """A batch of readers' profile before it is put together (see :func:`profile_matrix`)."""
 
-    Returns the profiles (rows L2-normalised), the distinct phrases, and which phrase each
-    reader typed (reader x phrase, data = 1 + the keyword's position in the reader's list).
-    """
+    keywords: sp.csr_matrix  # readers x terms, rows L2-normalised
+    liked: sp.csr_matrix | None  # liked_weight x centroid of liked papers
+    disliked: sp.csr_matrix | None  # disliked_weight x centroid of disliked papers
+    phrases: list[str]  # distinct phrases, misspellings read as the papers' words
+    typed: sp.csr_matrix  # reader x phrase, data = 1 + the keyword's position
+
+    def raw(self) -> sp.csr_matrix:
+        out = self.keywords
+        if self.liked is not None:
+            out = out + self.liked
+        if self.disliked is not None:
+            out = out - self.disliked
+        return out.tocsr()
+
+
+def profile_parts(model: PaperModel, profiles: Profiles, config: Config) -> ProfileParts:
+    """Keywords, liked and disliked centroids of each reader, and the phrases they typed."""
     phrase_ids: dict[str, int] = {}
     indptr, cols, pos = [0], [], []
     for words in profiles.keywords:
@@ -102,15 +115,27 @@ def profile_matrix(
     typed_once.data[:] = 1.0
     # each phrase counts alike, however many words it has
     keywords = l2_rows(typed_once @ keyword_matrix(model, phrases))
-    profile = keywords
     n_papers = model.matrix.shape[0]
+    liked = disliked = None
     if any(profiles.liked):
-        liked = _incidence(profiles.liked, n_papers, mean=True) @ model.matrix
-        profile = profile + config["scoring.liked_weight"] * liked
+        centroid = _incidence(profiles.liked, n_papers, mean=True) @ model.matrix
+        liked = config["scoring.liked_weight"] * centroid
     if any(profiles.disliked):
-        disliked = _incidence(profiles.disliked, n_papers, mean=True) @ model.matrix
-        profile = profile - config["scoring.disliked_weight"] * disliked
-    return l2_rows(profile), phrases, typed
+        centroid = _incidence(profiles.disliked, n_papers, mean=True) @ model.matrix
+        disliked = config["scoring.disliked_weight"] * centroid
+    return ProfileParts(keywords, liked, disliked, phrases, typed)
+
+
+def profile_matrix(
+    model: PaperModel, profiles: Profiles, config: Config
+) -> tuple[sp.csr_matrix, list[str], sp.csr_matrix]:
+    """Rocchio: keywords + liked_weight * centroid(liked) - disliked_weight * centroid(disliked).
+
+    Returns the profiles (rows L2-normalised), the distinct phrases, and which phrase each
+    reader typed (reader x phrase, data = 1 + the keyword's position in the reader's list).
+    """
+    parts = profile_parts(model, profiles, config)
+    return l2_rows(parts.raw()), parts.phrases, parts.typed
 
 
 def _boosts(model: PaperModel, lo: int, hi: int, now: float, config: Config) -> np.ndarray | None:
@@ -382,14 +407,30 @@ def _with_feedback(
     hi: int,
     config: Config,
 ) -> sp.csr_matrix:
+    """The profiles with their feedback terms (:func:`feedback_terms`) added."""
+    found = feedback_terms(model, profile, keyword_terms, allowed, typed_hits, lo, hi, config)
+    return l2_rows(profile + config["scoring.feedback_weight"] * found)
+
+
+def feedback_terms(
+    model: PaperModel,
+    profile: sp.csr_matrix,
+    keyword_terms: sp.csr_matrix | None,
+    allowed: sp.csr_matrix | None,
+    typed_hits: tuple[sp.csr_matrix, sp.csr_matrix | None],
+    lo: int,
+    hi: int,
+    config: Config,
+) -> sp.csr_matrix:
     """Pseudo-relevance feedback, Rocchio/RM3-style, for every reader at once: each reader's
     ``scoring.feedback_papers`` best allowed papers among the candidates are taken as if
     liked, and the terms at least two of them share (weighted by idf, words in many papers
     left out) join the profile at ``scoring.feedback_weight``. The best matches are those of
     the reader's whole profile; each keyword's share of them weighs alike, so that one
-    interest with many matches does not drown the others."""
+    interest with many matches does not drown the others. Rows L2-normalised; all-zero for a
+    reader without two best matches."""
     if allowed is None or allowed.nnz == 0:
-        return profile
+        return sp.csr_matrix(profile.shape, dtype=np.float32)
     papers = model.matrix[lo:hi]
     first = _top_papers_exact(
         profile,
@@ -416,8 +457,7 @@ def _with_feedback(
         typed.data[:] = 1.0
         shared = (shared - shared.multiply(typed)).tocsr()
         shared.eliminate_zeros()
-    shared = strongest_terms(shared, config["scoring.feedback_terms"])
-    return l2_rows(profile + config["scoring.feedback_weight"] * l2_rows(shared))
+    return l2_rows(strongest_terms(shared, config["scoring.feedback_terms"]))
 
 
 def _phrase_balanced(

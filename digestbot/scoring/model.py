@@ -33,6 +33,7 @@ from .text import (
     phrase_segments,
     phrase_terms,
     phrase_words,
+    topical,
 )
 from .topk import topk_rows
 
@@ -78,6 +79,7 @@ class PaperModel:
     index: dict[str, int] = field(default_factory=dict)
     binary: sp.csr_matrix | None = None  # which terms each paper has, for explanations
     df: np.ndarray | None = None  # papers having each term
+    topical: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     # acronyms the papers define: phrase key ("text speech") -> acronym terms ("tts",), and back
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
     expansions: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -89,6 +91,10 @@ class PaperModel:
 
     def __post_init__(self) -> None:
         self.index = {pid: i for i, pid in enumerate(self.ids)}
+        # which terms may come back by feedback: not pairs with a boilerplate word
+        self.topical = np.zeros(self.n_terms, dtype=np.float32)
+        for term, col in self.vocabulary.items():
+            self.topical[col] = topical(term)
         self.binary = (self.matrix > 0).astype(np.float32).tocsr()
         self.df = np.bincount(self.binary.indices, minlength=self.n_terms)
 
@@ -335,7 +341,7 @@ def shared_terms(
         keep = shares.data >= np.repeat(floor, np.diff(shares.indptr))
         shares = weighted
     shares.data[~keep] = 0
-    shares = shares.multiply(model.idf[None, :]).tocsr()
+    shares = shares.multiply((model.idf * model.topical)[None, :]).tocsr()
     shares.eliminate_zeros()
     return shares
 

@@ -48,6 +48,19 @@ def fold(word: str) -> str:
     return _SAME_STEM.get(stem, stem)
 
 
+@lru_cache(maxsize=1)
+def boilerplate_stems() -> frozenset[str]:
+    """The stems of paper boilerplate words ("propos", "model")."""
+    return frozenset(fold(w) for w in _PAPER_STOP)
+
+
+def topical(term: str) -> bool:
+    """A term that names a topic by itself: a content word, or a pair of two (not a pair with
+    a boilerplate word such as "issu propos", which only counts inside a reader's phrase)."""
+    stems = boilerplate_stems()
+    return not any(part in stems for part in term.split(" "))
+
+
 def tokens(text: str) -> list[tuple[str, bool]]:
     """``(folded word, is a content word)`` for each word of ``text`` that is not an English
     stop word; a word of paper boilerplate ("model", "use") is not a content word."""
