@@ -1,7 +1,7 @@
 """Scoring speed and memory: synthetic subscribers (about 20 terms each) against papers,
 top 10 each, through digestbot's scoring core (one sparse product per chunk, masks, top k).
 
-    .venv/bin/python bench/score.py [--subscribers N --papers M] [--quick]
+    .venv/bin/python bench/score.py [--subscribers N --papers M] [--quick] [--feedback W]
 
 Per size: wall and CPU time of the core on the default path, scoring.require_match (the
 allowed mask built per chunk from the readers' match terms, pseudo-relevance feedback, product,
@@ -29,7 +29,7 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from digestbot.config import default_config  # noqa: E402
-from digestbot.scoring.engine import Profiles, _with_feedback, rank, top_papers  # noqa: E402
+from digestbot.scoring.engine import Profiles, PseudoFeedback, rank, top_papers  # noqa: E402
 from digestbot.scoring.model import PaperModel, l2_rows  # noqa: E402
 
 VOCAB = 50_000
@@ -55,6 +55,9 @@ def zipf_terms(rng: np.random.Generator, rows: int, per_row: int, skip: int) -> 
     return l2_rows(mat)
 
 
+FEEDBACK = default_config()["scoring.feedback_weight"]
+
+
 def core(
     profiles: sp.csr_matrix, papers: sp.csr_matrix, chunk: int, gate: sp.csr_matrix | None = None
 ) -> int:
@@ -62,17 +65,25 @@ def core(
     match), the default path: the allowed mask built per chunk, pseudo-relevance feedback (a
     first product for each reader's best allowed papers, their shared terms added to the
     profile) and the close-papers rule of scoring.close_share, as rank() does."""
-    config = default_config()
+    config = default_config(scoring__feedback_weight=FEEDBACK)
     picks = 0
     binary = None if gate is None else (papers > 0).astype(np.float32).T.tocsr()
     model = None if gate is None else synthetic_model(papers)
     for lo in range(0, profiles.shape[0], chunk):
         rows = profiles[lo : lo + chunk]
         allowed = None if gate is None else (gate[lo : lo + chunk] @ binary).tocsr()
-        if model is not None and config["scoring.feedback_weight"]:
-            nobody = sp.csr_matrix((rows.shape[0], 0), dtype=np.float32)
-            rows = _with_feedback(
-                model, rows, None, allowed, (nobody, None), 0, papers.shape[0], config
+        feedback = None
+        if model is not None and allowed is not None and config["scoring.feedback_weight"]:
+            feedback = PseudoFeedback(
+                model=model,
+                lo=0,
+                matched=allowed,
+                typed=None,
+                hits=None,
+                keyword_terms=rows,
+                papers=config["scoring.feedback_papers"],
+                terms=config["scoring.feedback_terms"],
+                weight=config["scoring.feedback_weight"],
             )
         indptr, _, _ = top_papers(
             rows,
@@ -80,6 +91,7 @@ def core(
             TOP,
             allowed=allowed,
             close_share=config["scoring.close_share"] if gate is not None else 0.0,
+            feedback=feedback,
             threads=os.cpu_count(),
         )
         picks += int(indptr[-1])
@@ -155,7 +167,8 @@ def run_core(n_subs: int, n_papers: int, chunk: int, seed: int = 1) -> None:
     met = elapsed <= TARGET_SECONDS and peak <= TARGET_MIB
     print(
         f"core  {n_subs:>9,} subscribers x {n_papers:>5,} papers, default path "
-        f"(scoring.require_match, mask built per chunk, feedback): {elapsed:6.2f} s, "
+        f"(scoring.require_match, mask built per chunk, feedback weight {FEEDBACK:g}): "
+        f"{elapsed:6.2f} s, "
         f"CPU {cpu:.2f} s "
         f"({n_subs / elapsed:,.0f} subscribers/s), peak beyond inputs {peak:,.0f} MiB, "
         f"inputs {inputs / 2**20:,.0f} MiB, {gated:,} picks"
@@ -220,7 +233,13 @@ def main() -> None:
     parser.add_argument("--papers", type=int, default=1000)
     parser.add_argument("--chunk", type=int, default=default_config()["scoring.chunk_size"])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument(
+        "--feedback", type=float, help="scoring.feedback_weight for the core (default: setting)"
+    )
     args = parser.parse_args()
+    if args.feedback is not None:
+        global FEEDBACK
+        FEEDBACK = args.feedback
     print(
         f"bench/score.py  cpu_count={os.cpu_count()}  chunk_size={args.chunk}  "
         f"(shared machine: figures are noisy)"

@@ -126,11 +126,13 @@ def test_scorer_beats_both_baselines_on_the_reporting_half(capsys: pytest.Captur
 
 def test_rank_explain_shows_every_part_of_the_score(runner: CliRunner, seeded: str) -> None:
     profile = ["-k", "computational neuroscience, neural recordings"]
-    r = runner.invoke(main, ["rank", "--db", seeded, *profile, "--json", "-n", "5"])
+    # pseudo-relevance feedback on (off by default), so that it is a part of the score
+    env = {"DIGESTBOT_SCORING_FEEDBACK_WEIGHT": "1.5"}
+    r = runner.invoke(main, ["rank", "--db", seeded, *profile, "--json", "-n", "5"], env=env)
     picks = json.loads(r.output)
     for pick in picks:
         r = runner.invoke(
-            main, ["rank", "--db", seeded, *profile, "--explain", pick["id"], "--json"]
+            main, ["rank", "--db", seeded, *profile, "--explain", pick["id"], "--json"], env=env
         )
         assert r.exit_code == 0, r.output
         found = json.loads(r.output)
@@ -143,7 +145,7 @@ def test_rank_explain_shows_every_part_of_the_score(runner: CliRunner, seeded: s
         assert found["why_allowed"].startswith(("matches the keywords", "close: at least"))
     # a picked paper no keyword matches says it is there for being close
     close = next(p for p in picks if not p["why"]["matched"])
-    r = runner.invoke(main, ["rank", "--db", seeded, *profile, "--explain", close["id"]])
+    r = runner.invoke(main, ["rank", "--db", seeded, *profile, "--explain", close["id"]], env=env)
     assert "keywords" in r.output and "feedback" in r.output
     assert "allowed: close: at least 0.2 x the best match's" in r.output
     # liked papers are a part of their own

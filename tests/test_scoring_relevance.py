@@ -22,6 +22,8 @@ from digestbot.store.subscribers import add_subscriber
 from .test_scoring import add_papers
 from .test_scoring_seeds import load_seeds
 
+FEEDBACK_ON = {"scoring__feedback_weight": 1.5}
+
 PAPERS = {
     "compress-model": (
         "Model compression by pruning and quantization",
@@ -131,13 +133,21 @@ def test_close_papers_that_no_phrase_matches_can_be_shown(seeds: Store) -> None:
     # judged relevant for this reader, yet no keyword phrase is in them (fMRI, brain MRI)
     shown = titles(seeds, "computational neuroscience, neural recordings")
     assert any(t.startswith("Brain-IT") for t in shown)
-    assert any(t.startswith("See Through Their Minds") for t in shown)
+    # with feedback, the brain papers' shared words bring the other fMRI paper too
+    model = load_model(seeds)
+    picks = rank_profile(
+        seeds,
+        keywords="computational neuroscience, neural recordings",
+        config=default_config(**FEEDBACK_ON),
+    )
+    more = [model.titles[model.index[p.paper_id]] for p in picks]
+    assert any(t.startswith("See Through Their Minds") for t in more)
     # still no padding: a profile nothing matches gets nothing
     assert titles(seeds, "zyzzyva quuxification") == []
 
 
 def test_feedback_scores_every_reader_at_once_alike(seeds: Store) -> None:
-    config = default_config()
+    config = default_config(**FEEDBACK_ON)
     keywords = [
         "computational neuroscience, neural recordings",
         "vision transformer, segmentation, object detection, 3D",
@@ -164,3 +174,15 @@ def test_feedback_scores_every_reader_at_once_alike(seeds: Store) -> None:
     off = config.replace(scoring__feedback_weight=0)
     without = [x.picks for x in score_subscribers(seeds, subs, now=later, config=off)]
     assert [[p.paper_id for p in r] for r in without] != [[p.paper_id for p in r] for r in together]
+
+
+def test_feedback_does_not_drift_a_reader_with_few_matches_to_generic_papers(
+    seeds: Store,
+) -> None:
+    # the seeds hold few speech papers: feedback from them must not bring in papers that only
+    # share general words ("data", "language") with them
+    for config in (default_config(), default_config(**FEEDBACK_ON)):
+        picks = rank_profile(
+            seeds, keywords="speech, audio, multilingual, text-to-speech", config=config
+        )
+        assert picks and all(p.matched for p in picks)

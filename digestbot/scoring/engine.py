@@ -182,6 +182,7 @@ def top_papers(
     boost: np.ndarray | None = None,
     allowed: sp.csr_matrix | None = None,
     close_share: float = 0.0,
+    feedback: PseudoFeedback | None = None,
     threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The core: profiles x papers, masks, and the top k per row.
@@ -191,7 +192,9 @@ def top_papers(
     ``allowed``: if given, rows x papers, non-zero where the reader may get the paper (no
     padding: a keyword matches it or it is like a liked paper); ``close_share``: with
     ``allowed``, a paper not allowed may still be picked when it scores at least this share of
-    the row's best allowed paper (a row with no allowed paper gets nothing).
+    the row's best allowed paper (a row with no allowed paper gets nothing); ``feedback``:
+    each row's scores become those of its profile with its feedback terms added
+    (:func:`feedback_vectors`), computed from the first product in the same block.
     Returns ``(indptr, paper_cols, scores)`` as from :func:`topk_rows`; the result is exactly
     that of scoring every pair, whichever of the two ways below computes it.
 
@@ -206,7 +209,7 @@ def top_papers(
     n_rows, n_papers = profiles.shape[0], papers.shape[0]
     ks = np.broadcast_to(np.asarray(ks, dtype=np.int64), (n_rows,))
     start = np.zeros(n_rows, dtype=np.int64) if start is None else np.asarray(start)
-    if boost is not None or allowed is not None:
+    if boost is not None or allowed is not None or feedback is not None:
         return _top_papers_exact(
             profiles,
             papers,
@@ -217,6 +220,7 @@ def top_papers(
             boost,
             allowed,
             close_share=close_share,
+            feedback=feedback,
             threads=threads,
         )
     banned_per_row = np.zeros(n_rows, dtype=np.int64)
@@ -271,6 +275,7 @@ def _top_papers_exact(
     allowed: sp.csr_matrix | None = None,
     *,
     close_share: float = 0.0,
+    feedback: PseudoFeedback | None = None,
     threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every pair scored, then masked: boosts reorder papers after the product, so every
@@ -293,6 +298,8 @@ def _top_papers_exact(
 
     def block(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         scores = (profiles[lo:hi] @ paper_terms).tocsr()
+        if feedback is not None:
+            scores = _with_feedback_scores(feedback, profiles, scores, paper_terms, lo, hi)
         if mask is not None and close_share > 0:
             # allowed pairs, and pairs close to the row's best allowed one
             matched = scores.multiply(mask[lo:hi]).tocsr()
@@ -353,13 +360,21 @@ def rank(model: PaperModel, profiles: Profiles, *, now: float, config: Config) -
     allowed = None
     if config["scoring.require_match"]:
         allowed = _allowed(model, profiles.liked, typed, hits, lo, hi)
-    if config["scoring.feedback_weight"]:
+    feedback = None
+    if config["scoring.feedback_weight"] and (phrases or any(profiles.liked)):
         matched = (
             allowed if allowed is not None else _allowed(model, profiles.liked, typed, hits, lo, hi)
         )
-        keyword_terms = typed @ keyword_matrix(model, phrases) if phrases else None
-        profile = _with_feedback(
-            model, profile, keyword_terms, matched, (typed, hits), lo, hi, config
+        feedback = PseudoFeedback(
+            model=model,
+            lo=lo,
+            matched=_binary(matched),
+            typed=typed,
+            hits=hits,
+            keyword_terms=typed @ keyword_matrix(model, phrases) if phrases else None,
+            papers=config["scoring.feedback_papers"],
+            terms=config["scoring.feedback_terms"],
+            weight=config["scoring.feedback_weight"],
         )
     banned = None
     if profiles.excluded:
@@ -376,6 +391,7 @@ def rank(model: PaperModel, profiles: Profiles, *, now: float, config: Config) -
         boost=_boosts(model, lo, hi, now, config),
         allowed=allowed,
         close_share=config["scoring.close_share"],
+        feedback=feedback,
         threads=os.cpu_count(),
     )
     pick_rows = np.repeat(np.arange(n), np.diff(indptr))
@@ -397,71 +413,79 @@ def rank(model: PaperModel, profiles: Profiles, *, now: float, config: Config) -
     return result
 
 
-def _with_feedback(
-    model: PaperModel,
-    profile: sp.csr_matrix,
-    keyword_terms: sp.csr_matrix | None,
-    allowed: sp.csr_matrix | None,
-    typed_hits: tuple[sp.csr_matrix, sp.csr_matrix | None],
-    lo: int,
-    hi: int,
-    config: Config,
-) -> sp.csr_matrix:
-    """The profiles with their feedback terms (:func:`feedback_terms`) added."""
-    found = feedback_terms(model, profile, keyword_terms, allowed, typed_hits, lo, hi, config)
-    return l2_rows(profile + config["scoring.feedback_weight"] * found)
+@dataclass
+class PseudoFeedback:
+    """What pseudo-relevance feedback needs for a batch of readers and papers[lo:hi]."""
+
+    model: PaperModel
+    lo: int
+    matched: sp.csr_matrix  # readers x candidates: the pairs that count as matches
+    typed: sp.csr_matrix | None  # readers x phrases, and phrases x candidates matched
+    hits: sp.csr_matrix | None
+    keyword_terms: sp.csr_matrix | None  # readers x terms their keywords weigh
+    papers: int  # scoring.feedback_papers
+    terms: int  # scoring.feedback_terms
+    weight: float  # scoring.feedback_weight
 
 
-def feedback_terms(
-    model: PaperModel,
-    profile: sp.csr_matrix,
-    keyword_terms: sp.csr_matrix | None,
-    allowed: sp.csr_matrix | None,
-    typed_hits: tuple[sp.csr_matrix, sp.csr_matrix | None],
-    lo: int,
-    hi: int,
-    config: Config,
-) -> sp.csr_matrix:
-    """Pseudo-relevance feedback, Rocchio/RM3-style, for every reader at once: each reader's
-    ``scoring.feedback_papers`` best allowed papers among the candidates are taken as if
-    liked, and the terms at least two of them share (weighted by idf, words in many papers
-    left out) join the profile at ``scoring.feedback_weight``. The best matches are those of
-    the reader's whole profile; each keyword's share of them weighs alike, so that one
-    interest with many matches does not drown the others. Rows L2-normalised; all-zero for a
-    reader without two best matches."""
-    if allowed is None or allowed.nnz == 0:
-        return sp.csr_matrix(profile.shape, dtype=np.float32)
-    papers = model.matrix[lo:hi]
-    first = _top_papers_exact(
-        profile,
-        papers,
-        np.full(profile.shape[0], config["scoring.feedback_papers"], dtype=np.int64),
-        np.zeros(profile.shape[0], dtype=np.int64),
-        None,
-        None,
-        None,
-        allowed,
-        threads=os.cpu_count(),
-    )
-    indptr, cols, _ = first
-    shape = (profile.shape[0], model.matrix.shape[0])
+def feedback_vectors(fb: PseudoFeedback, scores: sp.csr_matrix, r0: int, r1: int) -> sp.csr_matrix:
+    """Pseudo-relevance feedback, Rocchio/RM3-style, for readers r0:r1 at once, from their
+    ``scores`` against the candidates: each reader's ``fb.papers`` best matching candidates
+    are taken as if liked, each keyword's share of them weighing alike (so that one interest
+    with many matches does not drown the others), and the ``fb.terms`` terms most of them
+    share (:func:`shared_terms`), other than the reader's own keyword terms, make the rows
+    (L2-normalised; all zero for a reader without two best matches)."""
+    model = fb.model
+    n_rows = r1 - r0
+    matched = scores.multiply(fb.matched[r0:r1]).tocsr()
+    matched.eliminate_zeros()
+    indptr, cols, _ = topk_rows(matched, fb.papers)
+    shape = (n_rows, model.matrix.shape[0])
     counts = np.diff(indptr)
     weights = np.divide(1.0, counts, out=np.zeros(len(counts)), where=counts > 0)
-    best = sp.csr_matrix((np.repeat(weights, counts).astype(np.float32), cols + lo, indptr), shape)
-    balanced = sp.csr_matrix((_phrase_balanced(typed_hits, indptr, cols), cols + lo, indptr), shape)
-    shared = shared_terms(model, best, balanced)
-    if keyword_terms is not None:
+    best = sp.csr_matrix(
+        (np.repeat(weights, counts).astype(np.float32), cols + fb.lo, indptr), shape
+    )
+    typed = None if fb.typed is None else fb.typed[r0:r1]
+    balance = _phrase_balanced((typed, fb.hits), indptr, cols)
+    shared = shared_terms(model, best, sp.csr_matrix((balance, cols + fb.lo, indptr), shape))
+    if fb.keyword_terms is not None:
         # only terms the keywords do not weigh: a word they weigh little on purpose ("text"
         # of "text-to-speech") keeps its small share
-        typed = keyword_terms.tocsr().copy()
-        typed.data[:] = 1.0
-        shared = (shared - shared.multiply(typed)).tocsr()
+        own = fb.keyword_terms[r0:r1].tocsr().copy()
+        own.data[:] = 1.0
+        shared = (shared - shared.multiply(own)).tocsr()
         shared.eliminate_zeros()
-    return l2_rows(strongest_terms(shared, config["scoring.feedback_terms"]))
+    return l2_rows(strongest_terms(shared, fb.terms))
+
+
+def _with_feedback_scores(
+    fb: PseudoFeedback,
+    profiles: sp.csr_matrix,
+    scores: sp.csr_matrix,
+    paper_terms: sp.csr_matrix,
+    r0: int,
+    r1: int,
+) -> sp.csr_matrix:
+    """The scores of the profiles with their feedback rows added at ``fb.weight`` and the
+    sum L2-normalised, from the first scores and one more product with the (short) feedback
+    rows: the same as scoring the new profiles, without building them."""
+    found = feedback_vectors(fb, scores, r0, r1)
+    w = fb.weight
+    rows = profiles[r0:r1]
+    cross = np.asarray(rows.multiply(found).sum(axis=1)).ravel()
+    square = np.asarray(rows.multiply(rows).sum(axis=1)).ravel()
+    has = (np.diff(found.indptr) > 0).astype(np.float64)
+    norm = np.sqrt(np.maximum(square + has * (w * w + 2 * w * cross), 0))
+    scale = np.divide(1.0, norm, out=np.zeros_like(norm), where=norm > 0)
+    extra = (found @ paper_terms).tocsr()
+    return (sp.diags(scale.astype(np.float32)) @ (scores + w * extra)).tocsr()
 
 
 def _phrase_balanced(
-    typed_hits: tuple[sp.csr_matrix, sp.csr_matrix | None], indptr: np.ndarray, cols: np.ndarray
+    typed_hits: tuple[sp.csr_matrix | None, sp.csr_matrix | None],
+    indptr: np.ndarray,
+    cols: np.ndarray,
 ) -> np.ndarray:
     """Weights of each reader's feedback papers (``indptr``/``cols``, candidate columns) such
     that every keyword of theirs that some of these papers match weighs alike, split among its
@@ -470,7 +494,7 @@ def _phrase_balanced(
     typed, hits = typed_hits
     n = len(cols)
     rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
-    if hits is None or n == 0:
+    if typed is None or hits is None or n == 0:
         own = np.ones(n, dtype=np.float32)
     else:
         once = typed.tocsr().copy()
@@ -489,6 +513,13 @@ def _phrase_balanced(
         own[np.diff(found.indptr) == 0] = 1.0
     totals = np.bincount(rows, weights=own, minlength=len(indptr) - 1)
     return (own / np.maximum(totals[rows], 1e-12)).astype(np.float32)
+
+
+def _binary(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    out = matrix.tocsr().copy()
+    out.data = (out.data != 0).astype(np.float32)
+    out.eliminate_zeros()
+    return out
 
 
 def _respelled(

@@ -19,9 +19,11 @@ from ..store import Store
 from .engine import (
     LIKED_MIN_SIMILARITY,
     Profiles,
+    PseudoFeedback,
     _allowed,
+    _binary,
     _boosts,
-    feedback_terms,
+    feedback_vectors,
     profile_parts,
     rank_profile,
 )
@@ -112,11 +114,21 @@ def explain(
         pieces.append(("disliked", -parts.disliked * s0))
     weight = config["scoring.feedback_weight"]
     if weight:
-        kw_terms = parts.typed @ keyword_matrix(model, parts.phrases) if parts.phrases else None
-        found = feedback_terms(
-            model, raw * s0, kw_terms, allowed, (parts.typed, hits), 0, n, config
+        spec = PseudoFeedback(
+            model=model,
+            lo=0,
+            matched=_binary(allowed),
+            typed=parts.typed,
+            hits=hits,
+            keyword_terms=(
+                parts.typed @ keyword_matrix(model, parts.phrases) if parts.phrases else None
+            ),
+            papers=config["scoring.feedback_papers"],
+            terms=config["scoring.feedback_terms"],
+            weight=weight,
         )
-        pieces.append(("feedback", weight * found))
+        first = (raw * s0 @ model.matrix.T).tocsr()
+        pieces.append(("feedback", weight * feedback_vectors(spec, first, 0, 1)))
     total = pieces[0][1]
     for _, piece in pieces[1:]:
         total = total + piece

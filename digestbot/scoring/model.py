@@ -45,6 +45,10 @@ RARITY_POWER = 0.5
 # this similar (rapidfuzz ratio, 0-100: "learnig" -> "learning" is 93) and this long
 FUZZY_MIN_RATIO = 85
 FUZZY_MIN_LENGTH = 5
+# feedback terms are words in at most this share of the papers, among the strongest this
+# many terms of a paper
+FEEDBACK_MAX_DF = 0.1
+FEEDBACK_SIGNATURE = 100000
 # a term joins a reader's profile by feedback when this many of their best matches use it
 FEEDBACK_SHARED = 3
 # at most this many ways to match a phrase of several topics (one per combination of the
@@ -320,28 +324,43 @@ def _keyword_row(model: PaperModel, phrase: str, idf_max: float) -> tuple[list[i
     return order, [weights[c] / norm if norm > 0 else 0.0 for c in order]
 
 
+def feedback_signatures(model: PaperModel) -> sp.csr_matrix:
+    """papers x terms, 1 for each paper's FEEDBACK_SIGNATURE strongest terms that may come
+    back by feedback: topical (no pair with a boilerplate word) and in at most
+    FEEDBACK_MAX_DF of the papers. Computed once per model."""
+    found = model._memo.get(("signatures", ""))
+    if found is None:
+        n = max(model.matrix.shape[0], 1)
+        allowed = model.topical * (model.df <= FEEDBACK_MAX_DF * n)
+        weighed = model.matrix.multiply(allowed[None, :].astype(np.float32)).tocsr()
+        weighed.eliminate_zeros()
+        found = strongest_terms(weighed, FEEDBACK_SIGNATURE)
+        found.data[:] = 1.0
+        model._memo[("signatures", "")] = found
+    return found  # type: ignore[return-value]
+
+
 def shared_terms(
     model: PaperModel, weights: sp.csr_matrix, values: sp.csr_matrix | None = None
 ) -> sp.csr_matrix:
     """RM3-like: for each row of ``weights`` (rows x papers, a row's weights alike and summing
-    to 1), each term by the share of the row's papers that use it (or by the share of
-    ``values``, other weights of the same papers), times its idf, and only when
-    FEEDBACK_SHARED of them use it (or all, if fewer): one paper's quirks are not the topic.
-    A row of one paper gives nothing."""
+    to 1), each signature term (:func:`feedback_signatures`) by the share of the row's papers
+    that have it (or by the share of ``values``, other weights of the same papers), times its
+    idf, and only when FEEDBACK_SHARED of them have it (or all, if fewer): one paper's quirks
+    are not the topic. A row of one paper gives nothing."""
+    signatures = feedback_signatures(model)
     weights = weights.tocsr()
-    shares = (weights @ model.binary).tocsr()
+    shares = (weights @ signatures).tocsr()
+    shares.sort_indices()
     counts = np.diff(weights.indptr)
     need = np.minimum(counts, FEEDBACK_SHARED).astype(np.float32)
     floor = np.where(counts >= 2, (need - 0.5) / np.maximum(counts, 1), np.inf)
     keep = shares.data >= np.repeat(floor, np.diff(shares.indptr))
     if values is not None:
-        weighted = (values.tocsr() @ model.binary).tocsr()
-        weighted.sort_indices()
+        shares = (values.tocsr() @ signatures).tocsr()
         shares.sort_indices()
-        keep = shares.data >= np.repeat(floor, np.diff(shares.indptr))
-        shares = weighted
     shares.data[~keep] = 0
-    shares = shares.multiply((model.idf * model.topical)[None, :]).tocsr()
+    shares = shares.multiply(model.idf[None, :]).tocsr()
     shares.eliminate_zeros()
     return shares
 
