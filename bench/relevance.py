@@ -1,6 +1,6 @@
 """Relevance on the judged set (tests/data/relevance.json, 42 profiles, pooled and graded
 0/1/2): nDCG@10, P@10 and the judged-irrelevant papers a ten-paper digest shows, for
-digestbot's scorer (as installed, and with pseudo-relevance feedback on) and two baselines,
+digestbot's scorer (as installed, with close papers, and with feedback too) and two baselines,
 scikit-learn's default TfidfVectorizer with cosine similarity and BM25 (k1=1.5, b=0.75), all
 in one run. Profiles are split once into a tuning
 half and a reporting half (the "split" of each); the reporting half is measured by default.
@@ -32,6 +32,7 @@ from digestbot.store import Paper, Store, open_store  # noqa: E402
 
 LABELS = ROOT / "tests" / "data" / "relevance.json"
 K = 10
+CLOSE_ON = 0.2
 FEEDBACK_ON = 1.5
 
 
@@ -168,8 +169,12 @@ def main() -> None:
 
         rankers: dict[str, Callable[[dict], list[str]]] = {
             "digestbot": digestbot(config),
-            # pseudo-relevance feedback on (off by default: it costs several times the time)
-            "digestbot+prf": digestbot(config.replace(scoring__feedback_weight=FEEDBACK_ON)),
+            # close papers, then pseudo-relevance feedback too (both off by default: they cost
+            # several times the scoring time)
+            "+close": digestbot(config.replace(scoring__close_share=CLOSE_ON)),
+            "+close+prf": digestbot(
+                config.replace(scoring__close_share=CLOSE_ON, scoring__feedback_weight=FEEDBACK_ON)
+            ),
             "bm25": lexical(bm25_ranker(ids, docs)),
             "tfidf-cosine": lexical(tfidf_ranker(ids, docs)),
         }

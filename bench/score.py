@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from digestbot.config import default_config  # noqa: E402
 from digestbot.scoring.engine import Profiles, PseudoFeedback, rank, top_papers  # noqa: E402
-from digestbot.scoring.model import PaperModel, l2_rows  # noqa: E402
+from digestbot.scoring.model import NEAR_MAX_DF, PaperModel, l2_rows  # noqa: E402
 
 VOCAB = 50_000
 TERMS_PER_PAPER = 150
@@ -69,6 +69,7 @@ def core(
     picks = 0
     binary = None if gate is None else (papers > 0).astype(np.float32).T.tocsr()
     model = None if gate is None else synthetic_model(papers)
+    df = np.bincount(papers.indices, minlength=papers.shape[1])
     for lo in range(0, profiles.shape[0], chunk):
         rows = profiles[lo : lo + chunk]
         allowed = None if gate is None else (gate[lo : lo + chunk] @ binary).tocsr()
@@ -85,12 +86,20 @@ def core(
                 terms=config["scoring.feedback_terms"],
                 weight=config["scoring.feedback_weight"],
             )
+        near = None
+        if gate is not None and config["scoring.close_share"]:
+            # a reader's topical words (in at most NEAR_MAX_DF of the papers), as rank() does
+            words = rows.copy()
+            words.data = (df[words.indices] <= NEAR_MAX_DF * papers.shape[0]).astype(np.float32)
+            words.eliminate_zeros()
+            near = (words @ binary).tocsr()
         indptr, _, _ = top_papers(
             rows,
             papers,
             TOP,
             allowed=allowed,
             close_share=config["scoring.close_share"] if gate is not None else 0.0,
+            near=near,
             feedback=feedback,
             threads=os.cpu_count(),
         )

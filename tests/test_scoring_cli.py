@@ -127,7 +127,7 @@ def test_scorer_beats_both_baselines_on_the_reporting_half(capsys: pytest.Captur
 def test_rank_explain_shows_every_part_of_the_score(runner: CliRunner, seeded: str) -> None:
     profile = ["-k", "computational neuroscience, neural recordings"]
     # pseudo-relevance feedback on (off by default), so that it is a part of the score
-    env = {"DIGESTBOT_SCORING_FEEDBACK_WEIGHT": "1.5"}
+    env = {"DIGESTBOT_SCORING_FEEDBACK_WEIGHT": "1.5", "DIGESTBOT_SCORING_CLOSE_SHARE": "0.2"}
     r = runner.invoke(main, ["rank", "--db", seeded, *profile, "--json", "-n", "5"], env=env)
     picks = json.loads(r.output)
     for pick in picks:

@@ -22,7 +22,8 @@ from digestbot.store.subscribers import add_subscriber
 from .test_scoring import add_papers
 from .test_scoring_seeds import load_seeds
 
-FEEDBACK_ON = {"scoring__feedback_weight": 1.5}
+CLOSE_ON = {"scoring__close_share": 0.2}
+FEEDBACK_ON = {**CLOSE_ON, "scoring__feedback_weight": 1.5}
 
 PAPERS = {
     "compress-model": (
@@ -78,9 +79,9 @@ def matches(model: PaperModel, phrase: str) -> set[str]:
     return {str(model.ids[i]) for i in hits.indices}
 
 
-def titles(store: Store, keywords: str, top: int = 10) -> list[str]:
+def titles(store: Store, keywords: str, top: int = 10, **settings: object) -> list[str]:
     model = load_model(store)
-    picks = rank_profile(store, keywords=keywords, top=top, config=default_config())
+    picks = rank_profile(store, keywords=keywords, top=top, config=default_config(**settings))
     return [model.titles[model.index[p.paper_id]] for p in picks]
 
 
@@ -131,7 +132,11 @@ def test_a_misspelt_keyword_is_read_as_the_papers_word_and_the_why_line_says_so(
 
 def test_close_papers_that_no_phrase_matches_can_be_shown(seeds: Store) -> None:
     # judged relevant for this reader, yet no keyword phrase is in them (fMRI, brain MRI)
-    shown = titles(seeds, "computational neuroscience, neural recordings")
+    assert not any(
+        t.startswith("Brain-IT")
+        for t in titles(seeds, "computational neuroscience, neural recordings")
+    )  # off by default (scoring.close_share 0): only matches
+    shown = titles(seeds, "computational neuroscience, neural recordings", **CLOSE_ON)
     assert any(t.startswith("Brain-IT") for t in shown)
     # with feedback, the brain papers' shared words bring the other fMRI paper too
     model = load_model(seeds)
@@ -143,7 +148,7 @@ def test_close_papers_that_no_phrase_matches_can_be_shown(seeds: Store) -> None:
     more = [model.titles[model.index[p.paper_id]] for p in picks]
     assert any(t.startswith("See Through Their Minds") for t in more)
     # still no padding: a profile nothing matches gets nothing
-    assert titles(seeds, "zyzzyva quuxification") == []
+    assert titles(seeds, "zyzzyva quuxification", **CLOSE_ON) == []
 
 
 def test_feedback_scores_every_reader_at_once_alike(seeds: Store) -> None:
@@ -181,7 +186,7 @@ def test_feedback_does_not_drift_a_reader_with_few_matches_to_generic_papers(
 ) -> None:
     # the seeds hold few speech papers: feedback from them must not bring in papers that only
     # share general words ("data", "language") with them
-    for config in (default_config(), default_config(**FEEDBACK_ON)):
+    for config in (default_config(), default_config(**CLOSE_ON), default_config(**FEEDBACK_ON)):
         picks = rank_profile(
             seeds, keywords="speech, audio, multilingual, text-to-speech", config=config
         )

@@ -29,6 +29,7 @@ from .model import (
     keyword_matrix,
     l2_rows,
     load_model,
+    near_words,
     phrase_match_matrix,
     shared_terms,
     strongest_terms,
@@ -182,6 +183,7 @@ def top_papers(
     boost: np.ndarray | None = None,
     allowed: sp.csr_matrix | None = None,
     close_share: float = 0.0,
+    near: sp.csr_matrix | None = None,
     feedback: PseudoFeedback | None = None,
     threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -191,7 +193,8 @@ def top_papers(
     ``r * n_papers + paper`` never to pick; ``boost``: added to positive scores per paper;
     ``allowed``: if given, rows x papers, non-zero where the reader may get the paper (no
     padding: a keyword matches it or it is like a liked paper); ``close_share``: with
-    ``allowed``, a paper not allowed may still be picked when it scores at least this share of
+    ``allowed``, a paper not allowed but in ``near`` (rows x papers: it shares a topical word
+    with the reader's keywords) may still be picked when it scores at least this share of
     the row's best allowed paper (a row with no allowed paper gets nothing); ``feedback``:
     each row's scores become those of its profile with its feedback terms added
     (:func:`feedback_vectors`), computed from the first product in the same block.
@@ -220,6 +223,7 @@ def top_papers(
             boost,
             allowed,
             close_share=close_share,
+            near=near,
             feedback=feedback,
             threads=threads,
         )
@@ -275,6 +279,7 @@ def _top_papers_exact(
     allowed: sp.csr_matrix | None = None,
     *,
     close_share: float = 0.0,
+    near: sp.csr_matrix | None = None,
     feedback: PseudoFeedback | None = None,
     threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -295,19 +300,23 @@ def _top_papers_exact(
         mask = allowed.tocsr().copy()
         mask.data = (mask.data != 0).astype(np.float32)
     has_banned = banned is not None and len(banned) > 0
+    if near is not None:
+        near = _binary(near)
 
     def block(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         scores = (profiles[lo:hi] @ paper_terms).tocsr()
         if feedback is not None:
             scores = _with_feedback_scores(feedback, profiles, scores, paper_terms, lo, hi)
-        if mask is not None and close_share > 0:
-            # allowed pairs, and pairs close to the row's best allowed one
+        if mask is not None and near is not None and close_share > 0:
+            # allowed pairs, and near pairs close to the row's best allowed one: both are few
+            # of the product's non-zeros, so each is cut out first
             matched = scores.multiply(mask[lo:hi]).tocsr()
             best = matched.max(axis=1).toarray().ravel()
-            per_row = np.repeat(close_share * best, np.diff(scores.indptr))
-            close = (scores.data >= per_row) & (per_row > 0)
-            scores.data = np.where(close, scores.data, 0).astype(scores.dtype)
-            scores = scores.maximum(matched).tocsr()
+            close = scores.multiply(near[lo:hi]).tocsr()
+            floor = np.repeat(close_share * best, np.diff(close.indptr))
+            close.data = np.where((close.data >= floor) & (floor > 0), close.data, 0)
+            close.eliminate_zeros()
+            scores = close.maximum(matched).tocsr()
             scores.eliminate_zeros()
         elif mask is not None:
             scores = scores.multiply(mask[lo:hi]).tocsr()
@@ -391,6 +400,7 @@ def rank(model: PaperModel, profiles: Profiles, *, now: float, config: Config) -
         boost=_boosts(model, lo, hi, now, config),
         allowed=allowed,
         close_share=config["scoring.close_share"],
+        near=_near(model, phrases, typed, lo, hi) if config["scoring.close_share"] else None,
         feedback=feedback,
         threads=os.cpu_count(),
     )
@@ -513,6 +523,20 @@ def _phrase_balanced(
         own[np.diff(found.indptr) == 0] = 1.0
     totals = np.bincount(rows, weights=own, minlength=len(indptr) - 1)
     return (own / np.maximum(totals[rows], 1e-12)).astype(np.float32)
+
+
+def _near(
+    model: PaperModel, phrases: list[str], typed: sp.csr_matrix, lo: int, hi: int
+) -> sp.csr_matrix | None:
+    """readers x papers[lo:hi], non-zero where the paper has a topical word of the reader's
+    keywords (a content word in at most NEAR_MAX_DF of the papers): where a paper no keyword
+    matches may still be close enough to be picked."""
+    if not phrases:
+        return None
+    rows = near_words(model, phrases)
+    once = typed.copy()
+    once.data[:] = 1.0
+    return (once @ rows @ model.binary[lo:hi].T).tocsr()
 
 
 def _binary(matrix: sp.csr_matrix) -> sp.csr_matrix:

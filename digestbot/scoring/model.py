@@ -45,6 +45,9 @@ RARITY_POWER = 0.5
 # this similar (rapidfuzz ratio, 0-100: "learnig" -> "learning" is 93) and this long
 FUZZY_MIN_RATIO = 85
 FUZZY_MIN_LENGTH = 5
+# a paper no keyword matches may be picked as close only if it has a word of the reader's
+# keywords that is in at most this share of the papers
+NEAR_MAX_DF = 0.3
 # feedback terms are words in at most this share of the papers, among the strongest this
 # many terms of a paper
 FEEDBACK_MAX_DF = 0.1
@@ -371,6 +374,26 @@ def strongest_terms(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
     out = sp.csr_matrix((vals, cols, indptr), shape=matrix.shape)
     out.sort_indices()
     return out
+
+
+def near_words(model: PaperModel, phrases: Sequence[str]) -> sp.csr_matrix:
+    """phrases x terms, 1 for each content word of a phrase that is in at most NEAR_MAX_DF of
+    the papers: the words a paper must share with a reader's keywords to be close."""
+    limit = NEAR_MAX_DF * max(model.matrix.shape[0], 1)
+    indptr, cols = [0], []
+    for phrase in phrases:
+        found = model._remember("near", phrase, lambda x: _near_cols(model, x, limit))
+        cols.extend(found)  # type: ignore[arg-type]
+        indptr.append(len(cols))
+    return sp.csr_matrix(
+        (np.ones(len(cols), np.float32), np.asarray(cols, np.int64), np.asarray(indptr)),
+        shape=(len(phrases), model.n_terms),
+    )
+
+
+def _near_cols(model: PaperModel, phrase: str, limit: float) -> list[int]:
+    found = (model.vocabulary.get(w) for w in dict.fromkeys(phrase_words(phrase)))
+    return sorted(c for c in found if c is not None and model.df[c] <= limit)
 
 
 def phrase_match_matrix(
