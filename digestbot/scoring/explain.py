@@ -18,6 +18,7 @@ from ..errors import ScoringError
 from ..store import Store
 from .engine import (
     LIKED_MIN_SIMILARITY,
+    ProfileParts,
     Profiles,
     PseudoFeedback,
     _allowed,
@@ -27,7 +28,7 @@ from .engine import (
     profile_parts,
     rank_profile,
 )
-from .model import keyword_matrix, load_model, phrase_match_matrix
+from .model import PaperModel, keyword_matrix, load_model, near_words, phrase_match_matrix
 
 TERMS_SHOWN = 6
 
@@ -163,8 +164,10 @@ def explain(
         why = "matches the keywords " + ", ".join(matched)
     elif near is not None and near >= LIKED_MIN_SIMILARITY:
         why = f"{near:.3f} similar to a liked paper (at least {LIKED_MIN_SIMILARITY})"
-    elif share and best > 0 and similarity >= share * best:
+    elif share and best > 0 and similarity >= share * best and _near_words_in(model, parts, row):
         why = f"close: at least {share:g} x the best match's {best:.4f}"
+    elif not share:
+        why = "not shown: matches no keyword (scoring.close_share is 0)"
     else:
         why = (
             f"not shown: matches no keyword, and scores under {share:g} x the best match's "
@@ -186,6 +189,18 @@ def explain(
         why_allowed=why,
         rank=place,
     )
+
+
+def _near_words_in(model: PaperModel, parts: ProfileParts, row: int) -> bool:
+    """Whether the paper has a rarer word of the reader's keywords (see engine._near)."""
+    if not parts.phrases:
+        return False
+    once = parts.typed.copy()
+    once.data[:] = 1.0
+    words = (once @ near_words(model, parts.phrases)).tocsr()
+    binary = model.binary
+    assert binary is not None  # set when the model is made
+    return bool((words @ binary[row].T).toarray()[0, 0] > 0)
 
 
 def _inverse_norm(matrix: sp.csr_matrix) -> float:
