@@ -201,14 +201,15 @@ def run_end_to_end(n_subs: int, n_papers: int, chunk: int, seed: int = 2) -> Non
     papers = zipf_terms(rng, n_papers, TERMS_PER_PAPER, skip=0)
     model = synthetic_model(papers)
     # ~20 terms as 8 phrases of two or three words, drawn from a pool of distinct phrases
-    # with Zipf popularity: readers share phrases ("large language models")
-    pool_terms = zipf_terms(rng, PHRASE_POOL, 3, skip=200)
-    pool = [
-        " ".join(
-            words[c] for c in pool_terms.indices[pool_terms.indptr[i] : pool_terms.indptr[i + 1]]
-        )
-        for i in range(PHRASE_POOL)
-    ]
+    # with Zipf popularity: readers share phrases ("large language models"). A phrase matches
+    # a paper only with all its words, so a phrase's words are those of one paper, past the
+    # commonest, as a real phrase's words go together in papers
+    owner = rng.integers(0, n_papers, PHRASE_POOL)
+    pool = []
+    for i in owner.tolist():
+        terms = papers.indices[papers.indptr[i] : papers.indptr[i + 1]]
+        terms = terms[terms >= 200]
+        pool.append(" ".join(words[c] for c in rng.choice(terms, 3, replace=False)))
     p = 1.0 / np.arange(1, PHRASE_POOL + 1)
     chosen = rng.choice(PHRASE_POOL, size=(n_subs, 8), p=p / p.sum())
     keywords = [[pool[c] for c in row] for row in chosen.tolist()]
