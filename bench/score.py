@@ -1,15 +1,15 @@
 """Scoring speed and memory: synthetic subscribers (about 20 terms each) against papers,
 top 10 each, through digestbot's scoring core (one sparse product per chunk, masks, top k).
 
-    .venv/bin/python bench/score.py [--subscribers N --papers M] [--quick]
+    .venv/bin/python bench/score.py [--subscribers N --papers M] [--quick] [--feedback W]
 
 Per size: wall and CPU time of the core on the default path, scoring.require_match (the
-allowed mask built per chunk from the readers' match terms, product, masks, top k, in chunks
-of scoring.chunk_size), the peak memory it allocates beyond its inputs (tracemalloc, which
-sees numpy and scipy buffers, in every thread), the same without the rule for comparison, and
-whether the 1,000,000 x 1,000 target is met; then the end-to-end path that also builds the
-profiles from typed keywords, matches phrases and makes Pick objects with their
-explanations, at a smaller size.
+allowed mask built per chunk from the readers' match terms, pseudo-relevance feedback, product,
+masks, close papers, top k, in chunks of scoring.chunk_size), the peak memory it allocates
+beyond its inputs (tracemalloc, which sees numpy and scipy buffers, in every thread), the same
+without the rule for comparison, and whether the 1,000,000 x 1,000 target is met; then the
+end-to-end path that also builds the profiles from typed keywords, matches phrases and makes
+Pick objects with their explanations, at a smaller size.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from digestbot.config import default_config  # noqa: E402
-from digestbot.scoring.engine import Profiles, rank, top_papers  # noqa: E402
-from digestbot.scoring.model import PaperModel, l2_rows  # noqa: E402
+from digestbot.scoring.engine import Profiles, PseudoFeedback, rank, top_papers  # noqa: E402
+from digestbot.scoring.model import NEAR_MAX_DF, PaperModel, l2_rows  # noqa: E402
 
 VOCAB = 50_000
 TERMS_PER_PAPER = 150
@@ -55,20 +55,72 @@ def zipf_terms(rng: np.random.Generator, rows: int, per_row: int, skip: int) -> 
     return l2_rows(mat)
 
 
+FEEDBACK = default_config()["scoring.feedback_weight"]
+
+
 def core(
     profiles: sp.csr_matrix, papers: sp.csr_matrix, chunk: int, gate: sp.csr_matrix | None = None
 ) -> int:
     """Top papers per chunk; with ``gate`` (readers x terms, the terms that count as a keyword
-    match), the no-padding rule too: the allowed mask is built per chunk and applied."""
+    match), the default path: the allowed mask built per chunk, pseudo-relevance feedback (a
+    first product for each reader's best allowed papers, their shared terms added to the
+    profile) and the close-papers rule of scoring.close_share, as rank() does."""
+    config = default_config(scoring__feedback_weight=FEEDBACK)
     picks = 0
     binary = None if gate is None else (papers > 0).astype(np.float32).T.tocsr()
+    model = None if gate is None else synthetic_model(papers)
+    df = np.bincount(papers.indices, minlength=papers.shape[1])
     for lo in range(0, profiles.shape[0], chunk):
+        rows = profiles[lo : lo + chunk]
         allowed = None if gate is None else (gate[lo : lo + chunk] @ binary).tocsr()
+        feedback = None
+        if model is not None and allowed is not None and config["scoring.feedback_weight"]:
+            feedback = PseudoFeedback(
+                model=model,
+                lo=0,
+                matched=allowed,
+                typed=None,
+                hits=None,
+                keyword_terms=rows,
+                papers=config["scoring.feedback_papers"],
+                terms=config["scoring.feedback_terms"],
+                weight=config["scoring.feedback_weight"],
+            )
+        near = None
+        if gate is not None and config["scoring.close_share"]:
+            # a reader's topical words (in at most NEAR_MAX_DF of the papers), as rank() does
+            words = rows.copy()
+            words.data = (df[words.indices] <= NEAR_MAX_DF * papers.shape[0]).astype(np.float32)
+            words.eliminate_zeros()
+            near = (words @ binary).tocsr()
         indptr, _, _ = top_papers(
-            profiles[lo : lo + chunk], papers, TOP, allowed=allowed, threads=os.cpu_count()
+            rows,
+            papers,
+            TOP,
+            allowed=allowed,
+            close_share=config["scoring.close_share"] if gate is not None else 0.0,
+            near=near,
+            feedback=feedback,
+            threads=os.cpu_count(),
         )
         picks += int(indptr[-1])
     return picks
+
+
+def synthetic_model(papers: sp.csr_matrix) -> PaperModel:
+    n_papers = papers.shape[0]
+    return PaperModel(
+        ids=np.array([f"p{i}" for i in range(n_papers)], dtype=object),
+        titles=[f"Paper {i}" for i in range(n_papers)],
+        first_seen=np.arange(n_papers, dtype=np.float64),
+        upvotes=np.zeros(n_papers),
+        matrix=papers,
+        vocabulary={f"w{i}": i for i in range(VOCAB)},
+        # idf from the synthetic papers, so a phrase's words weigh by rarity as in a real store
+        idf=(
+            np.log((1 + n_papers) / (1 + np.bincount(papers.indices, minlength=VOCAB))) + 1
+        ).astype(np.float32),
+    )
 
 
 def match_gate(profiles: sp.csr_matrix, first_rare: int = 2_000) -> sp.csr_matrix:
@@ -124,7 +176,9 @@ def run_core(n_subs: int, n_papers: int, chunk: int, seed: int = 1) -> None:
     met = elapsed <= TARGET_SECONDS and peak <= TARGET_MIB
     print(
         f"core  {n_subs:>9,} subscribers x {n_papers:>5,} papers, default path "
-        f"(scoring.require_match, mask built per chunk): {elapsed:6.2f} s, CPU {cpu:.2f} s "
+        f"(scoring.require_match, mask built per chunk, feedback weight {FEEDBACK:g}): "
+        f"{elapsed:6.2f} s, "
+        f"CPU {cpu:.2f} s "
         f"({n_subs / elapsed:,.0f} subscribers/s), peak beyond inputs {peak:,.0f} MiB, "
         f"inputs {inputs / 2**20:,.0f} MiB, {gated:,} picks"
     )
@@ -145,27 +199,17 @@ def run_end_to_end(n_subs: int, n_papers: int, chunk: int, seed: int = 2) -> Non
     rng = np.random.default_rng(seed)
     words = [f"w{i}" for i in range(VOCAB)]
     papers = zipf_terms(rng, n_papers, TERMS_PER_PAPER, skip=0)
-    model = PaperModel(
-        ids=np.array([f"p{i}" for i in range(n_papers)], dtype=object),
-        titles=[f"Paper {i}" for i in range(n_papers)],
-        first_seen=np.arange(n_papers, dtype=np.float64),
-        upvotes=np.zeros(n_papers),
-        matrix=papers,
-        vocabulary={w: i for i, w in enumerate(words)},
-        # idf from the synthetic papers, so a phrase's words weigh by rarity as in a real store
-        idf=(
-            np.log((1 + n_papers) / (1 + np.bincount(papers.indices, minlength=VOCAB))) + 1
-        ).astype(np.float32),
-    )
+    model = synthetic_model(papers)
     # ~20 terms as 8 phrases of two or three words, drawn from a pool of distinct phrases
-    # with Zipf popularity: readers share phrases ("large language models")
-    pool_terms = zipf_terms(rng, PHRASE_POOL, 3, skip=200)
-    pool = [
-        " ".join(
-            words[c] for c in pool_terms.indices[pool_terms.indptr[i] : pool_terms.indptr[i + 1]]
-        )
-        for i in range(PHRASE_POOL)
-    ]
+    # with Zipf popularity: readers share phrases ("large language models"). A phrase matches
+    # a paper only with all its words, so a phrase's words are those of one paper, past the
+    # commonest, as a real phrase's words go together in papers
+    owner = rng.integers(0, n_papers, PHRASE_POOL)
+    pool = []
+    for i in owner.tolist():
+        terms = papers.indices[papers.indptr[i] : papers.indptr[i + 1]]
+        terms = terms[terms >= 200]
+        pool.append(" ".join(words[c] for c in rng.choice(terms, 3, replace=False)))
     p = 1.0 / np.arange(1, PHRASE_POOL + 1)
     chosen = rng.choice(PHRASE_POOL, size=(n_subs, 8), p=p / p.sum())
     keywords = [[pool[c] for c in row] for row in chosen.tolist()]
@@ -199,7 +243,13 @@ def main() -> None:
     parser.add_argument("--papers", type=int, default=1000)
     parser.add_argument("--chunk", type=int, default=default_config()["scoring.chunk_size"])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument(
+        "--feedback", type=float, help="scoring.feedback_weight for the core (default: setting)"
+    )
     args = parser.parse_args()
+    if args.feedback is not None:
+        global FEEDBACK
+        FEEDBACK = args.feedback
     print(
         f"bench/score.py  cpu_count={os.cpu_count()}  chunk_size={args.chunk}  "
         f"(shared machine: figures are noisy)"

@@ -226,6 +226,43 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     _s(
         "scoring",
+        "close_share",
+        "float",
+        0.0,
+        "With require_match, a paper no keyword matches but that has one of its rarer words may "
+        "still be picked when its score is at least this share of the reader's best matching "
+        "paper's (0: only matches; 0.2 was best on the judged set, at about three times the "
+        "scoring time).",
+        minimum=0,
+    ),
+    _s(
+        "scoring",
+        "feedback_weight",
+        "float",
+        0.0,
+        "Pseudo-relevance feedback: weight of the terms a reader's best matching papers share, "
+        "taken as if liked, in the reader's profile (0: off; 1.5 was best on the judged set, "
+        "at several times the scoring time).",
+        minimum=0,
+    ),
+    _s(
+        "scoring",
+        "feedback_papers",
+        "int",
+        10,
+        "Best matching papers per reader that feedback reads.",
+        minimum=1,
+    ),
+    _s(
+        "scoring",
+        "feedback_terms",
+        "int",
+        30,
+        "Terms feedback adds to a reader's profile: those their best matches share most.",
+        minimum=1,
+    ),
+    _s(
+        "scoring",
         "chunk_size",
         "int",
         20000,

@@ -45,7 +45,11 @@ def test_rank_json_on_the_seeds(runner: CliRunner, seeded: str) -> None:
     assert [sorted(row) for row in rows] == [["id", "score", "title", "why"]] * 5
     assert rows[0]["score"] >= rows[-1]["score"] > 0
     titles = " ".join(row["title"] for row in rows)
-    assert "Sparse Autoencoder" in titles and "Mechanistic Interpretability" in titles
+    assert "Sparse Autoencoder" in titles
+    r = runner.invoke(
+        main, ["rank", "--db", seeded, "-k", "mechanistic interpretability", "--json"]
+    )
+    assert "Mechanistic Interpretability" in " ".join(row["title"] for row in json.loads(r.output))
     for row in rows:
         assert set(row["why"]) == {"matched", "similar_to", "similar_title"}
         assert row["why"]["matched"], row["title"]
@@ -84,23 +88,70 @@ def _bench():
     return module
 
 
-def test_labelled_set_is_well_formed() -> None:
+def test_judged_set_is_well_formed() -> None:
     data = json.loads((ROOT / "tests" / "data" / "relevance.json").read_text())
     profiles = data["profiles"]
-    assert len(profiles) >= 8
+    assert len(profiles) >= 40
+    assert sum(1 for p in profiles if len(p.get("liked", ())) == 2) >= 10
+    halves = {p["split"] for p in profiles}
+    assert halves == {"tune", "report"}
     for p in profiles:
-        assert p["keywords"].strip() and len(p["relevant"]) >= 4
-        assert set(p["relevant"].values()) <= {1, 2} and 2 in p["relevant"].values()
+        assert p.get("keywords", "").strip() or p.get("liked")
+        assert len(p["judged"]) >= 20  # a pool, not only the relevant papers
+        assert set(p["judged"].values()) <= {0, 1, 2} and max(p["judged"].values()) >= 1
+        assert not set(p.get("liked", ())) & set(p["judged"])
 
 
-def test_scorer_beats_both_baselines_on_the_labelled_set(capsys: pytest.CaptureFixture) -> None:
+# the judged-irrelevant papers a digest showed, on average, on the reporting half before
+# issue 14: the scorer may not show more
+OFF_TOPIC_BEFORE = 2.95
+
+
+def test_scorer_beats_both_baselines_on_the_reporting_half(capsys: pytest.CaptureFixture) -> None:
     bench = _bench()
     import sys
 
     sys.argv = ["relevance.py", "--json"]
     bench.main()
-    results = json.loads(capsys.readouterr().out)["results"]
+    out = json.loads(capsys.readouterr().out)
+    assert out["half"] == "report"
+    results = out["results"]
     ours = results["digestbot"]
+    assert ours["ndcg@10"] >= results["bm25"]["ndcg@10"] + 0.03
     for baseline in ("tfidf-cosine", "bm25"):
         assert ours["ndcg@10"] > results[baseline]["ndcg@10"], baseline
         assert ours["p@10"] > results[baseline]["p@10"], baseline
+    assert ours["off_topic"] <= OFF_TOPIC_BEFORE
+
+
+def test_rank_explain_shows_every_part_of_the_score(runner: CliRunner, seeded: str) -> None:
+    profile = ["-k", "computational neuroscience, neural recordings"]
+    # pseudo-relevance feedback on (off by default), so that it is a part of the score
+    env = {"DIGESTBOT_SCORING_FEEDBACK_WEIGHT": "1.5", "DIGESTBOT_SCORING_CLOSE_SHARE": "0.2"}
+    r = runner.invoke(main, ["rank", "--db", seeded, *profile, "--json", "-n", "5"], env=env)
+    picks = json.loads(r.output)
+    for pick in picks:
+        r = runner.invoke(
+            main, ["rank", "--db", seeded, *profile, "--explain", pick["id"], "--json"], env=env
+        )
+        assert r.exit_code == 0, r.output
+        found = json.loads(r.output)
+        parts = {p["name"]: p["contribution"] for p in found["parts"]}
+        assert set(parts) == {"keywords", "feedback"}
+        # the parts add up to the score the ranking printed
+        assert sum(parts.values()) == pytest.approx(found["similarity"], abs=1e-4)
+        assert found["score"] == pytest.approx(pick["score"], abs=1e-3)
+        assert found["rank"] == picks.index(pick) + 1
+        assert found["why_allowed"].startswith(("matches the keywords", "close: at least"))
+    # a picked paper no keyword matches says it is there for being close
+    close = next(p for p in picks if not p["why"]["matched"])
+    r = runner.invoke(main, ["rank", "--db", seeded, *profile, "--explain", close["id"]], env=env)
+    assert "keywords" in r.output and "feedback" in r.output
+    assert "allowed: close: at least 0.2 x the best match's" in r.output
+    # liked papers are a part of their own
+    r = runner.invoke(
+        main, ["rank", "--db", seeded, "--liked", picks[0]["id"], "--explain", picks[1]["id"]]
+    )
+    assert r.exit_code == 0 and "  liked " in r.output, r.output
+    r = runner.invoke(main, ["rank", "--db", seeded, *profile, "--explain", "nope"])
+    assert r.exit_code == 1 and r.output.startswith("Error: explain: unknown paper id 'nope'")

@@ -109,7 +109,8 @@ def test_maria_gets_no_papers_that_only_share_the_word_text(papers: Store, confi
 def test_a_hyphenated_phrase_matches_its_spellings(papers: Store, config) -> None:
     for typed in ("text-to-speech", "text to speech", "Text-To-Speech", "TTS"):
         picks = rank_profile(papers, keywords=typed, top=10, config=config)
-        assert set(ids(picks)) == set(SPEECH), typed
+        # papers close to the matches may follow them (scoring.close_share), unmatched
+        assert set(ids(p for p in picks if p.matched)) == set(SPEECH), typed
     # the one-word spelling of a hyphenated phrase
     picks = rank_profile(papers, keywords="pre-training", top=10, config=config)
     assert set(ids(picks)) == {"pre-hyphen", "pre-joined"}

@@ -14,6 +14,11 @@ from . import App, common_options, pass_app, print_json
 @click.option("--liked", multiple=True, metavar="PAPER_ID", help="A paper to find more like.")
 @click.option("--disliked", multiple=True, metavar="PAPER_ID", help="A paper to steer away from.")
 @click.option("--top", "-n", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option(
+    "--explain",
+    metavar="PAPER_ID",
+    help="Show every part of this paper's score for the profile instead of the ranking.",
+)
 @click.option("--json", "as_json", is_flag=True, help='Print [{"id", "title", "score", "why"}].')
 @common_options
 @pass_app
@@ -23,6 +28,7 @@ def rank_command(
     liked: tuple[str, ...],
     disliked: tuple[str, ...],
     top: int,
+    explain: str | None,
     as_json: bool,
 ) -> None:
     """Rank the store's papers for KEYWORDS and liked papers, with the reason for each.
@@ -30,6 +36,7 @@ def rank_command(
     \b
     Example:
       digestbot rank -k "sparse autoencoders, mechanistic interpretability" --top 5
+      digestbot rank -k "contrastive learning" --explain 2501.01234
     """
     from sqlalchemy import select
 
@@ -43,6 +50,9 @@ def rank_command(
     from ..scoring.engine import rank_profile  # scikit-learn: only when ranking
 
     store = app.store()
+    if explain is not None:
+        _explain(app, explain, keywords, liked, disliked, as_json)
+        return
     picks = rank_profile(
         store, keywords=keywords, liked=liked, disliked=disliked, top=top, config=app.config
     )
@@ -71,10 +81,44 @@ def rank_command(
         why = []
         if p.matched:
             why.append("matches " + ", ".join(p.matched))
+        why.extend(f"matched '{used}' for '{typed}'" for typed, used in p.respelled)
         if p.similar_title:
             why.append(f"like '{p.similar_title}'")
         if why:
             click.echo("       " + "; ".join(why))
+
+
+def _explain(
+    app: App,
+    paper_id: str,
+    keywords: str,
+    liked: tuple[str, ...],
+    disliked: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    from ..scoring.explain import explain as explain_score  # scikit-learn: only when asked
+
+    found = explain_score(
+        app.store(), paper_id, keywords=keywords, liked=liked, disliked=disliked, config=app.config
+    )
+    if as_json:
+        print_json(found.as_dict())
+        return
+    click.echo(f"{found.title}  [{found.paper_id}]")
+    place = f"#{found.rank}" if found.rank else "not picked"
+    click.echo(
+        f"score {found.score:.4f} = similarity {found.similarity:.4f} + boosts {found.boost:.4f}"
+        f"  ({place})"
+    )
+    for part in found.parts:
+        click.echo(f"  {part.name:<9} {part.contribution:+.4f}")
+        for term, mine, theirs, product in part.terms:
+            click.echo(f"      {term:<28} {mine:.4f} x {theirs:.4f} = {product:+.4f}")
+    click.echo(f"  allowed: {found.why_allowed}")
+    for typed, used in found.respelled:
+        click.echo(f"  matched '{used}' for '{typed}'")
+    if found.liked_similarity is not None:
+        click.echo(f"  nearest liked paper: {found.liked_similarity:.4f} similar")
 
 
 COMMANDS = [rank_command]

@@ -262,12 +262,16 @@ def stored_pick(paper_id: str, score: float, why: Any) -> Pick:
     why = why if isinstance(why, dict) else {}
     matched = why.get("matched") or ()
     similar_title = why.get("similar_title")
+    respelled = why.get("respelled") or ()
     return Pick(
         paper_id=paper_id,
         score=float(score or 0.0),
         matched=tuple(str(m) for m in matched if isinstance(m, str)),
         similar_to=why.get("similar_to") if isinstance(why.get("similar_to"), str) else None,
         similar_title=similar_title if isinstance(similar_title, str) else None,
+        respelled=tuple(
+            (str(p[0]), str(p[1])) for p in respelled if isinstance(p, list) and len(p) == 2
+        ),
     )
 
 

@@ -14,7 +14,11 @@ from .clean import clean_title, clean_word, shorten
 
 
 @lru_cache(maxsize=4096)
-def _reasons(matched: tuple[str, ...], similar_title: str | None) -> tuple[str, str] | None:
+def _reasons(
+    matched: tuple[str, ...],
+    similar_title: str | None,
+    respelled: tuple[tuple[str, str], ...] = (),
+) -> tuple[str, str] | None:
     """Why a pick is there, as text and HTML-escaped, or None when it says nothing: a
     reader's picks share a few keyword sets, so each is worded once per process."""
     reasons: list[str] = []
@@ -23,7 +27,8 @@ def _reasons(matched: tuple[str, ...], similar_title: str | None) -> tuple[str, 
         shown = ", ".join(f"“{shorten(m, 40)}”" for m in words[:3])
         more = f" and {len(words) - 3} more" if len(words) > 3 else ""
         noun = "keyword" if len(words) == 1 else "keywords"
-        reasons.append(f"Matches your {noun} {shown}{more}")
+        fixed = "".join(f" (matched '{used}' for '{typed}')" for typed, used in respelled)
+        reasons.append(f"Matches your {noun} {shown}{more}{fixed}")
     if similar_title:
         reasons.append(f"Similar to “{clean_title(similar_title, 80)}”, which you liked")
     if not reasons:
@@ -34,7 +39,7 @@ def _reasons(matched: tuple[str, ...], similar_title: str | None) -> tuple[str, 
 
 def why_pair(upvotes: int | None, pick: Pick) -> tuple[str, str]:
     """:func:`why_line` as (text, HTML-escaped)."""
-    found = _reasons(pick.matched, pick.similar_title)
+    found = _reasons(pick.matched, pick.similar_title, pick.respelled)
     if found is not None:
         return found
     if upvotes:

@@ -24,7 +24,16 @@ from sqlalchemy import select
 from ..config import Config
 from ..errors import ScoringError
 from ..store import Digest, DigestItem, Feedback, Paper, SentPaper, Store
-from .model import PaperModel, keyword_matrix, l2_rows, load_model, phrase_match_matrix
+from .model import (
+    PaperModel,
+    keyword_matrix,
+    l2_rows,
+    load_model,
+    near_words,
+    phrase_match_matrix,
+    shared_terms,
+    strongest_terms,
+)
 from .picks import Pick, SubscriberPicks
 from .topk import topk_rows
 
@@ -69,14 +78,27 @@ def _incidence(lists: Sequence[Sequence[int]], n_cols: int, *, mean: bool) -> sp
     return mat
 
 
-def profile_matrix(
-    model: PaperModel, profiles: Profiles, config: Config
-) -> tuple[sp.csr_matrix, list[str], sp.csr_matrix]:
-    """Rocchio: keywords + liked_weight * centroid(liked) - disliked_weight * centroid(disliked).
+@dataclass
+class ProfileParts:
+    """A batch of readers' profile before it is put together (see :func:`profile_matrix`)."""
 
-    Returns the profiles (rows L2-normalised), the distinct phrases, and which phrase each
-    reader typed (reader x phrase, data = 1 + the keyword's position in the reader's list).
-    """
+    keywords: sp.csr_matrix  # readers x terms, rows L2-normalised
+    liked: sp.csr_matrix | None  # liked_weight x centroid of liked papers
+    disliked: sp.csr_matrix | None  # disliked_weight x centroid of disliked papers
+    phrases: list[str]  # distinct phrases, misspellings read as the papers' words
+    typed: sp.csr_matrix  # reader x phrase, data = 1 + the keyword's position
+
+    def raw(self) -> sp.csr_matrix:
+        out = self.keywords
+        if self.liked is not None:
+            out = out + self.liked
+        if self.disliked is not None:
+            out = out - self.disliked
+        return out.tocsr()
+
+
+def profile_parts(model: PaperModel, profiles: Profiles, config: Config) -> ProfileParts:
+    """Keywords, liked and disliked centroids of each reader, and the phrases they typed."""
     phrase_ids: dict[str, int] = {}
     indptr, cols, pos = [0], [], []
     for words in profiles.keywords:
@@ -84,7 +106,8 @@ def profile_matrix(
             cols.append(phrase_ids.setdefault(phrase.casefold(), len(phrase_ids)))
             pos.append(i + 1)
         indptr.append(len(cols))
-    phrases = list(phrase_ids)
+    # a misspelt word is read as the closest word the papers use ("learnig" -> "learning")
+    phrases = [model.correct(p)[0] for p in phrase_ids]
     typed = sp.csr_matrix(
         (np.asarray(pos, np.float32), np.asarray(cols, np.int64), np.asarray(indptr)),
         shape=(len(profiles.keywords), len(phrases)),
@@ -93,15 +116,27 @@ def profile_matrix(
     typed_once.data[:] = 1.0
     # each phrase counts alike, however many words it has
     keywords = l2_rows(typed_once @ keyword_matrix(model, phrases))
-    profile = keywords
     n_papers = model.matrix.shape[0]
+    liked = disliked = None
     if any(profiles.liked):
-        liked = _incidence(profiles.liked, n_papers, mean=True) @ model.matrix
-        profile = profile + config["scoring.liked_weight"] * liked
+        centroid = _incidence(profiles.liked, n_papers, mean=True) @ model.matrix
+        liked = config["scoring.liked_weight"] * centroid
     if any(profiles.disliked):
-        disliked = _incidence(profiles.disliked, n_papers, mean=True) @ model.matrix
-        profile = profile - config["scoring.disliked_weight"] * disliked
-    return l2_rows(profile), phrases, typed
+        centroid = _incidence(profiles.disliked, n_papers, mean=True) @ model.matrix
+        disliked = config["scoring.disliked_weight"] * centroid
+    return ProfileParts(keywords, liked, disliked, phrases, typed)
+
+
+def profile_matrix(
+    model: PaperModel, profiles: Profiles, config: Config
+) -> tuple[sp.csr_matrix, list[str], sp.csr_matrix]:
+    """Rocchio: keywords + liked_weight * centroid(liked) - disliked_weight * centroid(disliked).
+
+    Returns the profiles (rows L2-normalised), the distinct phrases, and which phrase each
+    reader typed (reader x phrase, data = 1 + the keyword's position in the reader's list).
+    """
+    parts = profile_parts(model, profiles, config)
+    return l2_rows(parts.raw()), parts.phrases, parts.typed
 
 
 def _boosts(model: PaperModel, lo: int, hi: int, now: float, config: Config) -> np.ndarray | None:
@@ -147,6 +182,9 @@ def top_papers(
     banned: np.ndarray | None = None,
     boost: np.ndarray | None = None,
     allowed: sp.csr_matrix | None = None,
+    close_share: float = 0.0,
+    near: sp.csr_matrix | None = None,
+    feedback: PseudoFeedback | None = None,
     threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The core: profiles x papers, masks, and the top k per row.
@@ -154,7 +192,12 @@ def top_papers(
     ``start[r]``: the first paper row reader r may get; ``banned``: sorted keys
     ``r * n_papers + paper`` never to pick; ``boost``: added to positive scores per paper;
     ``allowed``: if given, rows x papers, non-zero where the reader may get the paper (no
-    padding: a keyword matches it or it is like a liked paper).
+    padding: a keyword matches it or it is like a liked paper); ``close_share``: with
+    ``allowed``, a paper not allowed but in ``near`` (rows x papers: it shares a topical word
+    with the reader's keywords) may still be picked when it scores at least this share of
+    the row's best allowed paper (a row with no allowed paper gets nothing); ``feedback``:
+    each row's scores become those of its profile with its feedback terms added
+    (:func:`feedback_vectors`), computed from the first product in the same block.
     Returns ``(indptr, paper_cols, scores)`` as from :func:`topk_rows`; the result is exactly
     that of scoring every pair, whichever of the two ways below computes it.
 
@@ -169,9 +212,20 @@ def top_papers(
     n_rows, n_papers = profiles.shape[0], papers.shape[0]
     ks = np.broadcast_to(np.asarray(ks, dtype=np.int64), (n_rows,))
     start = np.zeros(n_rows, dtype=np.int64) if start is None else np.asarray(start)
-    if boost is not None or allowed is not None:
+    if boost is not None or allowed is not None or feedback is not None:
         return _top_papers_exact(
-            profiles, papers, ks, start, min_scores, banned, boost, allowed, threads=threads
+            profiles,
+            papers,
+            ks,
+            start,
+            min_scores,
+            banned,
+            boost,
+            allowed,
+            close_share=close_share,
+            near=near,
+            feedback=feedback,
+            threads=threads,
         )
     banned_per_row = np.zeros(n_rows, dtype=np.int64)
     if banned is not None and len(banned):
@@ -224,6 +278,9 @@ def _top_papers_exact(
     boost: np.ndarray | None,
     allowed: sp.csr_matrix | None = None,
     *,
+    close_share: float = 0.0,
+    near: sp.csr_matrix | None = None,
+    feedback: PseudoFeedback | None = None,
     threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every pair scored, then masked: boosts reorder papers after the product, so every
@@ -243,10 +300,25 @@ def _top_papers_exact(
         mask = allowed.tocsr().copy()
         mask.data = (mask.data != 0).astype(np.float32)
     has_banned = banned is not None and len(banned) > 0
+    if near is not None:
+        near = _binary(near)
 
     def block(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         scores = (profiles[lo:hi] @ paper_terms).tocsr()
-        if mask is not None:
+        if feedback is not None:
+            scores = _with_feedback_scores(feedback, profiles, scores, paper_terms, lo, hi)
+        if mask is not None and near is not None and close_share > 0:
+            # allowed pairs, and near pairs close to the row's best allowed one: both are few
+            # of the product's non-zeros, so each is cut out first
+            matched = scores.multiply(mask[lo:hi]).tocsr()
+            best = matched.max(axis=1).toarray().ravel()
+            close = scores.multiply(near[lo:hi]).tocsr()
+            floor = np.repeat(close_share * best, np.diff(close.indptr))
+            close.data = np.where((close.data >= floor) & (floor > 0), close.data, 0)
+            close.eliminate_zeros()
+            scores = close.maximum(matched).tocsr()
+            scores.eliminate_zeros()
+        elif mask is not None:
             scores = scores.multiply(mask[lo:hi]).tocsr()
             scores.eliminate_zeros()
         rows = np.repeat(np.arange(lo, hi), np.diff(scores.indptr))
@@ -297,6 +369,22 @@ def rank(model: PaperModel, profiles: Profiles, *, now: float, config: Config) -
     allowed = None
     if config["scoring.require_match"]:
         allowed = _allowed(model, profiles.liked, typed, hits, lo, hi)
+    feedback = None
+    if config["scoring.feedback_weight"] and (phrases or any(profiles.liked)):
+        matched = (
+            allowed if allowed is not None else _allowed(model, profiles.liked, typed, hits, lo, hi)
+        )
+        feedback = PseudoFeedback(
+            model=model,
+            lo=lo,
+            matched=_binary(matched),
+            typed=typed,
+            hits=hits,
+            keyword_terms=typed @ keyword_matrix(model, phrases) if phrases else None,
+            papers=config["scoring.feedback_papers"],
+            terms=config["scoring.feedback_terms"],
+            weight=config["scoring.feedback_weight"],
+        )
     banned = None
     if profiles.excluded:
         pairs = np.asarray(profiles.excluded, dtype=np.int64)
@@ -311,6 +399,9 @@ def rank(model: PaperModel, profiles: Profiles, *, now: float, config: Config) -
         banned=banned,
         boost=_boosts(model, lo, hi, now, config),
         allowed=allowed,
+        close_share=config["scoring.close_share"],
+        near=_near(model, phrases, typed, lo, hi) if config["scoring.close_share"] else None,
+        feedback=feedback,
         threads=os.cpu_count(),
     )
     pick_rows = np.repeat(np.arange(n), np.diff(indptr))
@@ -324,11 +415,149 @@ def rank(model: PaperModel, profiles: Profiles, *, now: float, config: Config) -
         similar_titles = [model.titles[x] if x >= 0 else None for x in sims]
     else:
         similar_ids = similar_titles = [None] * len(ids)
+    respelled = _respelled(model, profiles.keywords, matched)
     # one Pick per pick, made by map (no per-pick Python body), then sliced per reader
-    picks = list(map(Pick, ids, scores, matched, similar_ids, similar_titles))
+    picks = list(map(Pick, ids, scores, matched, similar_ids, similar_titles, respelled))
     ends = indptr.tolist()
     result = [picks[a:b] for a, b in zip(ends[:-1], ends[1:], strict=True)]
     return result
+
+
+@dataclass
+class PseudoFeedback:
+    """What pseudo-relevance feedback needs for a batch of readers and papers[lo:hi]."""
+
+    model: PaperModel
+    lo: int
+    matched: sp.csr_matrix  # readers x candidates: the pairs that count as matches
+    typed: sp.csr_matrix | None  # readers x phrases, and phrases x candidates matched
+    hits: sp.csr_matrix | None
+    keyword_terms: sp.csr_matrix | None  # readers x terms their keywords weigh
+    papers: int  # scoring.feedback_papers
+    terms: int  # scoring.feedback_terms
+    weight: float  # scoring.feedback_weight
+
+
+def feedback_vectors(fb: PseudoFeedback, scores: sp.csr_matrix, r0: int, r1: int) -> sp.csr_matrix:
+    """Pseudo-relevance feedback, Rocchio/RM3-style, for readers r0:r1 at once, from their
+    ``scores`` against the candidates: each reader's ``fb.papers`` best matching candidates
+    are taken as if liked, each keyword's share of them weighing alike (so that one interest
+    with many matches does not drown the others), and the ``fb.terms`` terms most of them
+    share (:func:`shared_terms`), other than the reader's own keyword terms, make the rows
+    (L2-normalised; all zero for a reader without two best matches)."""
+    model = fb.model
+    n_rows = r1 - r0
+    matched = scores.multiply(fb.matched[r0:r1]).tocsr()
+    matched.eliminate_zeros()
+    indptr, cols, _ = topk_rows(matched, fb.papers)
+    shape = (n_rows, model.matrix.shape[0])
+    counts = np.diff(indptr)
+    weights = np.divide(1.0, counts, out=np.zeros(len(counts)), where=counts > 0)
+    best = sp.csr_matrix(
+        (np.repeat(weights, counts).astype(np.float32), cols + fb.lo, indptr), shape
+    )
+    typed = None if fb.typed is None else fb.typed[r0:r1]
+    balance = _phrase_balanced((typed, fb.hits), indptr, cols)
+    shared = shared_terms(model, best, sp.csr_matrix((balance, cols + fb.lo, indptr), shape))
+    if fb.keyword_terms is not None:
+        # only terms the keywords do not weigh: a word they weigh little on purpose ("text"
+        # of "text-to-speech") keeps its small share
+        own = fb.keyword_terms[r0:r1].tocsr().copy()
+        own.data[:] = 1.0
+        shared = (shared - shared.multiply(own)).tocsr()
+        shared.eliminate_zeros()
+    return l2_rows(strongest_terms(shared, fb.terms))
+
+
+def _with_feedback_scores(
+    fb: PseudoFeedback,
+    profiles: sp.csr_matrix,
+    scores: sp.csr_matrix,
+    paper_terms: sp.csr_matrix,
+    r0: int,
+    r1: int,
+) -> sp.csr_matrix:
+    """The scores of the profiles with their feedback rows added at ``fb.weight`` and the
+    sum L2-normalised, from the first scores and one more product with the (short) feedback
+    rows: the same as scoring the new profiles, without building them."""
+    found = feedback_vectors(fb, scores, r0, r1)
+    w = fb.weight
+    rows = profiles[r0:r1]
+    cross = np.asarray(rows.multiply(found).sum(axis=1)).ravel()
+    square = np.asarray(rows.multiply(rows).sum(axis=1)).ravel()
+    has = (np.diff(found.indptr) > 0).astype(np.float64)
+    norm = np.sqrt(np.maximum(square + has * (w * w + 2 * w * cross), 0))
+    scale = np.divide(1.0, norm, out=np.zeros_like(norm), where=norm > 0)
+    extra = (found @ paper_terms).tocsr()
+    return (sp.diags(scale.astype(np.float32)) @ (scores + w * extra)).tocsr()
+
+
+def _phrase_balanced(
+    typed_hits: tuple[sp.csr_matrix | None, sp.csr_matrix | None],
+    indptr: np.ndarray,
+    cols: np.ndarray,
+) -> np.ndarray:
+    """Weights of each reader's feedback papers (``indptr``/``cols``, candidate columns) such
+    that every keyword of theirs that some of these papers match weighs alike, split among its
+    papers; a paper no keyword matches (like a liked one) counts as a keyword of its own.
+    Each reader's weights sum to 1."""
+    typed, hits = typed_hits
+    n = len(cols)
+    rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    if typed is None or hits is None or n == 0:
+        own = np.ones(n, dtype=np.float32)
+    else:
+        once = typed.tocsr().copy()
+        once.data[:] = 1.0
+        # pick x phrase: the phrases of the pick's reader that the pick matches
+        found = once[rows].multiply(hits.T.tocsr()[cols]).tocsr()
+        found.data = (found.data > 0).astype(np.float32)
+        found.eliminate_zeros()
+        to_reader = sp.csr_matrix(
+            (np.ones(n, np.float32), np.arange(n), np.asarray(indptr)), shape=(len(indptr) - 1, n)
+        )
+        per_phrase = (to_reader @ found).tocsr()[rows]  # picks of the reader per phrase
+        per_phrase.data = 1.0 / per_phrase.data
+        share = found.multiply(per_phrase).tocsr()
+        own = np.asarray(share.sum(axis=1)).ravel().astype(np.float32)
+        own[np.diff(found.indptr) == 0] = 1.0
+    totals = np.bincount(rows, weights=own, minlength=len(indptr) - 1)
+    return (own / np.maximum(totals[rows], 1e-12)).astype(np.float32)
+
+
+def _near(
+    model: PaperModel, phrases: list[str], typed: sp.csr_matrix, lo: int, hi: int
+) -> sp.csr_matrix | None:
+    """readers x papers[lo:hi], non-zero where the paper has a topical word of the reader's
+    keywords (a content word in at most NEAR_MAX_DF of the papers): where a paper no keyword
+    matches may still be close enough to be picked."""
+    if not phrases:
+        return None
+    rows = near_words(model, phrases)
+    once = typed.copy()
+    once.data[:] = 1.0
+    return (once @ rows @ model.binary[lo:hi].T).tocsr()
+
+
+def _binary(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    out = matrix.tocsr().copy()
+    out.data = (out.data != 0).astype(np.float32)
+    out.eliminate_zeros()
+    return out
+
+
+def _respelled(
+    model: PaperModel, keywords: list[list[str]], matched: list[tuple[str, ...]]
+) -> list[tuple[tuple[str, str], ...]]:
+    """For each pick, the misspelt words of its matched keywords and what they were read as."""
+    fixes = {}
+    for phrase in dict.fromkeys(p.casefold() for words in keywords for p in words):
+        found = model.correct(phrase)[1]
+        if found:
+            fixes[phrase] = found
+    if not fixes:
+        return [()] * len(matched)
+    return [tuple(f for m in words for f in fixes.get(m.casefold(), ())) for words in matched]
 
 
 def _allowed(

@@ -7,6 +7,8 @@ the same papers score alike; it is cached per process while the papers do not ch
 from __future__ import annotations
 
 import hashlib
+import itertools
+import re
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -15,24 +17,46 @@ from datetime import UTC, datetime
 
 import numpy as np
 import scipy.sparse as sp
+from rapidfuzz import fuzz, process
 from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from sqlalchemy import func, select
 
 from ..store import Paper, Store
 from .text import (
+    _TOKEN,
+    STOP_WORDS,
     acronym_definitions,
     analyze,
+    fold,
     joined_form,
+    phrase_needs,
     phrase_segments,
     phrase_terms,
     phrase_words,
+    topical,
 )
+from .topk import topk_rows
 
 # a multi-word keyword counts as its phrase; each of its words adds at most this share of the
 # phrase's weight, less the commoner the word (see keyword_matrix)
 COMPONENT_SHARE = 0.7
 RARITY_POWER = 0.5
-RARE_DF = 0.02
+# a keyword word no paper uses is read as the closest word the papers use, if it is at least
+# this similar (rapidfuzz ratio, 0-100: "learnig" -> "learning" is 93) and this long
+FUZZY_MIN_RATIO = 85
+FUZZY_MIN_LENGTH = 5
+# a paper no keyword matches may be picked as close only if it has a word of the reader's
+# keywords that is in at most this share of the papers
+NEAR_MAX_DF = 0.3
+# feedback terms are words in at most this share of the papers, among the strongest this
+# many terms of a paper
+FEEDBACK_MAX_DF = 0.1
+FEEDBACK_SIGNATURE = 100000
+# a term joins a reader's profile by feedback when this many of their best matches use it
+FEEDBACK_SHARED = 3
+# at most this many ways to match a phrase of several topics (one per combination of the
+# topics' spellings)
+MAX_CLAUSES = 16
 # entries (two per distinct phrase, a few hundred bytes each) a model remembers; past this
 # the memo starts over
 PHRASE_MEMO = 200_000
@@ -62,15 +86,22 @@ class PaperModel:
     index: dict[str, int] = field(default_factory=dict)
     binary: sp.csr_matrix | None = None  # which terms each paper has, for explanations
     df: np.ndarray | None = None  # papers having each term
+    topical: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     # acronyms the papers define: phrase key ("text speech") -> acronym terms ("tts",), and back
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
     expansions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # the words papers use (lower case, as written), for reading a misspelt keyword word
+    surface: list[str] = field(default_factory=list)
     # match clauses and keyword_matrix rows per phrase: readers share phrases, and every
     # chunk of readers asks again (the model is fixed once built; see PHRASE_MEMO)
     _memo: dict[tuple[str, str], object] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.index = {pid: i for i, pid in enumerate(self.ids)}
+        # which terms may come back by feedback: not pairs with a boilerplate word
+        self.topical = np.zeros(self.n_terms, dtype=np.float32)
+        for term, col in self.vocabulary.items():
+            self.topical[col] = topical(term)
         self.binary = (self.matrix > 0).astype(np.float32).tocsr()
         self.df = np.bincount(self.binary.indices, minlength=self.n_terms)
 
@@ -132,19 +163,56 @@ class PaperModel:
         return full, [t for t in parts if t not in full], missing
 
     def _match_clauses(self, phrase: str) -> list[tuple[str, ...]]:
-        """A paper matches a keyword phrase when it has all the terms of one clause: a term
-        the phrase counts in full; all the words of the phrase, or of one of its topics, in
-        any order ("retrieval ... dense"); or a word of the phrase rare enough (in at most
-        RARE_DF of the papers) to name the topic on its own."""
-        full, parts, _ = self.key_terms(phrase)
-        clauses = [(t,) for t in full]
-        for seg in (phrase, *phrase_segments(phrase)):
-            tokens = tuple(dict.fromkeys(phrase_words(seg)))
-            if len(tokens) > 1 and all(t in self.vocabulary for t in tokens):
-                clauses.append(tokens)
-        n = max(self.matrix.shape[0], 1)
-        clauses.extend((t,) for t in parts if self.df[self.vocabulary[t]] <= RARE_DF * n)
+        """A paper matches a keyword phrase when it has all the terms of one clause: for each
+        topic of the phrase ("explainable AI", "computer vision"), all its words in any order
+        (a boilerplate word only next to its neighbour: "model compression"), or another
+        spelling of the topic (one word, an acronym the papers define); or another spelling
+        of the whole phrase. One word pair of a longer phrase, or one of its words, is not
+        enough."""
+        vocab = self.vocabulary
+        segments = phrase_segments(phrase) or (phrase,)
+        options: list[list[tuple[str, ...]]] = []
+        for seg in segments:
+            need = phrase_needs(seg)
+            if not need:
+                continue  # a lone boilerplate word ("methods for ...") asks for nothing
+            alts = [need] if all(t in vocab for t in need) else []
+            alts += [sp for sp in self.spellings(seg)[1:] if all(t in vocab for t in sp)]
+            options.append(alts)
+        clauses: list[tuple[str, ...]] = []
+        if options and all(options):
+            for combo in itertools.islice(itertools.product(*options), MAX_CLAUSES):
+                clauses.append(tuple(dict.fromkeys(t for part in combo for t in part)))
+        if len(segments) > 1:
+            whole = self.spellings(phrase)[1:]
+            clauses += [sp for sp in whole if all(t in vocab for t in sp)]
         return list(dict.fromkeys(clauses))
+
+    def correct(self, phrase: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+        """Memoised :meth:`_correct`."""
+        return self._remember("correct", phrase, self._correct)
+
+    def _correct(self, phrase: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+        """``phrase`` with each word no paper uses replaced by the closest word papers do use
+        (rapidfuzz), and the ``(typed, used)`` replacements: "contrastive learnig" ->
+        ("contrastive learning", (("learnig", "learning"),))."""
+        if not self.surface:
+            return phrase, ()
+        fixed: list[tuple[str, str]] = []
+        out = phrase
+        for word in dict.fromkeys(_TOKEN.findall(phrase.lower())):
+            if len(word) < FUZZY_MIN_LENGTH or not word.isalpha() or word in STOP_WORDS:
+                continue
+            stem = fold(word)
+            if stem in self.vocabulary or stem in STOP_WORDS:
+                continue
+            found = process.extractOne(
+                word, self.surface, scorer=fuzz.ratio, score_cutoff=FUZZY_MIN_RATIO
+            )
+            if found is not None:
+                fixed.append((word, found[0]))
+                out = re.sub(rf"(?i)\b{re.escape(word)}\b", found[0], out)
+        return out, tuple(fixed)
 
     def term_vector(self, text_terms: Sequence[str]) -> sp.csr_matrix:
         cols = [self.vocabulary[t] for t in text_terms if t in self.vocabulary]
@@ -179,6 +247,15 @@ def build_model(
     seen = np.array(
         [(r[3] or datetime(1970, 1, 1, tzinfo=UTC)).timestamp() for r in rows], dtype=np.float64
     )
+    surface = sorted(
+        {
+            w
+            for r in rows
+            for w in _TOKEN.findall(f"{r[1]} {r[2] or ''}".lower())
+            if len(w) >= FUZZY_MIN_LENGTH and w.isalpha()
+        }
+    )
+    surface = [w for w in surface if fold(w) in vocabulary]
     order = np.argsort(seen, kind="stable")
     return PaperModel(
         ids=np.array([r[0] for r in rows], dtype=object)[order],
@@ -188,6 +265,7 @@ def build_model(
         matrix=matrix[order] if rows else matrix,
         vocabulary=vocabulary,
         idf=idf,
+        surface=surface,
         **_acronyms(rows, vocabulary),
     )
 
@@ -247,6 +325,75 @@ def _keyword_row(model: PaperModel, phrase: str, idf_max: float) -> tuple[list[i
     norm = np.sqrt(sum(w * w for w in weights.values()) + missing * idf_max**2)
     order = sorted(weights)
     return order, [weights[c] / norm if norm > 0 else 0.0 for c in order]
+
+
+def feedback_signatures(model: PaperModel) -> sp.csr_matrix:
+    """papers x terms, 1 for each paper's FEEDBACK_SIGNATURE strongest terms that may come
+    back by feedback: topical (no pair with a boilerplate word) and in at most
+    FEEDBACK_MAX_DF of the papers. Computed once per model."""
+    found = model._memo.get(("signatures", ""))
+    if found is None:
+        n = max(model.matrix.shape[0], 1)
+        allowed = model.topical * (model.df <= FEEDBACK_MAX_DF * n)
+        weighed = model.matrix.multiply(allowed[None, :].astype(np.float32)).tocsr()
+        weighed.eliminate_zeros()
+        found = strongest_terms(weighed, FEEDBACK_SIGNATURE)
+        found.data[:] = 1.0
+        model._memo[("signatures", "")] = found
+    return found  # type: ignore[return-value]
+
+
+def shared_terms(
+    model: PaperModel, weights: sp.csr_matrix, values: sp.csr_matrix | None = None
+) -> sp.csr_matrix:
+    """RM3-like: for each row of ``weights`` (rows x papers, a row's weights alike and summing
+    to 1), each signature term (:func:`feedback_signatures`) by the share of the row's papers
+    that have it (or by the share of ``values``, other weights of the same papers), times its
+    idf, and only when FEEDBACK_SHARED of them have it (or all, if fewer): one paper's quirks
+    are not the topic. A row of one paper gives nothing."""
+    signatures = feedback_signatures(model)
+    weights = weights.tocsr()
+    shares = (weights @ signatures).tocsr()
+    shares.sort_indices()
+    counts = np.diff(weights.indptr)
+    need = np.minimum(counts, FEEDBACK_SHARED).astype(np.float32)
+    floor = np.where(counts >= 2, (need - 0.5) / np.maximum(counts, 1), np.inf)
+    keep = shares.data >= np.repeat(floor, np.diff(shares.indptr))
+    if values is not None:
+        shares = (values.tocsr() @ signatures).tocsr()
+        shares.sort_indices()
+    shares.data[~keep] = 0
+    shares = shares.multiply(model.idf[None, :]).tocsr()
+    shares.eliminate_zeros()
+    return shares
+
+
+def strongest_terms(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """Each row cut to its ``k`` largest entries."""
+    indptr, cols, vals = topk_rows(matrix.tocsr(), k)
+    out = sp.csr_matrix((vals, cols, indptr), shape=matrix.shape)
+    out.sort_indices()
+    return out
+
+
+def near_words(model: PaperModel, phrases: Sequence[str]) -> sp.csr_matrix:
+    """phrases x terms, 1 for each content word of a phrase that is in at most NEAR_MAX_DF of
+    the papers: the words a paper must share with a reader's keywords to be close."""
+    limit = NEAR_MAX_DF * max(model.matrix.shape[0], 1)
+    indptr, cols = [0], []
+    for phrase in phrases:
+        found = model._remember("near", phrase, lambda x: _near_cols(model, x, limit))
+        cols.extend(found)  # type: ignore[arg-type]
+        indptr.append(len(cols))
+    return sp.csr_matrix(
+        (np.ones(len(cols), np.float32), np.asarray(cols, np.int64), np.asarray(indptr)),
+        shape=(len(phrases), model.n_terms),
+    )
+
+
+def _near_cols(model: PaperModel, phrase: str, limit: float) -> list[int]:
+    found = (model.vocabulary.get(w) for w in dict.fromkeys(phrase_words(phrase)))
+    return sorted(c for c in found if c is not None and model.df[c] <= limit)
 
 
 def phrase_match_matrix(

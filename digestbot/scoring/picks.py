@@ -14,13 +14,18 @@ class Pick:
     # the liked paper this one most resembles, if any
     similar_to: str | None = None
     similar_title: str | None = None
+    # (typed, used): a misspelt keyword word read as a word the papers use
+    respelled: tuple[tuple[str, str], ...] = ()
 
     def why(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "matched": list(self.matched),
             "similar_to": self.similar_to,
             "similar_title": self.similar_title,
         }
+        if self.respelled:
+            out["respelled"] = [list(pair) for pair in self.respelled]
+        return out
 
 
 @dataclass(slots=True)

@@ -1,6 +1,10 @@
 """Turning text into terms: lower-case words, English stop words out, words stemmed,
 and adjacent pairs kept as phrases ("sparse autoencoder"); other spellings of a phrase (one
-word, "pretraining"; an acronym the papers define, "text-to-speech (TTS)")."""
+word, "pretraining"; an acronym the papers define, "text-to-speech (TTS)").
+
+Words that carry no topic on their own in a paper ("model", "use", "method") are not terms by
+themselves, but they stay inside phrases: "model compression", "tool use" and "diffusion
+models" are pairs, so a reader's phrase keeps all its words."""
 
 from __future__ import annotations
 
@@ -26,30 +30,63 @@ STOP_WORDS = frozenset(ENGLISH_STOP_WORDS) | _PAPER_STOP
 
 
 _STEMMER = snowballstemmer.stemmer("english")
+_VOWELS = frozenset("aeiouy")
+# stems of one word family that Snowball leaves apart ("explanations" -> explan, "explainable"
+# -> explain) or near-synonyms readers use for each other ("Visual Transformer")
+_SAME_STEM = {"explan": "explain", "visual": "vision"}
 
 
 @lru_cache(maxsize=500_000)
 def fold(word: str) -> str:
-    """The Snowball (Porter 2) stem: "quantization", "quantized" and "quantize" meet."""
-    return _STEMMER.stemWord(word) if word.isalpha() else word
+    """The Snowball (Porter 2) stem: "quantization", "quantized" and "quantize" meet; an
+    acronym's plural loses its "s" ("LLMs" -> llm, "CNNs" -> cnn)."""
+    if not word.isalpha():
+        return word
+    if len(word) >= 4 and word.endswith("s") and not _VOWELS & set(word[:-1]):
+        return word[:-1]
+    stem = _STEMMER.stemWord(word)
+    return _SAME_STEM.get(stem, stem)
+
+
+@lru_cache(maxsize=1)
+def boilerplate_stems() -> frozenset[str]:
+    """The stems of paper boilerplate words ("propos", "model")."""
+    return frozenset(fold(w) for w in _PAPER_STOP)
+
+
+def topical(term: str) -> bool:
+    """A term that names a topic by itself: a content word, or a pair of two (not a pair with
+    a boilerplate word such as "issu propos", which only counts inside a reader's phrase)."""
+    stems = boilerplate_stems()
+    return not any(part in stems for part in term.split(" "))
+
+
+def tokens(text: str) -> list[tuple[str, bool]]:
+    """``(folded word, is a content word)`` for each word of ``text`` that is not an English
+    stop word; a word of paper boilerplate ("model", "use") is not a content word."""
+    out = []
+    for token in _TOKEN.findall(text.lower()):
+        if len(token) < 2 or token in ENGLISH_STOP_WORDS:
+            continue
+        folded = fold(token)
+        out.append((folded, token not in STOP_WORDS and folded not in STOP_WORDS))
+    return out
 
 
 def words(text: str) -> list[str]:
     """Content words of ``text``, folded, in order."""
-    out = []
-    for token in _TOKEN.findall(text.lower()):
-        if len(token) < 2 or token in STOP_WORDS:
-            continue
-        folded = fold(token)
-        if folded not in STOP_WORDS:
-            out.append(folded)
-    return out
+    return [w for w, content in tokens(text) if content]
+
+
+def _pairs(found: list[tuple[str, bool]]) -> list[str]:
+    """Adjacent pairs with at least one content word: "model compress", not "propos novel"."""
+    return [f"{a} {b}" for (a, x), (b, y) in zip(found, found[1:], strict=False) if x or y]
 
 
 def analyze(text: str) -> list[str]:
-    """Unigrams plus adjacent pairs of content words: the vectoriser's analyzer."""
-    tokens = words(text)
-    return tokens + [f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False)]
+    """Content words plus adjacent word pairs: the vectoriser's analyzer."""
+    found = tokens(text)
+    return [w for w, content in found if content] + _pairs(found)
 
 
 @lru_cache(maxsize=200_000)
@@ -60,18 +97,37 @@ def phrase_analysis(phrase: str) -> tuple[str, ...]:
 
 @lru_cache(maxsize=200_000)
 def phrase_terms(phrase: str) -> tuple[str, ...]:
-    """The terms a paper must contain for ``phrase`` to count as matched: its word pairs,
-    or its single word."""
-    tokens = words(phrase)
-    if len(tokens) <= 1:
-        return tuple(tokens)
-    return tuple(f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False))
+    """The terms that stand for ``phrase`` in full: its word pairs, or its single content
+    word ("model compression" -> "model compress"; "models" alone has none)."""
+    found = tokens(phrase)
+    if len(found) <= 1:
+        return tuple(w for w, content in found if content)
+    return tuple(_pairs(found))
 
 
 @lru_cache(maxsize=200_000)
 def phrase_words(phrase: str) -> tuple[str, ...]:
     """:func:`words` of a keyword phrase, cached."""
     return tuple(words(phrase))
+
+
+@lru_cache(maxsize=200_000)
+def phrase_needs(phrase: str) -> tuple[str, ...]:
+    """What a paper must have for ``phrase`` to match by its words: every content word (in
+    any order), and the pair of each boilerplate word with its neighbour, which only counts
+    next to it ("model compression" -> "model compress"; "dense retrieval" -> dense, retriev)."""
+    found = tokens(phrase)
+    if all(content for _, content in found):
+        return tuple(dict.fromkeys(w for w, _ in found))
+    need = [w for w, content in found if content]
+    for i, (word, content) in enumerate(found):
+        if content:
+            continue
+        if i > 0 and (found[i - 1][1] or i + 1 == len(found)):
+            need.append(f"{found[i - 1][0]} {word}")
+        if i + 1 < len(found) and found[i + 1][1]:
+            need.append(f"{word} {found[i + 1][0]}")
+    return tuple(dict.fromkeys(need))
 
 
 # words that join two topics in a keyword ("explainable AI for computer vision"); "to" is not
@@ -87,7 +143,7 @@ def phrase_segments(phrase: str) -> tuple[str, ...]:
     for chunk in phrase.split():
         if chunk.lower() in SEPARATORS:
             segments.append([])
-        elif words(chunk):
+        elif tokens(chunk):
             segments[-1].append(chunk)
     return tuple(" ".join(s) for s in segments if s)
 
