@@ -19,10 +19,10 @@ from digestbot.store.copy import tables
 
 from .conftest import new_store
 from .pipeline_helpers import add, fill_inbox, maildir_recipients
-from .test_web_support import LINK, client_for, web_app
+from .test_web_support import LINK, SECRET, client_for, web_app
 
 ENV = {
-    "DIGESTBOT_SECRET_KEY": "test-secret-key-not-for-production",
+    "DIGESTBOT_SECRET_KEY": SECRET,
     "DIGESTBOT_DIGEST_SITE_URL": "http://testserver",
 }
 DAY1 = ["--now", "2026-11-22T12:00:00Z"]

@@ -116,6 +116,7 @@ def test_the_wheel_runs_demo_preview_and_run(installed: Path, elsewhere: Path) -
     seed = next((installed.parent / "lib").glob("python3*/site-packages/digestbot/seeds/000_*"))
     (run_dir / "inbox" / seed.name).write_bytes(seed.read_bytes())
     fresh = ["--db", str(run_dir / "store.db")]
+    _run([digestbot, "db", "upgrade", *fresh], run_dir, env)
     _run(
         [digestbot, "subscribers", "add", "kim@example.org", *fresh, "-k", "language model"]
         + ["--tz", "UTC", "--send-hour", "8", "--now", "2026-11-20T06:00:00Z"],

@@ -17,10 +17,9 @@ from digestbot.store import Digest
 from digestbot.store.subscribers import add_subscriber
 from digestbot.tokens import Tokens
 
-from .test_web_support import add_papers, client_for, web_app
+from .test_web_support import SECRET, add_papers, client_for, web_app
 
 pytestmark = pytest.mark.anyio
-SECRET = "test-secret-key-not-for-production"
 T0 = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
 
 
