@@ -15,9 +15,12 @@ import stat
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError
@@ -30,11 +33,12 @@ ENV_PREFIX = "DIGESTBOT_"
 class Setting:
     section: str
     key: str
-    type: str  # str, int, float, bool, path, list, cron, timezone, choice:a|b|c
+    type: str  # str, int, float, bool, path, url, address, list, list:a|b, cron, timezone, choice:a|b
     default: Any
     help: str
     secret: bool = False
     minimum: float | None = None
+    maximum: float | None = None
     # extra environment names accepted besides DIGESTBOT_<SECTION>_<KEY>
     aliases: tuple[str, ...] = ()
 
@@ -94,14 +98,14 @@ SETTINGS: tuple[Setting, ...] = (
     _s(
         "fetch",
         "hf_url",
-        "str",
+        "url",
         "https://huggingface.co/api/daily_papers",
         "Hugging Face Daily Papers API; fetched with ?date=YYYY-MM-DD.",
     ),
     _s(
         "fetch",
         "arxiv_url",
-        "str",
+        "url",
         "https://export.arxiv.org/api/query",
         "arXiv export API (Atom).",
     ),
@@ -270,7 +274,15 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=1,
     ),
     # digest: what a reader gets
-    _s("digest", "max_items", "int", 10, "Default number of papers in a digest.", minimum=1),
+    _s(
+        "digest",
+        "max_items",
+        "int",
+        10,
+        "Default number of papers in a digest.",
+        minimum=1,
+        maximum=100,
+    ),
     _s(
         "digest",
         "min_score",
@@ -300,12 +312,12 @@ SETTINGS: tuple[Setting, ...] = (
     _s(
         "digest",
         "site_url",
-        "str",
+        "url",
         "http://127.0.0.1:8080",
         "Public base URL of the web front, used in links in emails and feeds.",
     ),
     _s("digest", "from_name", "str", "digestbot", "Display name in the From header."),
-    _s("digest", "from_address", "str", "digestbot@localhost", "Address in the From header."),
+    _s("digest", "from_address", "address", "digestbot@localhost", "Address in the From header."),
     _s(
         "digest",
         "list_id",
@@ -316,7 +328,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s(
         "digest",
         "unsubscribe_mailto",
-        "str",
+        "address",
         "",
         "Address for mailto: unsubscribe (default: the From address).",
     ),
@@ -333,7 +345,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s(
         "delivery",
         "envelope_from",
-        "str",
+        "address",
         "",
         "Envelope sender (MAIL FROM, where bounces go); default: digest.from_address.",
     ),
@@ -386,7 +398,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     # smtp
     _s("smtp", "host", "str", "127.0.0.1", "SMTP server host."),
-    _s("smtp", "port", "int", 25, "SMTP server port.", minimum=1),
+    _s("smtp", "port", "int", 25, "SMTP server port.", minimum=1, maximum=65535),
     _s(
         "smtp",
         "security",
@@ -457,6 +469,7 @@ SETTINGS: tuple[Setting, ...] = (
         993,
         "IMAP port (993 for tls, 143 for starttls or none).",
         minimum=1,
+        maximum=65535,
     ),
     _s(
         "mailbox",
@@ -555,7 +568,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Serve /metrics (Prometheus): subscribers, digests, the last run. Keep it from the "
         "public at the reverse proxy.",
     ),
-    _s("web", "port", "int", 8080, "Port `digestbot serve` listens on.", minimum=1),
+    _s("web", "port", "int", 8080, "Port `digestbot serve` listens on.", minimum=1, maximum=65535),
     _s(
         "web",
         "secret_key",
@@ -632,7 +645,7 @@ def _convert(setting: Setting, value: Any, where: str | None) -> Any:
         )
 
     kind = setting.type
-    if kind in ("str", "path", "cron", "timezone") or kind.startswith("choice:"):
+    if kind in ("str", "path", "cron", "timezone", "url", "address") or kind.startswith("choice:"):
         if not isinstance(value, str):
             raise bad("a string")
         value = value.strip() if kind != "str" else value
@@ -683,9 +696,27 @@ def _convert(setting: Setting, value: Any, where: str | None) -> Any:
         validate_timezone(value, field=setting.name, file=where)
     elif kind == "cron":
         validate_cron(value, field=setting.name, file=where)
+    elif kind == "url":
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise bad("an http:// or https:// address such as https://papers.example.org")
+    elif kind == "address" and value:  # empty: the setting's documented fallback
+        if not _is_address(value):
+            raise bad("an email address such as digest@example.org")
     if setting.minimum is not None and value < setting.minimum:
         raise bad(f"a value of at least {setting.minimum:g}")
+    if setting.maximum is not None and value > setting.maximum:
+        raise bad(f"a value of at most {setting.maximum:g}")
     return value
+
+
+def _is_address(value: str) -> bool:
+    """An addr-spec (local@domain) with nothing around it: no display name, no spaces."""
+    try:
+        address = Address(addr_spec=value)
+    except (ValueError, IndexError, HeaderParseError):
+        return False
+    return bool(address.username and address.domain) and address.addr_spec == value
 
 
 def validate_timezone(name: str, *, field: str | None = None, file: str | None = None) -> str:

@@ -90,6 +90,41 @@ def test_wrong_type(tmp_path: Path) -> None:
     assert below.message == "expected a value of at least 1, got 0"
 
 
+@pytest.mark.parametrize(
+    ("toml", "field", "message"),
+    [
+        (
+            "[smtp]\nport = 12345678901234567890\n",
+            "smtp.port",
+            "expected a value of at most 65535, got 12345678901234567890",
+        ),
+        ("[digest]\nmax_items = 100000\n", "digest.max_items", "expected a value of at most 100"),
+        (
+            "[digest]\nfrom_address = 'not an address'\n",
+            "digest.from_address",
+            "expected an email address such as digest@example.org",
+        ),
+        (
+            "[digest]\nsite_url = 'javascript:alert(1)'\n",
+            "digest.site_url",
+            "expected an http:// or https:// address",
+        ),
+        (
+            "[delivery]\nenvelope_from = 'Ada <ada@example.org>'\n",
+            "delivery.envelope_from",
+            "expected an email address",
+        ),
+    ],
+)
+def test_values_out_of_range_name_the_key(
+    tmp_path: Path, toml: str, field: str, message: str
+) -> None:
+    err = _error(tmp_path, toml)
+    assert err.field == field
+    assert err.message.startswith(message)
+    assert err.file == str(tmp_path / "digestbot.toml")
+
+
 def test_wrong_type_from_the_environment_names_the_variable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(None, env={"DIGESTBOT_WEB_PORT": "x"})
