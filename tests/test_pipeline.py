@@ -150,6 +150,22 @@ def _parse(output: str) -> dict[str, tuple[str, ...]]:
     return out
 
 
+def test_a_run_without_a_secret_key_stops_before_any_work(runner: CliRunner) -> None:
+    fill_inbox(Path("inbox"))
+    store = open_store("d.db")
+    add(store, "mail@example.org", send_hour=0)
+    store.dispose()
+    result = runner.invoke(main, ["run", "--db", "d.db", "--now", "2026-11-22T12:00:00Z"])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: web.secret_key: the signing secret is missing")
+    assert "Hint: Set DIGESTBOT_SECRET_KEY" in result.output
+    assert not (Path("inbox") / "processed").exists()  # nothing ingested or moved
+    store = open_store("d.db")
+    with store.session() as session:
+        assert session.query(Digest).count() == 0
+    store.dispose()
+
+
 def test_run_command_summary_and_exit_codes(runner: CliRunner) -> None:
     fill_inbox(Path("inbox"))
     store = open_store("d.db")

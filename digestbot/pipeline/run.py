@@ -25,6 +25,7 @@ from ..deliver.safety import check_smtp_settings
 from ..errors import DigestbotError
 from ..periods import aware_utc
 from ..store import RunLock, Store, Subscriber
+from ..tokens import Tokens
 from .due import Due, Selection, select_due
 from .report import DigestOutcome, RunReport
 
@@ -64,6 +65,9 @@ def prepare_folders(config: Config) -> None:
         config.writable_dir(name)
     # settings that must not reach real readers stop the run before it queues anything
     check_smtp_settings(config)
+    # every digest's links are signed: without a key each one would fail, alone, for the same
+    # reason, and a run would report "1000 failed" instead of one clear error
+    Tokens(config["web.secret_key"])
 
 
 @contextmanager
