@@ -33,7 +33,8 @@ ENV_PREFIX = "DIGESTBOT_"
 class Setting:
     section: str
     key: str
-    type: str  # str, int, float, bool, path, url, address, list, list:a|b, cron, timezone, choice:a|b
+    # str, int, float, bool, path, url, address, list, list:a|b, cron, timezone, choice:a|b
+    type: str
     default: Any
     help: str
     secret: bool = False

@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 
 from .. import clock
 from ..config import Config
-from ..errors import DeliveryError, StoreError
+from ..errors import DeliveryError, DigestbotError, StoreError
 from ..store import Store
 from . import outbox
 from .outbox import Job, Outcome, Tally
@@ -310,6 +310,13 @@ class _Run:
             return Outcome("retry", failure.reason)
         except SendFailure as failure:
             return Outcome(failure.kind, failure.reason)
+        except DigestbotError:  # a setting is wrong: the same for every message
+            self.halt = True
+            raise
+        except Exception as exc:
+            # about this message alone (a transport's bug, an encoding): it fails, the run goes on
+            log.exception("sending one message failed")
+            return Outcome("failed", f"{type(exc).__name__}: {exc}".strip())
         except BaseException:
             self.halt = True
             raise

@@ -10,6 +10,7 @@ setting, and stops the run with a DeliveryError.
 
 from __future__ import annotations
 
+import logging
 import re
 import ssl
 from collections.abc import AsyncIterator, Awaitable
@@ -17,6 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import aiosmtplib
+import idna
 from aiosmtplib import (
     SMTPAuthenticationError,
     SMTPException,
@@ -28,10 +30,24 @@ from ..config import Config
 from ..errors import DeliveryError
 from .transports import Channel, SendFailure, Unavailable
 
+log = logging.getLogger(__name__)
+
 # Enhanced status codes (RFC 3463) that say the address itself is bad: bad mailbox, bad
 # domain, bad syntax, mailbox moved, null MX. A reply like this will never turn into a 250.
 BAD_ADDRESS = {"5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10"}
 _ENHANCED = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+def ascii_domain(address: str) -> str:
+    """``address`` with its domain in IDNA (``user@xn--mnchen-3ya.example``): SMTP servers
+    take ASCII domains from everyone, UTF-8 ones only with SMTPUTF8."""
+    local, at, domain = address.rpartition("@")
+    if not at or domain.isascii():
+        return address
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except idna.IDNAError as exc:
+        raise SendFailure("failed", f"the domain of {address!r} is not valid: {exc}") from None
 
 
 def classify(code: int, message: str) -> SendFailure:
@@ -168,14 +184,28 @@ class SmtpChannel:
 
     async def envelope(self, sender: str, recipient: str) -> None:
         """MAIL FROM and RCPT TO: the first half of :meth:`send`, nothing of the message."""
+        recipient = ascii_domain(recipient)
         for fresh in (False, True):
             if self.client is None or not self.client.is_connected:
                 self._drop()
                 self.client = await self._connect()
                 fresh = True
             client = self.client
+            utf8 = not recipient.isascii()
             try:
-                await client.mail(sender)
+                if utf8:
+                    if client.is_ehlo_or_helo_needed:
+                        await client.ehlo()  # what the server offers is known after EHLO
+                    if not client.supports_extension("smtputf8"):
+                        # this message fails; the connection is untouched and the run goes on
+                        raise SendFailure(
+                            "failed",
+                            f"{recipient!r} has non-ASCII characters before the @ and "
+                            f"{self.s.host} does not offer SMTPUTF8",
+                        )
+                    await client.mail(sender, options=["SMTPUTF8"], encoding="utf-8")
+                else:
+                    await client.mail(sender)
                 break
             except (SMTPServerDisconnected, ConnectionError) as exc:
                 # nothing of the message left yet: safe to go again on a new connection
@@ -199,7 +229,7 @@ class SmtpChannel:
             except (SMTPException, OSError, TimeoutError) as exc:
                 self._drop()
                 raise SendFailure("retry", f"{type(exc).__name__}: {exc}") from None
-        await self._command(client.rcpt(recipient))
+        await self._command(client.rcpt(recipient, encoding="utf-8" if utf8 else "ascii"))
 
     async def content(self, message: bytes) -> None:
         """DATA, after :meth:`envelope`: the server accepts the message, or it raises."""
@@ -224,6 +254,12 @@ class SmtpChannel:
         except (SMTPException, OSError, TimeoutError) as exc:
             self._drop()
             raise SendFailure("retry", f"{type(exc).__name__}: {exc}".strip()) from None
+        except Exception as exc:
+            # anything else is about this message (an encoding, a bug): it fails alone, on a
+            # fresh connection for the next one since this one's state is unknown
+            log.exception("sending one message failed")
+            self._drop()
+            raise SendFailure("failed", f"{type(exc).__name__}: {exc}".strip()) from None
 
     async def abandon(self) -> None:
         """Give up an envelope without its message (RSET): the server keeps nothing of it."""
