@@ -126,6 +126,32 @@ def test_server_requiring_starttls_refuses_plain(tls_sink: SmtpSink, tmp_path: P
     with pytest.raises(DeliveryError) as err:
         send_now(cfg, make_message("a@example.org"), recipient="a@example.org")
     assert "530" in err.value.message and tls_sink.received == []
+    assert err.value.field == "smtp.security"
+
+
+def test_starttls_not_offered_is_a_settings_error(tmp_path: Path) -> None:
+    sink = SmtpSink().start()  # plain SMTP, no STARTTLS in its EHLO
+    try:
+        cfg = _cfg(tmp_path, sink, smtp__security="starttls")
+        with pytest.raises(DeliveryError) as err:
+            send_now(cfg, make_message("a@example.org"), recipient="a@example.org")
+    finally:
+        sink.stop()
+    assert err.value.field == "smtp.security"
+    assert "STARTTLS" in err.value.message and sink.received == []
+
+
+def test_authentication_required_points_at_the_username(tmp_path: Path) -> None:
+    sink = SmtpSink(auth_required=True, auth_require_tls=False).start()
+    try:
+        cfg = _cfg(tmp_path, sink)
+        with pytest.raises(DeliveryError) as err:
+            send_now(cfg, make_message("a@example.org"), recipient="a@example.org")
+    finally:
+        sink.stop()
+    assert "530" in err.value.message
+    assert err.value.field == "smtp.username"
+    assert "smtp.username" in (err.value.hint or "")
 
 
 def test_implicit_tls(ca: trustme.CA, tmp_path: Path, cafile: str) -> None:

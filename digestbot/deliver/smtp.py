@@ -38,6 +38,24 @@ BAD_ADDRESS = {"5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10"}
 _ENHANCED = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
 
 
+def _mail_from_refusal(code: int, message: str) -> tuple[str, str]:
+    """The setting to fix when the server refuses MAIL FROM, and how."""
+    upper = (message or "").upper()
+    if code == 530 and "STARTTLS" in upper:
+        return "smtp.security", 'The server wants TLS first: set smtp.security = "starttls".'
+    if code == 530 or "AUTH" in upper:
+        return (
+            "smtp.username",
+            "The server wants a login: set smtp.username and DIGESTBOT_SMTP_PASSWORD "
+            "(or smtp.password_file).",
+        )
+    return (
+        "delivery.envelope_from",
+        "Set delivery.envelope_from (or digest.from_address, its default) to an address "
+        "this server accepts (or delivery.verp = false if it refuses name+tag addresses).",
+    )
+
+
 def ascii_domain(address: str) -> str:
     """``address`` with its domain in IDNA (``user@xn--mnchen-3ya.example``): SMTP servers
     take ASCII domains from everyone, UTF-8 ones only with SMTPUTF8."""
@@ -162,7 +180,8 @@ class SmtpChannel:
                     hint="Set smtp.cafile to the CA that signed it (or, on a trusted network "
                     "only, smtp.validate_certs = false).",
                 ) from None
-            if isinstance(exc, SMTPResponseException) and "STARTTLS" in text.upper():
+            # aiosmtplib says so with a plain SMTPException when EHLO did not offer it
+            if isinstance(exc, SMTPException) and "STARTTLS" in text.upper():
                 raise DeliveryError(
                     f"{where}: {text}",
                     field="smtp.security",
@@ -215,15 +234,14 @@ class SmtpChannel:
             except SMTPResponseException as exc:
                 await self._reset()
                 if 500 <= exc.code < 600:
-                    # the sender address was refused: the same for every reader, so it is
-                    # the settings that are wrong, not the readers' addresses
+                    # refused before any reader is named: the same for every reader, so it
+                    # is the settings that are wrong, not the readers' addresses
+                    field, hint = _mail_from_refusal(exc.code, exc.message)
                     raise DeliveryError(
                         f"{self.s.host}:{self.s.port} refused the envelope sender "
                         f"{sender!r} at MAIL FROM: {exc.code} {exc.message}",
-                        field="delivery.envelope_from",
-                        hint="Set delivery.envelope_from (or digest.from_address, its default) "
-                        "to an address this server accepts (or delivery.verp = false if it "
-                        "refuses name+tag addresses); the digests stay queued.",
+                        field=field,
+                        hint=hint + " The digests stay queued.",
                     ) from None
                 raise classify(exc.code, exc.message) from None
             except (SMTPException, OSError, TimeoutError) as exc:
