@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,8 +21,9 @@ from digestbot.config import Config
 from digestbot.pipeline import run_lock, run_once, select_due
 from digestbot.store import Digest, Store, Subscriber, open_store
 
-from .conftest import make_config
+from .conftest import PUBLIC_MAIL_ENV, make_config
 from .pipeline_helpers import add, fill_inbox, maildir_recipients
+from .smtp_sink import SmtpSink
 
 NOON = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)  # a Sunday
 
@@ -411,3 +418,63 @@ def test_a_batch_is_queued_at_once_with_an_outcome_per_digest_in_order(store: St
         assert digests[ids[4]].message_id == "<o@x>"  # the other run's digest stays
         periods = {sub.id: sub.last_period for sub in s.scalars(select(Subscriber))}
     assert periods == {ids[0]: period, ids[1]: None, ids[2]: period, ids[3]: period, ids[4]: period}
+
+
+def test_sigterm_during_a_run_finishes_in_flight_and_gives_back_the_rest(
+    tmp_path: Path,
+) -> None:
+    """`systemctl stop` during a timer run: out within 10 s, nothing left claimed."""
+    sink = SmtpSink()
+    sink.handler.stall = 0.5  # each DATA takes half a second: the run is mid-send for long
+    sink.start()
+    db = str(tmp_path / "d.db")
+    fill_inbox(tmp_path / "inbox")
+    store = open_store(db)
+    for i in range(40):
+        add(store, f"reader{i}@example.org", send_hour=0)
+    store.dispose()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGESTBOT_")}
+    env.update(PUBLIC_MAIL_ENV)
+    env.update(
+        DIGESTBOT_DB=db,
+        DIGESTBOT_DELIVERY_TRANSPORT="smtp",
+        DIGESTBOT_SMTP_HOST=sink.host,
+        DIGESTBOT_SMTP_PORT=str(sink.port),
+        XDG_CONFIG_HOME=str(tmp_path / "xdg"),
+    )
+    digestbot = str(Path(sys.executable).with_name("digestbot"))
+    proc = subprocess.Popen(
+        [digestbot, "run", "--now", "2026-11-22T12:00:00Z"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not sink.received and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert sink.received, "no message arrived before the deadline"
+        sent_at = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - sent_at
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        sink.stop()
+    assert took < 10, f"took {took:.1f} s to stop"
+    assert proc.returncode == 3, (out, err)  # partial: the rest waits for the next run
+    assert "Stopping: finishing the messages in flight" in err
+    assert "result:  partial" in out
+    store = open_store(db)
+    with store.session() as session:
+        states = Counter(d.state for d in session.query(Digest))
+    store.dispose()
+    assert states["sending"] == 0
+    assert 0 < states["sent"] < 40
+    assert states["sent"] + states["queued"] == 40
+    assert set(sink.recipients().values()) == {1}  # nobody twice
+    assert len(sink.received) == states["sent"]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -216,6 +218,30 @@ def progress_bars(app: App, *, enabled: bool = True) -> Iterator[Bars]:
         disable=app.quiet or not enabled or not err.is_terminal,
     ) as progress:
         yield Bars(progress)
+
+
+@contextmanager
+def stop_on_signals(app: App) -> Iterator[threading.Event]:
+    """SIGTERM or a first Ctrl-C: stop claiming, finish what is in flight, give back the rest."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous: dict[signal.Signals, Any] = {}
+
+    def handler(signum: int, _frame: object) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+        app.err.print("Stopping: finishing the messages in flight...")
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def print_json(data: Any) -> None:

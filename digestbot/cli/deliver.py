@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -19,34 +15,11 @@ from . import (
     pass_app,
     print_json,
     progress_bars,
+    stop_on_signals,
 )
 
 if TYPE_CHECKING:
     from ..deliver.sender import SendReport
-
-
-@contextmanager
-def _stop_on_signals(app: App) -> Iterator[threading.Event]:
-    """SIGTERM or a first Ctrl-C: stop claiming, finish what is in flight, give back the rest."""
-    stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-    previous: dict[signal.Signals, Any] = {}
-
-    def handler(signum: int, _frame: object) -> None:
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stop.set()
-        app.err.print("Stopping: finishing the messages in flight...")
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        previous[sig] = signal.signal(sig, handler)
-    try:
-        yield stop
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def summary(report: SendReport) -> str:
@@ -98,7 +71,7 @@ def send_command(
     from ..deliver.worker import run_worker
 
     store = app.store()
-    with _stop_on_signals(app) as stop, progress_bars(app, enabled=not as_json) as bars:
+    with stop_on_signals(app) as stop, progress_bars(app, enabled=not as_json) as bars:
         if worker and not dry_run and limit is None:
             report = run_worker(store, app.config, stop=stop)
         else:

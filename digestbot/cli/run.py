@@ -21,6 +21,7 @@ from . import (
     pass_app,
     print_json,
     progress_bars,
+    stop_on_signals,
 )
 
 
@@ -64,10 +65,13 @@ def run_command(
 
     _log_level(app)
     started = time.perf_counter()
-    with progress_bars(app, enabled=not as_json) as bars:
+    # SIGTERM (systemctl stop) as for `send`: finish the messages in flight, give back the
+    # rest, print the summary
+    with stop_on_signals(app) as stop, progress_bars(app, enabled=not as_json) as bars:
         report = run_once(
             app.store(create=True),
             app.config,
+            stop=stop,
             progress=bars,
             ingest=not no_ingest,
             send=not no_send,

@@ -83,7 +83,7 @@ class RunReport:
     @property
     def status(self) -> str:
         """ok, partial (something failed or will be retried), or nothing (no work found)."""
-        if self.failures:
+        if self.failures or self.stopped:  # stopped: what is left waits for the next run
             return "partial"
         return "ok" if self.did_something else "nothing"
 
