@@ -75,7 +75,7 @@ def test_an_empty_postgresql_database_gains_no_tables(runner: CliRunner, pg_url:
 def test_run_and_db_upgrade_create_a_new_sqlite_store(runner: CliRunner, tmp_path: Path) -> None:
     made = runner.invoke(main, ["db", "upgrade", "--db", "a.db"])
     assert made.exit_code == 0 and (tmp_path / "a.db").is_file()
-    ran = runner.invoke(main, ["run", "--db", "b.db", "--no-send"])
+    ran = runner.invoke(main, ["run", "--db", "b.db", "--no-send"], env=SECRET)
     assert ran.exit_code == 4, ran.output
     assert (tmp_path / "b.db").is_file()
 
