@@ -397,6 +397,15 @@ SETTINGS: tuple[Setting, ...] = (
         "A claim held longer than this by a worker that died is taken over.",
         minimum=1,
     ),
+    _s(
+        "delivery",
+        "deadline_seconds",
+        "int",
+        3000,
+        "A send stops claiming after this long; the rest waits for the next run (0: none). "
+        "Keeps an hourly run from holding the run lock into the next one.",
+        minimum=0,
+    ),
     # smtp
     _s("smtp", "host", "str", "127.0.0.1", "SMTP server host."),
     _s("smtp", "port", "int", 25, "SMTP server port.", minimum=1, maximum=65535),
@@ -419,6 +428,15 @@ SETTINGS: tuple[Setting, ...] = (
     _s("smtp", "cafile", "path", "", "CA bundle to verify the server's certificate."),
     _s("smtp", "validate_certs", "bool", True, "Verify the server's TLS certificate."),
     _s("smtp", "timeout", "float", 30.0, "Seconds to wait for the server.", minimum=0.1),
+    _s(
+        "smtp",
+        "max_timeouts",
+        "int",
+        3,
+        "Messages timing out in a row after which sending stops for this run (a hanging "
+        "server); the rest stays queued.",
+        minimum=1,
+    ),
     _s("smtp", "pool_size", "int", 4, "Connections used at once.", minimum=1),
     _s(
         "smtp",

@@ -187,6 +187,37 @@ def test_stalled_server_times_out_and_retries(
     assert len(ids) == 2
 
 
+def test_a_hanging_server_trips_the_breaker_and_the_rest_stays_queued(
+    store: Store, tmp_path: Path, smtp_sink: SmtpSink
+) -> None:
+    """Without the breaker 40 digests would take 40 x smtp.timeout on one connection."""
+    seed_outbox(store, 40)
+    smtp_sink.handler.stall = 3.0
+    cfg = smtp_config(
+        tmp_path, store, smtp_sink, smtp__timeout=0.3, smtp__pool_size=1, smtp__max_timeouts=3
+    )
+    started = time.monotonic()
+    report = send_due(store, cfg, now=lambda: T0)
+    took = time.monotonic() - started
+    assert (report.sent, report.retried) == (0, 3)
+    assert report.error is not None and "3 messages in a row timed out" in report.error
+    assert state_counts(store) == {"retry": 3, "queued": 37}
+    assert took < 10, f"took {took:.1f} s"
+
+
+def test_the_deadline_stops_claiming_and_keeps_the_rest_queued(
+    store: Store, tmp_path: Path, smtp_sink: SmtpSink
+) -> None:
+    seed_outbox(store, 30)
+    smtp_sink.handler.stall = 0.2  # each message takes a fifth of a second
+    cfg = smtp_config(tmp_path, store, smtp_sink, smtp__pool_size=1, delivery__deadline_seconds=1)
+    report = send_due(store, cfg, now=lambda: T0)
+    assert 0 < report.sent < 30
+    assert report.error is not None and "delivery.deadline_seconds (1 s)" in report.error
+    counts = state_counts(store)
+    assert counts == {"sent": report.sent, "queued": 30 - report.sent}
+
+
 def test_unreachable_server_stops_the_run_and_keeps_the_queue(store: Store, tmp_path: Path) -> None:
     seed_outbox(store, 10)
     report = send_due(store, smtp_config(tmp_path, store, None, smtp__pool_size=1))

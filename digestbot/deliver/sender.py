@@ -47,6 +47,7 @@ from .transports import (
     FileTransport,
     SendFailure,
     SplitChannel,
+    TimedOut,
     Transport,
     Unavailable,
     make_transport,
@@ -136,6 +137,11 @@ class _Run:
         self.now = now
         self.verp = Verp.from_config(config)  # an envelope sender per digest
         self.batch = config["delivery.batch_size"]
+        # a hanging server: this many timeouts in a row pause sending for the run
+        self.max_timeouts = config["smtp.max_timeouts"]
+        self.timeouts = 0
+        seconds = config["delivery.deadline_seconds"]
+        self.deadline = time.monotonic() + seconds if seconds else None
         self.lease = timedelta(seconds=config["delivery.lease_seconds"])
         self.daily_limit = config["smtp.daily_limit"] if transport.name == "smtp" else 0
         rate = config["smtp.rate"] if transport.name == "smtp" else 0.0
@@ -174,6 +180,13 @@ class _Run:
     async def next_job(self) -> Job | None:
         while True:
             if self.halt or self.stop.is_set():
+                return None
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                self.halt = True
+                self.report.error = (
+                    f"delivery.deadline_seconds ({self.config['delivery.deadline_seconds']} s) "
+                    "reached: the rest stays queued for the next run"
+                )
                 return None
             if self.pending:
                 if time.monotonic() - self.renewed > self.lease.total_seconds() / 3:
@@ -292,6 +305,8 @@ class _Run:
                             outcome = await self.attempt(step) or Outcome("sent")
                         finally:
                             self.in_flight -= 1
+                        if outcome.kind == "sent":  # the server answers: no hang in a row
+                            self.timeouts = 0
                     committed = self.submit(job, outcome)
             finally:
                 if committed is not None:
@@ -308,7 +323,18 @@ class _Run:
             self.halt = True
             self.report.error = failure.reason
             return Outcome("retry", failure.reason)
+        except TimedOut as failure:
+            self.timeouts += 1
+            if self.timeouts >= self.max_timeouts and not self.halt:
+                self.halt = True
+                self.report.error = (
+                    f"{self.timeouts} messages in a row timed out (smtp.timeout "
+                    f"{self.config['smtp.timeout']:g} s): the server hangs, so sending stops "
+                    "here and the rest stays queued for the next run"
+                )
+            return Outcome(failure.kind, failure.reason)
         except SendFailure as failure:
+            self.timeouts = 0
             return Outcome(failure.kind, failure.reason)
         except DigestbotError:  # a setting is wrong: the same for every message
             self.halt = True

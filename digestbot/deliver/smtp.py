@@ -28,7 +28,7 @@ from aiosmtplib import (
 
 from ..config import Config
 from ..errors import DeliveryError
-from .transports import Channel, SendFailure, Unavailable
+from .transports import Channel, SendFailure, TimedOut, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,12 @@ log = logging.getLogger(__name__)
 # domain, bad syntax, mailbox moved, null MX. A reply like this will never turn into a 250.
 BAD_ADDRESS = {"5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10"}
 _ENHANCED = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+def _transient(exc: BaseException) -> SendFailure:
+    """A broken or silent connection: the message retries (a timeout is told apart)."""
+    reason = f"{type(exc).__name__}: {exc}".strip()
+    return TimedOut(reason) if isinstance(exc, TimeoutError) else SendFailure("retry", reason)
 
 
 def _mail_from_refusal(code: int, message: str) -> tuple[str, str]:
@@ -246,7 +252,7 @@ class SmtpChannel:
                 raise classify(exc.code, exc.message) from None
             except (SMTPException, OSError, TimeoutError) as exc:
                 self._drop()
-                raise SendFailure("retry", f"{type(exc).__name__}: {exc}") from None
+                raise _transient(exc) from None
         await self._command(client.rcpt(recipient, encoding="utf-8" if utf8 else "ascii"))
 
     async def content(self, message: bytes) -> None:
@@ -271,7 +277,7 @@ class SmtpChannel:
             raise classify(exc.code, exc.message) from None
         except (SMTPException, OSError, TimeoutError) as exc:
             self._drop()
-            raise SendFailure("retry", f"{type(exc).__name__}: {exc}".strip()) from None
+            raise _transient(exc) from None
         except Exception as exc:
             # anything else is about this message (an encoding, a bug): it fails alone, on a
             # fresh connection for the next one since this one's state is unknown

@@ -36,6 +36,14 @@ class Unavailable(SendFailure):
         super().__init__("retry", reason)
 
 
+class TimedOut(SendFailure):
+    """The server did not answer within smtp.timeout: this message retries; several in a row
+    pause sending for the run (the server hangs, and waiting on it would hold the run)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("retry", reason)
+
+
 class Channel(Protocol):
     async def send(self, sender: str, recipient: str, message: bytes, message_id: str) -> None:
         """Hand one message over, or raise SendFailure (or DeliveryError for bad settings)."""
