@@ -430,6 +430,15 @@ SETTINGS: tuple[Setting, ...] = (
     _s("smtp", "timeout", "float", 30.0, "Seconds to wait for the server.", minimum=0.1),
     _s(
         "smtp",
+        "max_refusals",
+        "int",
+        5,
+        "Recipients refused in a row with the same permanent reply (554 5.7.1 relay denied) "
+        "after which sending stops with a settings error; they and the rest stay queued.",
+        minimum=2,
+    ),
+    _s(
+        "smtp",
         "max_timeouts",
         "int",
         3,

@@ -205,6 +205,32 @@ def test_a_hanging_server_trips_the_breaker_and_the_rest_stays_queued(
     assert took < 10, f"took {took:.1f} s"
 
 
+def test_a_relay_refusing_everyone_is_a_settings_error_and_nothing_fails(
+    store: Store, tmp_path: Path, smtp_sink: SmtpSink
+) -> None:
+    addresses = seed_outbox(store, 30)
+    smtp_sink.handler.rcpt_replies = dict.fromkeys(addresses, "554 5.7.1 Relay access denied")
+    cfg = smtp_config(tmp_path, store, smtp_sink, smtp__pool_size=2, smtp__max_refusals=5)
+    with pytest.raises(DeliveryError) as info:
+        send_due(store, cfg, now=lambda: T0)
+    assert info.value.field == "smtp.host"
+    assert "refused 5 recipients in a row" in info.value.message
+    assert "554 5.7.1 Relay access denied" in info.value.message
+    assert state_counts(store) == {"queued": 30}  # none failed for good, none left claimed
+
+
+def test_a_few_refused_readers_fail_alone(
+    store: Store, tmp_path: Path, smtp_sink: SmtpSink
+) -> None:
+    addresses = seed_outbox(store, 30)
+    # refusals spread out: never five in a row
+    smtp_sink.handler.rcpt_replies = {a: "554 5.7.1 Relay access denied" for a in addresses[::6]}
+    cfg = smtp_config(tmp_path, store, smtp_sink, smtp__pool_size=1, smtp__max_refusals=5)
+    report = send_due(store, cfg, now=lambda: T0)
+    assert (report.sent, report.failed) == (25, 5)
+    assert state_counts(store) == {"sent": 25, "failed": 5}
+
+
 def test_the_deadline_stops_claiming_and_keeps_the_rest_queued(
     store: Store, tmp_path: Path, smtp_sink: SmtpSink
 ) -> None:

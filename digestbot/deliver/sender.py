@@ -140,6 +140,11 @@ class _Run:
         # a hanging server: this many timeouts in a row pause sending for the run
         self.max_timeouts = config["smtp.max_timeouts"]
         self.timeouts = 0
+        # a relay that refuses everyone: the same 5xx for this many recipients in a row
+        self.max_refusals = config["smtp.max_refusals"]
+        self.refusal = ""  # the reply of the current run of refusals
+        self.refused: list[int] = []  # their digests, given back if the run of them is systemic
+        self.systemic: DeliveryError | None = None
         seconds = config["delivery.deadline_seconds"]
         self.deadline = time.monotonic() + seconds if seconds else None
         self.lease = timedelta(seconds=config["delivery.lease_seconds"])
@@ -307,12 +312,36 @@ class _Run:
                             self.in_flight -= 1
                         if outcome.kind == "sent":  # the server answers: no hang in a row
                             self.timeouts = 0
+                    self.note_refusal(job, outcome)
                     committed = self.submit(job, outcome)
             finally:
                 if committed is not None:
                     # leave only once the last result is committed (or known not to be)
                     await asyncio.gather(committed, return_exceptions=True)
             self.report.connections += getattr(channel, "opened", 0)
+
+    def note_refusal(self, job: Job, outcome: Outcome) -> None:
+        """Count refusals with the same permanent reply in a row; at smtp.max_refusals it
+        is the relay refusing everyone (a settings problem), not these readers: stop."""
+        reply = " ".join((outcome.error or "").split()[:2]) if outcome.kind == "failed" else ""
+        if not reply.startswith("5"):
+            self.refusal, self.refused = "", []
+            return
+        if reply != self.refusal:
+            self.refusal, self.refused = reply, []
+        self.refused.append(job.id)
+        if len(self.refused) >= self.max_refusals and self.systemic is None:
+            self.halt = True
+            where = f"{self.config['smtp.host']}:{self.config['smtp.port']}"
+            self.systemic = DeliveryError(
+                f"{where} refused {len(self.refused)} recipients in a row with the same "
+                f"reply ({outcome.error}): it refuses everyone, so the settings are wrong, "
+                "not the readers' addresses",
+                field="smtp.host",
+                hint="Check that this relay accepts mail from this host and login "
+                "(smtp.host, smtp.username, delivery.envelope_from). Those digests and the "
+                "rest stay queued; run `digestbot send` once it is fixed.",
+            )
 
     async def attempt(self, step: Awaitable[None]) -> Outcome | None:
         """Run a step of sending a message: None when it went through, else the outcome."""
@@ -445,11 +474,16 @@ class _Run:
         self.report.released = await self.db(
             outbox.release, self.store, self.worker_id, self.held - self.unrecorded, now=self.now()
         )
+        if self.systemic is not None:
+            # the refusals that revealed it were about the relay: they go back in the queue
+            await self.db(outbox.requeue, self.store, ids=self.refused)
         self.executor.shutdown(wait=True)
         self.report.stopped = self.stop.is_set()
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+        if self.systemic is not None:
+            raise self.systemic
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
