@@ -270,3 +270,22 @@ def test_the_process_sinks_data_phase_receives_what_aiosmtpd_receives() -> None:
     finally:
         stock.stop()
         lean.stop()
+
+
+def test_a_login_over_a_plain_connection_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from digestbot.deliver.smtp import SmtpSettings
+
+    plain = make_config(
+        tmp_path,
+        str(tmp_path / "d.db"),
+        smtp__host="mail.example.org",
+        smtp__username="bot",
+        smtp__password="s3cret",
+    )
+    SmtpSettings.from_config(plain)  # reads settings only: nothing connects anywhere
+    assert "the password goes to mail.example.org in clear text" in caplog.text
+    caplog.clear()
+    SmtpSettings.from_config(plain.replace(smtp__security="starttls"))
+    assert "clear text" not in caplog.text

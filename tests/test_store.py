@@ -152,3 +152,26 @@ os.kill(os.getpid(), signal.SIGKILL)
         assert s.scalar(text("SELECT count(*) FROM papers")) == 3000
     store.dispose()
     assert _in_main_file(path) == 3000  # and closing the store copied it into the file
+
+
+def test_a_postgresql_host_that_never_answers_fails_within_the_connect_timeout() -> None:
+    """A port that accepts TCP and says nothing (a firewall, a hung server)."""
+    import socket
+    import time
+
+    from digestbot.errors import StoreError
+    from digestbot.store.db import PG_CONNECT_TIMEOUT
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    started = time.monotonic()
+    try:
+        with pytest.raises(StoreError) as info:
+            open_store(f"postgresql+psycopg://postgres@127.0.0.1:{port}/test")
+    finally:
+        listener.close()
+    took = time.monotonic() - started
+    assert took < PG_CONNECT_TIMEOUT * 2 + 5, f"took {took:.0f} s"
+    assert f"127.0.0.1:{port}" in str(info.value) or "timeout" in str(info.value).lower()

@@ -28,6 +28,7 @@ from aiosmtplib import (
 
 from ..config import Config
 from ..errors import DeliveryError
+from .safety import is_loopback_host
 from .transports import Channel, SendFailure, TimedOut, Unavailable
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,12 @@ class SmtpSettings:
                 field="smtp.password",
                 hint="Set DIGESTBOT_SMTP_PASSWORD, or smtp.password_file to a file only you "
                 "can read (chmod 600).",
+            )
+        if c.username and c.security == "none" and not is_loopback_host(c.host):
+            log.warning(
+                "smtp.username is set but smtp.security is none: the password goes to %s "
+                'in clear text; set smtp.security = "starttls" (or "tls" on port 465)',
+                c.host,
             )
         return cls(
             host=c.host,

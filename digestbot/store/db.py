@@ -80,6 +80,9 @@ class Store:
         self.engine.dispose()
 
 
+PG_CONNECT_TIMEOUT = 10  # seconds
+
+
 def open_store(
     db: str | Path, *, create: bool = True, migrate: bool = True, echo: bool = False
 ) -> Store:
@@ -122,6 +125,10 @@ def open_store(
         kwargs["connect_args"] = {"timeout": 30}
     else:
         kwargs["pool_pre_ping"] = True
+        if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+            # a host that takes the connection and never answers would otherwise hold a
+            # command for minutes; ?connect_timeout=N in the URL sets another bound
+            kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT}
     try:
         engine = create_engine(parsed, **kwargs)
     except Exception as exc:  # missing driver, bad options
