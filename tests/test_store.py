@@ -175,3 +175,34 @@ def test_a_postgresql_host_that_never_answers_fails_within_the_connect_timeout()
     took = time.monotonic() - started
     assert took < PG_CONNECT_TIMEOUT * 2 + 5, f"took {took:.0f} s"
     assert f"127.0.0.1:{port}" in str(info.value) or "timeout" in str(info.value).lower()
+
+
+def test_a_locked_sqlite_store_is_an_error_with_a_hint(tmp_path: Path) -> None:
+    """What the CLI prints when another process holds SQLite's write lock."""
+    import sqlite3
+
+    from click.testing import CliRunner
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    from digestbot.cli import main
+    from digestbot.store.db import store_error_from
+
+    db = tmp_path / "d.db"
+    open_store(str(db)).dispose()
+    holder = sqlite3.connect(db)
+    holder.execute("BEGIN IMMEDIATE")  # the write lock, as a long import holds it
+    try:
+        impatient = create_engine(f"sqlite:///{db}", connect_args={"timeout": 0.1})
+        with pytest.raises(OperationalError) as info, impatient.begin() as conn:
+            conn.execute(text("UPDATE papers SET title = title"))
+        impatient.dispose()
+        error = store_error_from(info.value)
+        assert error.message == "the store failed: database is locked"
+        assert error.field == "store.db"
+        assert error.hint is not None and "write lock" in error.hint
+        result = CliRunner().invoke(main, ["subscribers", "list", "--db", str(db)])
+        assert result.exit_code == 0  # readers are not blocked by a writer (WAL)
+    finally:
+        holder.rollback()
+        holder.close()

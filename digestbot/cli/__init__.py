@@ -262,6 +262,16 @@ class DigestbotGroup(click.Group):
         except DigestbotError as error:
             fail(error)
             ctx.exit(EXIT_ERROR)
+        except Exception as error:
+            # a database failure no stage expected (locked, disk full, server gone): an
+            # Error and a Hint, not a traceback; anything else is a bug and keeps its traceback
+            if not type(error).__module__.startswith("sqlalchemy"):
+                raise
+            from ..store.db import store_error_from
+
+            logging.getLogger("digestbot").debug("store error", exc_info=True)
+            fail(store_error_from(error))
+            ctx.exit(EXIT_ERROR)
         finally:
             app = ctx.find_object(App)
             if app is not None:

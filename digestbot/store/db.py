@@ -82,6 +82,46 @@ class Store:
 
 PG_CONNECT_TIMEOUT = 10  # seconds
 
+# what the database said -> what to do about it
+_DB_HINTS = (
+    (
+        "database is locked",
+        "Another process holds the store's write lock (a long `subscribers import`, a "
+        "second run?). Run the command again when it is done; nothing was half-written.",
+    ),
+    (
+        "disk is full",
+        "Free space on the disk that holds the store, then run the command again; the "
+        "transaction in progress was rolled back.",
+    ),
+    (
+        "disk i/o error",
+        "The disk holding the store failed a read or write: check it (dmesg), then run again.",
+    ),
+    (
+        "server closed the connection",
+        "The PostgreSQL server went away. Check it is running; digests this command had "
+        "claimed go back to the queue when their lease (delivery.lease_seconds) runs out.",
+    ),
+    (
+        "connection",
+        "The database cannot be reached: check store.db (--db, DIGESTBOT_DB) and that the "
+        "server is running.",
+    ),
+)
+
+
+def store_error_from(exc: BaseException) -> StoreError:
+    """A database error the stages did not expect, as a StoreError with the fix."""
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    low = text.lower()
+    hint = next((h for needle, h in _DB_HINTS if needle in low), None)
+    return StoreError(
+        f"the store failed: {text}",
+        field="store.db",
+        hint=hint or "Run the command again; if it keeps failing, run with -v for details.",
+    )
+
 
 def open_store(
     db: str | Path, *, create: bool = True, migrate: bool = True, echo: bool = False
