@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ def normalise_url(db: str | Path) -> str:
     return "sqlite:///" + str(Path(raw).expanduser().resolve())
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any, busy_ms: int = 30000) -> None:
     cur = dbapi_conn.cursor()
     # papers rows are ~2 KB of abstract: 16 KB pages hold them with less B-tree work per row
     # (bench/ingest.py: -12% CPU). Takes effect only on a new file, so it comes before WAL.
@@ -45,7 +46,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
     cur.close()
 
 
@@ -124,7 +125,12 @@ def store_error_from(exc: BaseException) -> StoreError:
 
 
 def open_store(
-    db: str | Path, *, create: bool = True, migrate: bool = True, echo: bool = False
+    db: str | Path,
+    *,
+    create: bool = True,
+    migrate: bool = True,
+    echo: bool = False,
+    busy_seconds: float = 30,
 ) -> Store:
     """Open the store at ``db`` (a URL or a SQLite file path).
 
@@ -135,6 +141,8 @@ def open_store(
     gains a schema, and the web front never races its workers to migrate.
     ``migrate=False`` leaves the schema as found, unchecked (``db status``; workers of a
     store their parent already opened).
+    ``busy_seconds``: how long a SQLite write waits for another writer's lock before it fails
+    (the web front waits less: a reader should hear "busy, try again", not wait).
     """
     url = normalise_url(db)
     try:
@@ -162,7 +170,7 @@ def open_store(
                     field="store.db",
                     hint="Create the folder, or point --db at another path.",
                 )
-        kwargs["connect_args"] = {"timeout": 30}
+        kwargs["connect_args"] = {"timeout": busy_seconds}
     else:
         kwargs["pool_pre_ping"] = True
         if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
@@ -174,7 +182,7 @@ def open_store(
     except Exception as exc:  # missing driver, bad options
         raise StoreError(f"cannot open {parsed.render_as_string()}: {exc}") from None
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", partial(_sqlite_pragmas, busy_ms=busy_seconds * 1000))
     store = Store(url, engine, sessionmaker(engine, expire_on_commit=False))
     if migrate:
         try:

@@ -25,7 +25,7 @@ from ..store.subscribers import (
 )
 from .forms import PREFERENCE_FIELDS, FormResult, check_form, read_form
 from .mail import Notice, deliver_notice
-from .pages import form_context, site_of
+from .pages import busy_or, form_context, site_of
 from .security import check_csrf
 from .site import Site
 
@@ -98,10 +98,10 @@ async def unsubscribe(request: Request) -> Response:
         # RFC 8058: mail providers POST "List-Unsubscribe=One-Click" with no cookie and no
         # page; the signed token in the URL is the authorisation.
         if form.get("List-Unsubscribe") == "One-Click":
-            await run_in_threadpool(_unsubscribe, site.store, pref_token)
+            await busy_or(run_in_threadpool(_unsubscribe, site.store, pref_token))
             return PlainTextResponse("Unsubscribed.\n", headers={"Cache-Control": "no-store"})
         check_csrf(request, form, site.tokens)
-        email = await run_in_threadpool(_unsubscribe, site.store, pref_token)
+        email = await busy_or(run_in_threadpool(_unsubscribe, site.store, pref_token))
         status = "unsubscribed"
         done = True
     else:

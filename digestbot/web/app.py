@@ -27,6 +27,8 @@ from .ratelimit import RateLimiter
 from .security import BodyLimit, SecurityHeaders, parse_networks
 from .site import Site, log, make_templates
 
+BUSY_SECONDS = 5  # a write waits this long for SQLite's lock, then the reader gets 503
+
 ROUTE_NOT_FOUND = "There is nothing at this address. Check the link, or start from the home page."
 
 
@@ -54,7 +56,7 @@ def create_app(config: Config | None = None, **overrides: Any) -> Starlette:
     site = Site(
         config=config,
         # never migrates (workers would race): `digestbot db upgrade` runs once before
-        store=open_store(config["store.db"], create=False),
+        store=open_store(config["store.db"], create=False, busy_seconds=BUSY_SECONDS),
         tokens=tokens,
         trusted=trusted,
         limiter=RateLimiter(config["web.subscribe_limit"]),

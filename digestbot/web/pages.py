@@ -11,18 +11,19 @@ import hmac
 import logging
 import secrets
 import zoneinfo
+from collections.abc import Awaitable
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from ..errors import NotFoundError
+from ..errors import NotFoundError, StoreError
 from ..render.links import paper_url
 from ..store import Paper, Store, Subscriber, UsedToken
 from ..store.subscribers import (
@@ -36,6 +37,9 @@ from .mail import Notice, send_notice
 from .ratelimit import client_key, mailbox_key
 from .security import check_csrf, client_address
 from .site import VERSION, Site
+
+T = TypeVar("T")
+RETRY_AFTER = 60  # seconds a reader is asked to wait when the store is busy
 
 log = logging.getLogger("digestbot.web")
 
@@ -154,23 +158,36 @@ async def subscribe(request: Request) -> Response:
         return await _subscribe_page(request, site, result, status=422)
     _rate_limit(site, "address:" + email_key(result.values["email"]))
     _rate_limit(site, "mailbox:" + mailbox_key(result.values["email"]))
-    # The same page either way, and the bookkeeping and the email happen after the
-    # response: neither the wording nor the timing says whether the address was here.
+    # Recorded before the answer, so "check your inbox" is never said for a request that
+    # was lost; the same page either way, and the email goes after the response: neither
+    # the wording nor the timing says whether the address was here.
+    notice = await busy_or(run_in_threadpool(_subscribe, site.store, dict(result.values)))
     return site.page(
         request,
         "check_inbox.html",
         {"email": result.values["email"], "confirm_hours": site.config["web.confirm_hours"]},
-        background=BackgroundTask(_subscribe_and_notify, site, dict(result.values)),
+        background=BackgroundTask(_notify, site, notice),
     )
 
 
-async def _subscribe_and_notify(site: Site, values: dict[str, Any]) -> None:
-    """Background task: record the request, then mail the address (or not, if bounced)."""
+async def busy_or(work: Awaitable[T]) -> T:
+    """The work's result, or 503 with Retry-After when the store could not take the write
+    (SQLite's lock held by an import, PostgreSQL gone): the reader is told to try again,
+    never that it was done."""
     try:
-        notice = await run_in_threadpool(_subscribe, site.store, values)
-    except Exception:
-        log.exception("subscribe request not recorded")
-        return
+        return await work
+    except (OperationalError, StoreError) as exc:
+        log.warning("store busy, answered 503: %s", str(exc).splitlines()[0])
+        raise HTTPException(
+            503,
+            "We could not save that just now: the service is busy. Nothing was changed; "
+            "please try again in a minute.",
+            headers={"Retry-After": str(RETRY_AFTER)},
+        ) from None
+
+
+async def _notify(site: Site, notice: Notice | None) -> None:
+    """Background task: mail the address (or not, if it bounced)."""
     if notice is not None:
         await send_notice(site.config, site.tokens, notice)
 
