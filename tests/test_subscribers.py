@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from digestbot.errors import NotFoundError, ValidationError
-from digestbot.store import Feedback, Paper, Store, Subscriber
+from digestbot.store import Feedback, Paper, Store, Subscriber, open_store
 from digestbot.store.subscribers import (
     add_subscriber,
     disliked_ids,
@@ -281,3 +283,30 @@ def test_duplicates_are_case_insensitive_but_distinct_mailboxes_stay_distinct() 
     assert email_key("Ada@Example.ORG") == email_key("ada@example.org")
     # casefold() would make these one mailbox and lock the second reader out
     assert email_key("straße@example.org") != email_key("strasse@example.org")
+
+
+def test_a_long_import_commits_as_it_goes(tmp_path: Path) -> None:
+    """Other connections see the first thousand rows while the import is still reading."""
+    from digestbot.store.subscribers import import_csv
+
+    db = str(tmp_path / "d.db")
+    store = open_store(db)
+    seen: list[int] = []
+
+    def lines() -> Iterator[str]:
+        yield "email,keywords\n"
+        for i in range(2500):
+            if i == 1500:
+                other = open_store(db, create=False)
+                with other.session() as s:
+                    seen.append(s.query(Subscriber).count())
+                other.dispose()
+            yield f"reader{i}@example.org,diffusion\n"
+
+    with store.sessions() as session:
+        report = import_csv(session, lines(), commit_every=1000)  # type: ignore[arg-type]
+    with store.session() as s:
+        assert s.query(Subscriber).count() == 2500
+    store.dispose()
+    assert report.added == 2500
+    assert seen == [1000]

@@ -202,7 +202,7 @@ def test_serve_keeps_token_paths_out_of_the_access_log(
 async def test_subscribe_records_before_the_response_and_mails_after_it(
     tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """"Check your inbox" only for a request that is stored; the mail (whose timing could
+    """ "Check your inbox" only for a request that is stored; the mail (whose timing could
     tell whether the address was known) goes after the response."""
     _add(sqlite_url, "known@example.org")
     events: list[str] = []

@@ -11,6 +11,8 @@ from ..periods import FREQUENCIES, describe
 from ..states import FORMATS, STATUSES
 from . import EXIT_PARTIAL, App, common_options, pass_app, print_json
 
+IMPORT_BATCH = 1000
+
 
 def _profile_options(func: Any, *, defaults: bool) -> Any:
     """The same options for add and update; update has no defaults (None = unchanged)."""
@@ -315,8 +317,10 @@ def import_command(app: App, csv_file: str, update: bool) -> None:
     from ..store.subscribers import import_csv
 
     source: Any = sys.stdin if csv_file == "-" else csv_file
-    with app.store().session() as session:
-        report = import_csv(session, source, update=update)
+    # committed every thousand rows: a 100,000-row import must not hold the write lock for
+    # the minute and a half it takes (the web front would answer "busy" all along)
+    with app.store().sessions() as session:
+        report = import_csv(session, source, update=update, commit_every=IMPORT_BATCH)
     for _line, error in report.failed:
         click.echo(f"Error: {error}", err=True)
         if error.hint:

@@ -69,13 +69,19 @@ def _open(path_or_file: str | Path | IO[str], mode: str) -> Iterator[tuple[IO[st
 
 
 def import_csv(
-    session: Session, path_or_file: str | Path | IO[str], *, update: bool = False
+    session: Session,
+    path_or_file: str | Path | IO[str],
+    *,
+    update: bool = False,
+    commit_every: int = 0,
 ) -> ImportReport:
     """Add a subscriber per row; columns as in :data:`CSV_COLUMNS`, only ``email`` required.
 
     With ``update`` a row whose address is known (any case) changes that subscriber's
     columns given in the row instead of failing as a duplicate; ids, tokens and history
-    stay, so a rerun of the same import changes nothing."""
+    stay, so a rerun of the same import changes nothing. With ``commit_every`` the session is
+    committed after that many rows written (and at the end), so a long import never holds
+    the store's write lock for long: the web front and runs get their turn in between."""
     report = ImportReport()
     with _open(path_or_file, "r") as (f, name):
         reader = csv.reader(f)
@@ -122,12 +128,16 @@ def import_csv(
                 else:
                     add_subscriber(session, **values)
                     report.added += 1
+                if commit_every and (report.added + report.updated) % commit_every == 0:
+                    session.commit()
             except DigestbotError as error:
                 error.file = error.file or name
                 error.line = line
                 report.failed.append((line, error))
                 if not update and find_subscriber(session, values.get("email", "")) is not None:
                     report.known += 1
+    if commit_every:
+        session.commit()
     return report
 
 
