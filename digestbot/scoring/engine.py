@@ -300,6 +300,7 @@ def _top_papers_exact(
         mask = allowed.tocsr().copy()
         mask.data = (mask.data != 0).astype(np.float32)
     has_banned = banned is not None and len(banned) > 0
+    banned_keys = banned if banned is not None else np.zeros(0, np.int64)
     if near is not None:
         near = _binary(near)
 
@@ -329,9 +330,9 @@ def _top_papers_exact(
         if min_scores is not None:
             keep &= scores.data >= min_scores[rows]
         if has_banned:
-            b_lo, b_hi = np.searchsorted(banned, [lo * n_papers, hi * n_papers])
+            b_lo, b_hi = np.searchsorted(banned_keys, [lo * n_papers, hi * n_papers])
             if b_hi > b_lo:
-                keep &= ~np.isin(rows * n_papers + cols, banned[b_lo:b_hi])
+                keep &= ~np.isin(rows * n_papers + cols, banned_keys[b_lo:b_hi])
         scores.data = np.where(keep, scores.data, 0).astype(scores.dtype)
         scores.eliminate_zeros()
         return topk_rows(scores, ks[lo:hi])

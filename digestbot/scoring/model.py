@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -84,8 +85,8 @@ class PaperModel:
     idf: np.ndarray
     fingerprint: str = ""
     index: dict[str, int] = field(default_factory=dict)
-    binary: sp.csr_matrix | None = None  # which terms each paper has, for explanations
-    df: np.ndarray | None = None  # papers having each term
+    binary: sp.csr_matrix = field(init=False, repr=False)  # which terms each paper has
+    df: np.ndarray = field(init=False, repr=False)  # papers having each term
     topical: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     # acronyms the papers define: phrase key ("text speech") -> acronym terms ("tts",), and back
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -270,7 +271,7 @@ def build_model(
     )
 
 
-def _acronyms(rows: Sequence[tuple], vocabulary: dict[str, int]) -> dict[str, dict]:
+def _acronyms(rows: Sequence[tuple], vocabulary: dict[str, int]) -> dict[str, Any]:
     """Acronyms defined in the papers, each read as the long form most papers give it."""
     seen: dict[str, Counter[str]] = {}
     for row in rows:
@@ -340,7 +341,7 @@ def feedback_signatures(model: PaperModel) -> sp.csr_matrix:
         found = strongest_terms(weighed, FEEDBACK_SIGNATURE)
         found.data[:] = 1.0
         model._memo[("signatures", "")] = found
-    return found  # type: ignore[return-value]
+    return found
 
 
 def shared_terms(
@@ -383,7 +384,7 @@ def near_words(model: PaperModel, phrases: Sequence[str]) -> sp.csr_matrix:
     indptr, cols = [0], []
     for phrase in phrases:
         found = model._remember("near", phrase, lambda x: _near_cols(model, x, limit))
-        cols.extend(found)  # type: ignore[arg-type]
+        cols.extend(found)
         indptr.append(len(cols))
     return sp.csr_matrix(
         (np.ones(len(cols), np.float32), np.asarray(cols, np.int64), np.asarray(indptr)),
@@ -452,7 +453,7 @@ def load_model(store: Store, *, title_weight: float = 2.0) -> PaperModel:
         rows = session.execute(
             select(Paper.id, Paper.title, Paper.abstract, Paper.first_seen_at, Paper.upvotes)
         ).all()
-    model = build_model([tuple(r) for r in rows], title_weight=title_weight)
+    model = build_model([tuple(r) for r in rows], title_weight=title_weight)  # type: ignore[misc]
     model.fingerprint = fingerprint
     with _LOCK:
         _CACHE[key] = model

@@ -182,7 +182,7 @@ def open_store(
     except Exception as exc:  # missing driver, bad options
         raise StoreError(f"cannot open {parsed.render_as_string()}: {exc}") from None
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", partial(_sqlite_pragmas, busy_ms=busy_seconds * 1000))
+        event.listen(engine, "connect", partial(_sqlite_pragmas, busy_ms=int(busy_seconds * 1000)))
     store = Store(url, engine, sessionmaker(engine, expire_on_commit=False))
     if migrate:
         try:
