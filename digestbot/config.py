@@ -159,15 +159,6 @@ SETTINGS: tuple[Setting, ...] = (
         False,
         "Send a short 'nothing new' note when a digest would be empty.",
     ),
-    _s(
-        "digest",
-        "render_processes",
-        "int",
-        0,
-        "Worker processes rendering digests in runs of 1,000 readers or more (0: one per "
-        "CPU core; 1: render in the run's own process).",
-        minimum=0,
-    ),
     _s("digest", "feed_items", "int", 50, "Entries kept in each subscriber's feed.", minimum=1),
     _s("digest", "feeds_dir", "path", "feeds", "Folder where static RSS/Atom feeds are written."),
     _s(

@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -23,13 +22,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..config import Config
 from ..errors import DigestbotError
 from ..periods import aware_utc
+from ..scoring.picks import Pick
 from ..store import RunLock, Store, Subscriber
 from .due import Due, Selection, select_due
 from .report import DigestOutcome, RunReport
 
 if TYPE_CHECKING:
-    from ..render.many import Result
-    from .pool import Batch
+    from ..render import RenderedDigest
+
+Batch: TypeAlias = list[tuple[Subscriber, str, list[Pick]]]  # reader, period, picks
+Result: TypeAlias = "RenderedDigest | None | Exception"
 
 log = logging.getLogger("digestbot.run")
 T = TypeVar("T")
@@ -41,9 +43,6 @@ Progress = Callable[[str, int, int], None]
 BATCH = 200
 # Due subscribers are read this many at a time, so memory does not grow with their number.
 SUBSCRIBER_CHUNK = 1000
-# batches handed to render workers before the oldest is queued: enough to keep them busy
-# while this process queues, few enough to bound the messages held in memory
-AHEAD = 2
 
 
 def run_lock(store: Store, config: Config) -> RunLock:
@@ -112,6 +111,25 @@ def _stream_subscribers(
             yield sub
 
 
+def render_batch(store: Store, config: Config, batch: Batch, now: datetime) -> list[Result]:
+    """Each reader's digest, ``None`` (nothing to send) or the exception that stopped it:
+    one reader's broken digest must not stop the others."""
+    from ..render import render_digest
+    from ..store import Paper
+
+    wanted = {p.paper_id for _, _, picks in batch for p in picks}
+    with store.session() as session:
+        papers = {p.id: p for p in session.scalars(select(Paper).where(Paper.id.in_(wanted)))}
+    results: list[Result] = []
+    for sub, period, picks in batch:
+        entries = [(papers[p.paper_id], p) for p in picks if p.paper_id in papers]
+        try:
+            results.append(render_digest(sub, entries, period=period, config=config, now=now))
+        except Exception as exc:  # noqa: BLE001 - recorded against this reader, logged
+            results.append(exc)
+    return results
+
+
 def digest_stage(
     store: Store,
     config: Config,
@@ -121,40 +139,22 @@ def digest_stage(
     progress: Progress | None = None,
     stop: threading.Event | None = None,
 ) -> None:
-    """Score, render and queue one digest per due subscriber.
-
-    With worker processes (see ``pool.py``), up to ``AHEAD`` batches are rendering while
-    this process queues the one before them."""
+    """Score, render and queue one digest per due subscriber, a batch at a time, in this
+    process: memory holds one batch of messages, whatever the number of readers."""
     from ..scoring import score_subscribers
-    from .pool import RenderPool, processes_for, render_batch
 
     period_of = {d.subscriber_id: d.period for d in due}
     subscribers: dict[int, Subscriber] = {}
-    processes = processes_for(config, len(due))
     done = 0
 
-    with _timed(report, "digests"), ExitStack() as stack:
-        pool = None
-        if processes > 1:
-            try:
-                pool = stack.enter_context(RenderPool(store, config, report.now, processes))
-                log.info("rendering in %d worker processes", processes)
-            except OSError as exc:  # no spool folder, no processes left: one is enough
-                log.warning("cannot start render workers (%s); rendering in this process", exc)
-        pending: deque[tuple[Batch, Any]] = deque()
+    def flush(batch: Batch) -> None:
+        nonlocal done
+        _queue_batch(store, batch, render_batch(store, config, batch, report.now), report)
+        done += len(batch)
+        if progress is not None:
+            progress("digests", done, len(due))
 
-        def flush() -> None:
-            nonlocal done
-            batch, futures = pending.popleft()
-            if pool is None:
-                results = render_batch(store, config, batch, report.now)
-            else:
-                results = pool.results(batch, futures)
-            _queue_batch(store, batch, results, report)
-            done += len(batch)
-            if progress is not None:
-                progress("digests", done, len(due))
-
+    with _timed(report, "digests"):
         picks_iter = score_subscribers(
             store, _stream_subscribers(store, due, subscribers), now=report.now, config=config
         )
@@ -163,17 +163,13 @@ def digest_stage(
             sub = subscribers.pop(item.subscriber_id)
             batch.append((sub, period_of[sub.id], list(item.picks)))
             if len(batch) >= BATCH:
-                pending.append((batch, None if pool is None else pool.submit(batch)))
+                flush(batch)
                 batch = []
-                while len(pending) > AHEAD:
-                    flush()
                 if stop is not None and stop.is_set():
                     report.stopped = True
                     break
         if batch and not report.stopped:
-            pending.append((batch, None if pool is None else pool.submit(batch)))
-        while pending:  # what is already rendering is queued, even when stopping
-            flush()
+            flush(batch)
 
 
 def _queue_batch(store: Store, batch: Batch, results: list[Result], report: RunReport) -> None:
@@ -181,13 +177,13 @@ def _queue_batch(store: Store, batch: Batch, results: list[Result], report: RunR
     rendered: list[tuple[Subscriber, str, list[Any], Any]] = []
     for (sub, period, picks), message in zip(batch, results, strict=True):
         if isinstance(message, Exception):
-            if not isinstance(message, DigestbotError):
-                log.error(
-                    "rendering the digest of subscriber %d failed",
-                    sub.id,
-                    exc_info=(type(message), message, message.__traceback__),
-                )
-            report.digests.append(DigestOutcome(sub.id, period, "failed", f"render: {message}"))
+            log.error(
+                "rendering the digest of subscriber %d failed",
+                sub.id,
+                exc_info=(type(message), message, message.__traceback__),
+            )
+            error = f"render: {type(message).__name__}: {message}"
+            report.digests.append(DigestOutcome(sub.id, period, "failed", error))
             continue
         rendered.append((sub, period, picks, message))
     try:

@@ -23,7 +23,6 @@ from . import feedcards, links, views
 from .cards import Card, document, fill_document
 from .cards import clear as clear_documents
 from .clean import Highlighter, clean_text, clean_word, shorten
-from .links import BulkSigner
 from .message import assemble, base_headers, encode_body, html_part, mime_bytes, sender_domain
 from .templates import get_template, styled_tag
 from .views import MONTHS, PaperView, card, paper_view, static_card
@@ -48,29 +47,6 @@ def short_date(day: date) -> str:
 
 def long_date(day: date) -> str:
     return f"{WEEKDAYS[day.weekday()]} {day.day} {MONTHS[day.month - 1]} {day.year}"
-
-
-@dataclass(slots=True)
-class Entry:
-    """What the templates show for one paper in one reader's digest; strings cleaned."""
-
-    rank: int
-    paper_id: str
-    url: str
-    title: str
-    title_wrapped: str
-    meta: str
-    snippet: str
-    snippet_wrapped: str
-    title_html: Markup
-    snippet_html: Markup
-    score: float
-    bar_px: int
-    bar_text: str
-    relevance: str
-    why: str
-    more_url: str
-    less_url: str
 
 
 @dataclass
@@ -121,51 +97,6 @@ class RenderedDigest:
 _BARS = tuple("█" * cells + "░" * (10 - cells) for cells in range(11))
 
 
-def _reader_fields(
-    rank: int,
-    view: PaperView,
-    pick: Pick,
-    top: float,
-    highlighter: Highlighter,
-    mark_open: str,
-    feedback: BulkSigner,
-    feedback_base: str,
-    pref_token: str,
-) -> dict[str, Any]:
-    """A card's reader fields as Jinja would get them (the reference path)."""
-    share = max(0.0, min(1.0, pick.score / top)) if top > 0 else 0.0
-    more, less = feedback.feedback_pair(pref_token, view.paper_id)
-    return {
-        "rank": rank,
-        "title_html": highlighter.mark_safe(
-            view.title_safe, view.title_low, mark_open, "</mark>", view.title_index
-        ),
-        "snippet_html": highlighter.mark_safe(
-            view.snippet_safe, view.snippet_low, mark_open, "</mark>", view.snippet_index
-        ),
-        "score": pick.score,
-        "bar_px": max(6, round(BAR_PX * share)),
-        "bar_text": _BARS[round(share * 10)],
-        "relevance": f"score {pick.score:.2f}",
-        "why": why_pair(view.upvotes, pick)[0],
-        "more_url": feedback_base + more,
-        "less_url": feedback_base + less,
-    }
-
-
-def _entry(view: PaperView, fields: dict[str, Any]) -> Entry:
-    return Entry(
-        paper_id=view.paper_id,
-        url=view.url,
-        title=view.title,
-        title_wrapped=view.title_wrapped,
-        meta=view.meta,
-        snippet=view.snippet,
-        snippet_wrapped=view.snippet_wrapped,
-        **fields,
-    )
-
-
 @lru_cache(maxsize=8)
 def _mark_open() -> str:
     # a line break inside the tag keeps HTML lines short (7-bit needs <= 998 characters)
@@ -173,7 +104,7 @@ def _mark_open() -> str:
     return styled_tag("mark", "kw").replace("<mark ", "<mark\n", 1)
 
 
-Filled = list[tuple[Card, tuple[str, ...]]]  # cards and each one's values, in order
+Filled = list[tuple[Card, Sequence[str]]]  # cards and each one's values, in order
 
 
 def _papers(
@@ -181,29 +112,15 @@ def _papers(
     highlighter: Highlighter,
     config: Config,
     subscriber: Subscriber,
-    cards: bool,
-) -> tuple[Filled | str, Filled | str, list[PaperView]]:
-    """The papers of a digest as (HTML, text, views). With ``cards``, each paper's card is
-    rendered once per process and the reader's values are returned with it, to be filled
-    in; without, every card goes through Jinja (``_papers.*.j2``), and HTML and text come
-    back as strings: the reference the tests hold the cards to."""
+) -> tuple[Filled, Filled, list[PaperView]]:
+    """The papers of a digest as (HTML, text, views): each paper's card is rendered once
+    per process, and returned with this reader's values, to be filled in."""
     top = max(pick.score for _, pick in entries)
     mark_open = _mark_open()
     feedback = links.signer(config, "feedback")
     base = f"{links.site(config)}/feedback/"
     pref = subscriber.pref_token
     views = [paper_view(paper) for paper, _ in entries]
-    if not cards:
-        objs = [
-            _entry(
-                view,
-                _reader_fields(rank, view, pick, top, highlighter, mark_open, feedback, base, pref),
-            )
-            for rank, (view, (_, pick)) in enumerate(zip(views, entries, strict=True), 1)
-        ]
-        html = get_template("_papers.html.j2").render(entries=objs)
-        text = get_template("_papers.txt.j2").render(entries=objs)
-        return html, text, views
     html_card = get_template("_card.html.j2")
     text_card = get_template("_card.txt.j2")
     # signed tokens are URL-safe base64 and dots: only the base needs escaping
@@ -305,12 +222,8 @@ def render_digest(
     period: str,
     config: Config,
     now: datetime,
-    cards: bool = True,
 ) -> RenderedDigest | None:
     """Render one reader's digest for ``period``.
-
-    ``cards=False`` renders every paper through Jinja instead of filling the per-paper
-    cards (same output, slower: for tests).
 
     With no entries: ``None``, unless ``digest.send_empty`` is on, then a short note.
     """
@@ -348,7 +261,7 @@ def render_digest(
         subject = f"{count} new {noun} for you · {when} · {top_topic(entries)}"
         matched = {m for _, pick in entries for m in pick.matched}
         highlighter = Highlighter.cached(frozenset((*matched, *keywords)))
-        papers_html, papers_text, views = _papers(entries, highlighter, config, subscriber, cards)
+        papers_html, papers_text, views = _papers(entries, highlighter, config, subscriber)
         if keywords:
             shown = ", ".join(shorten(k, 40) for k in keywords[:4])
             extra = f" and {len(keywords) - 4} more" if len(keywords) > 4 else ""
@@ -361,18 +274,14 @@ def render_digest(
             subline=subline,
             preheader=shorten(" · ".join(v.title for v in views[:3]), 150),
         )
-        if isinstance(papers_html, str) or isinstance(papers_text, str):
-            html = get_template("digest.html.j2").render(context, papers_html=Markup(papers_html))
-            text = get_template("digest.txt.j2").render(context, papers_text=papers_text)
-        else:
-            html_cards = papers_html
-            lazy_html = _html(context, html_cards)
-            text = fill_document(
-                get_template("digest.txt.j2"),
-                {**context, "papers_text": _joined(papers_text)},
-                html=False,
-                block="papers_text",
-            )
+        html_cards = papers_html
+        lazy_html = _html(context, html_cards)
+        text = fill_document(
+            get_template("digest.txt.j2"),
+            {**context, "papers_text": _joined(papers_text)},
+            html=False,
+            block="papers_text",
+        )
     else:
         subject = f"Nothing new for you · {when}"
         headline = "Nothing new this week" if weekly else "Nothing new today"
@@ -444,4 +353,4 @@ def digest_message_id(config: Config, subscriber: Subscriber, period: str) -> st
     return f"<{digest}@{sender_domain(config)}>"
 
 
-__all__ = ["Entry", "RenderedDigest", "digest_message_id", "render_digest"]
+__all__ = ["RenderedDigest", "digest_message_id", "render_digest"]
