@@ -212,11 +212,10 @@ def test_lease_of_a_dead_worker_is_taken_over_after_it_expires(store: Store) -> 
 
 
 def test_claims_of_dead_local_processes_are_released_at_once(store: Store) -> None:
-    import socket
+    import os
     import subprocess
     import sys
 
-    seed_outbox(store, 2)
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
         capture_output=True,
@@ -224,13 +223,22 @@ def test_claims_of_dead_local_processes_are_released_at_once(store: Store) -> No
         check=True,
     )
     pid = int(dead.stdout)
-    (dead_job,) = outbox.claim(store, f"{socket.gethostname()}:{pid}:abcdef", 1, NOW, LEASE)
-    outbox.claim(store, "elsewhere:1:abcdef", 1, NOW, LEASE)
-    assert outbox.release_dead_local_claims(store) == 1
+    here = outbox.new_worker_id().rsplit(":", 2)[0]  # host/boot/pid namespace
+    host, boot, namespace = here.split("/")
+    seed_outbox(store, 5)
+    (dead_job,) = outbox.claim(store, f"{here}:{pid}:abcdef", 1, NOW, LEASE)
+    outbox.claim(store, "elsewhere/b00t/1:1:abcdef", 1, NOW, LEASE)
+    # the same host name and PID, another PID namespace (a container): not ours to judge
+    outbox.claim(store, f"{host}/{boot}/{namespace}9:{pid}:abcdef", 1, NOW, LEASE)
+    # this host before its last boot: whatever the PID, that process is gone
+    (rebooted,) = outbox.claim(store, f"{host}/0ldb00t/{namespace}:{os.getpid()}:ab", 1, NOW, LEASE)
+    # a live process of this machine keeps its claim
+    outbox.claim(store, f"{here}:{os.getpid()}:abcdef", 1, NOW, LEASE)
+    assert outbox.release_dead_local_claims(store) == 2
     # the dead process may have been sending it: that counts as an attempt, due again at once
-    assert state_counts(store) == {"retry": 1, "sending": 1}
-    again = outbox.claim(store, "me", 1, outbox.utcnow() + timedelta(seconds=1), LEASE)
-    assert [(j.id, j.attempts) for j in again] == [(dead_job.id, 1)]
+    assert state_counts(store) == {"retry": 2, "sending": 3}
+    retried = {d["id"]: d["attempts"] for d in outbox.list_digests(store) if d["state"] == "retry"}
+    assert retried == {dead_job.id: 1, rebooted.id: 1}
 
 
 def test_release_returns_claims_untouched(store: Store) -> None:

@@ -221,17 +221,27 @@ class RunLock:
     _file_lock: Any = None
     _conn: Any = None
 
-    def _key(self) -> int:
-        digest = hashlib.sha256(f"digestbot:{self.name}".encode()).digest()
-        return int.from_bytes(digest[:8], "big", signed=True)
+    _key: int = 0
 
     def acquire(self) -> RunLock:
         if self.store.dialect == "postgresql":
             conn = self.store.engine.connect()
-            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key()})
+            # one lock per store (database and schema): stores sharing a server do not
+            # block each other
+            where = conn.execute(text("SELECT current_database(), current_schema()")).one()
+            scope = f"digestbot:{self.name}:{where[0]}:{where[1]}"
+            digest = hashlib.sha256(scope.encode()).digest()
+            self._key = int.from_bytes(digest[:8], "big", signed=True)
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key})
             if not got.scalar():
                 conn.close()
-                raise LockError(f"another digestbot {self.name} holds the lock on this database")
+                raise LockError(
+                    f"another digestbot {self.name} holds the lock on this store "
+                    f"(database {where[0]}, schema {where[1]})"
+                )
+            # the check and the lock are on this connection: a session commit elsewhere
+            # must not end them
+            conn.commit()
             self._conn = conn
             return self
         from filelock import FileLock, Timeout
@@ -256,7 +266,7 @@ class RunLock:
 
     def release(self) -> None:
         if self._conn is not None:
-            self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key()})
+            self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
             self._conn.close()
             self._conn = None
         if self._file_lock is not None:
