@@ -68,6 +68,15 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "Folder for the run lock of a SQLite store (default: beside the database file).",
     ),
+    _s(
+        "store",
+        "retention_days",
+        "int",
+        90,
+        "Days of digest history kept (outbox rows, their papers, papers sent); each run "
+        "and `digestbot db prune` delete what is older. 0 keeps everything.",
+        minimum=0,
+    ),
     # ingest
     _s(
         "ingest",

@@ -22,6 +22,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    delete,
     func,
     or_,
     select,
@@ -405,7 +406,18 @@ def _claim_ids(
         )
         .returning(*_JOB_COLUMNS)
     )
-    return s.execute(claimed).all()
+    rows = s.execute(claimed).all()
+    # a reader who left or bounced will never get these: their bytes go now
+    s.execute(
+        delete(DigestMessage).where(
+            DigestMessage.digest_id.in_(
+                select(Digest.id).where(
+                    Digest.id.in_(ids), Digest.last_error == "subscriber is not active"
+                )
+            )
+        )
+    )
+    return rows
 
 
 def renew(
@@ -543,10 +555,14 @@ def stop_inactive(store: Store, now: datetime) -> int:
         update(Digest)
         .where(Digest.state.in_(("queued", "retry")), Digest.subscriber_id.in_(inactive))
         .values(state="failed", last_error="subscriber is not active", lease_until=None)
+        .returning(Digest.id)
         .execution_options(synchronize_session=False)
     )
     with store.session() as s:
-        return s.execute(stmt).rowcount or 0
+        stopped = list(s.scalars(stmt))
+        if stopped:  # never to be sent: the bytes go, the rows stay for history
+            s.execute(delete(DigestMessage).where(DigestMessage.digest_id.in_(stopped)))
+        return len(stopped)
 
 
 # --- reading -------------------------------------------------------------------------------

@@ -158,7 +158,7 @@ def run_demo(folder: Path, seeds: Path, *, now: datetime | None = None) -> DemoR
                     weekday=local.weekday(),
                 )
         report = run_once(store, config, now=now)
-        readers = _results(store, folder / "html")
+        readers = _results(store, folder / "html", _delivered(config.path("delivery.maildir")))
     finally:
         store.dispose()
     feeds_dir = config.path("digest.feeds_dir")
@@ -166,7 +166,20 @@ def run_demo(folder: Path, seeds: Path, *, now: datetime | None = None) -> DemoR
     return DemoResult(folder, report, readers, config.path("delivery.maildir"), feeds, seeds)
 
 
-def _results(store: Store, html_dir: Path) -> list[ReaderResult]:
+def _delivered(maildir: Path) -> dict[str, bytes]:
+    """The messages in the demo's Maildir by Message-ID: the store keeps no message once
+    it is sent."""
+    if not (maildir / "new").is_dir():
+        return {}
+    out = {}
+    for path in sorted((maildir / "new").iterdir()):
+        data = path.read_bytes()
+        headers = email.message_from_bytes(data, policy=email.policy.default)
+        out[str(headers["Message-ID"] or "")] = data
+    return out
+
+
+def _results(store: Store, html_dir: Path, delivered: dict[str, bytes]) -> list[ReaderResult]:
     out: list[ReaderResult] = []
     with store.session() as session:
         for sub in session.scalars(select(Subscriber).order_by(Subscriber.id)):
@@ -190,8 +203,9 @@ def _results(store: Store, html_dir: Path) -> list[ReaderResult]:
                 )
                 for title, score, why in rows:
                     result.papers.append((title, score, explain(why or {})))
-                if digest.message and sub.formats != "rss":
-                    result.html = _write_html(digest.message, html_dir, sub.id, sub.name)
+                message = delivered.get(digest.message_id)
+                if message and sub.formats != "rss":
+                    result.html = _write_html(message, html_dir, sub.id, sub.name)
             out.append(result)
     return out
 

@@ -31,6 +31,7 @@ class RunReport:
     send_failed: int = 0
     bounced: int = 0
     feeds: int = 0
+    pruned: int = 0  # digests past store.retention_days, deleted
     timings: dict[str, float] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     stopped: bool = False
@@ -105,6 +106,7 @@ class RunReport:
                 "bounced": self.bounced,
             },
             "feeds": self.feeds,
+            "pruned": self.pruned,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "errors": list(self.errors),
             "stopped": self.stopped,

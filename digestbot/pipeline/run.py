@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
@@ -170,6 +170,9 @@ def digest_stage(
                     break
         if batch and not report.stopped:
             flush(batch)
+        # PostgreSQL plans the sender's joins from table statistics, which nothing else
+        # refreshes after a bulk write on a server without autovacuum
+        store.analyze("digests", "digest_items", "digest_messages")
 
 
 def _queue_batch(store: Store, batch: Batch, results: list[Result], report: RunReport) -> None:
@@ -235,14 +238,16 @@ def _queue(
             if message is None:
                 outcomes.append(DigestOutcome(sub.id, period, "empty"))
             else:
+                feed_only = sub.formats == "rss"
                 out = Outgoing(
                     subscriber=sub,
                     period=period,
-                    message=message.as_bytes(),
+                    # a feed is built from the digest's papers: no message is stored
+                    message=None if feed_only else message.as_bytes(),
                     message_id=message.message_id,
                     subject=message.subject,
                     picks=picks,
-                    state="feed_only" if sub.formats == "rss" else "queued",
+                    state="feed_only" if feed_only else "queued",
                 )
                 outgoing.append(out)
                 outcomes.append(out)
@@ -341,7 +346,18 @@ def run_once(
         fresh = not any(feeds_dir.iterdir())
         if (report.queued or report.feed_only or fresh) and _go(report, stop, "feeds"):
             _guarded(report, "feeds", lambda: feeds_stage(store, config, report, progress=progress))
+        if config["store.retention_days"] and _go(report, stop, "prune"):
+            _guarded(report, "prune", lambda: prune_stage(store, config, report))
     return report
+
+
+def prune_stage(store: Store, config: Config, report: RunReport) -> None:
+    """History past ``store.retention_days`` goes, so the store does not grow forever."""
+    from ..store.retention import prune
+
+    with _timed(report, "prune"):
+        before = report.now - timedelta(days=config["store.retention_days"])
+        report.pruned = prune(store, before).digests
 
 
 def _select(store: Store, report: RunReport) -> Selection:

@@ -118,6 +118,14 @@ class Store:
             self._checkpointer.join()
             self._checkpointer = None
 
+    def analyze(self, *tables: str) -> None:
+        """Refresh PostgreSQL's statistics of ``tables`` after a bulk write (SQLite's
+        planner does without them)."""
+        if self.dialect == "postgresql" and tables:
+            quote = self.engine.dialect.identifier_preparer.quote
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql("ANALYZE " + ", ".join(map(quote, tables)))
+
     def dispose(self) -> None:
         self.wait_for_checkpoint()
         self.engine.dispose()
