@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import Config
 from ..errors import DigestbotError
@@ -191,16 +190,17 @@ def _queue_batch(store: Store, batch: Batch, results: list[Result], report: RunR
         rendered.append((sub, period, picks, message))
     try:
         report.digests.extend(_queue(store, rendered, report.now))
-    except SQLAlchemyError:
+    except Exception:  # noqa: BLE001 - whatever it was, it is one digest's: find which
         # one bad row spoils the transaction: redo the batch one subscriber at a time
         log.warning("queueing a batch failed; retrying its %d digests one by one", len(rendered))
         for one in rendered:
             try:
                 report.digests.extend(_queue(store, [one], report.now))
-            except SQLAlchemyError as exc:
+            except Exception as exc:  # noqa: BLE001 - recorded against this reader
                 sub, period = one[0], one[1]
-                log.error("queueing the digest of subscriber %d failed: %s", sub.id, exc)
-                report.digests.append(DigestOutcome(sub.id, period, "failed", f"queue: {exc}"))
+                log.exception("queueing the digest of subscriber %d failed", sub.id)
+                error = f"queue: {type(exc).__name__}: {exc}"
+                report.digests.append(DigestOutcome(sub.id, period, "failed", error))
 
 
 def _queue(
@@ -295,7 +295,12 @@ def feeds_stage(
     from ..render.feeds import write_feeds
 
     with _timed(report, "feeds"):
-        report.feeds = write_feeds(store, config, progress=_stage_progress(progress, "feeds"))
+        report.feeds = write_feeds(
+            store,
+            config,
+            progress=_stage_progress(progress, "feeds"),
+            failed=report.feeds_failed,
+        )
 
 
 def run_once(
@@ -384,6 +389,10 @@ def _guarded(report: RunReport, stage: str, work: Callable[[], T]) -> T | None:
     except DigestbotError as exc:
         log.error("%s failed: %s", stage, exc)
         report.errors.append(f"{stage}: {exc}" + (f" (hint: {exc.hint})" if exc.hint else ""))
+        return None
+    except Exception as exc:  # noqa: BLE001 - a bug: logged in full, and the run goes on
+        log.exception("%s failed", stage)
+        report.errors.append(f"{stage}: {type(exc).__name__}: {exc}")
         return None
 
 
