@@ -290,7 +290,12 @@ def send_stage(
 
 
 def feeds_stage(
-    store: Store, config: Config, report: RunReport, *, progress: Progress | None = None
+    store: Store,
+    config: Config,
+    report: RunReport,
+    *,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
 ) -> None:
     from ..render.feeds import write_feeds
 
@@ -300,7 +305,10 @@ def feeds_stage(
             config,
             progress=_stage_progress(progress, "feeds"),
             failed=report.feeds_failed,
+            stop=stop,
         )
+    if stop is not None and stop.is_set():
+        report.stopped = True
 
 
 def run_once(
@@ -350,7 +358,11 @@ def run_once(
         # feeds change only when digests are made; write them also on the very first run
         fresh = not any(feeds_dir.iterdir())
         if (report.queued or report.feed_only or fresh) and _go(report, stop, "feeds"):
-            _guarded(report, "feeds", lambda: feeds_stage(store, config, report, progress=progress))
+            _guarded(
+                report,
+                "feeds",
+                lambda: feeds_stage(store, config, report, progress=progress, stop=stop),
+            )
         if config["store.retention_days"] and _go(report, stop, "prune"):
             _guarded(report, "prune", lambda: prune_stage(store, config, report))
     return report
@@ -384,6 +396,7 @@ def _go(report: RunReport, stop: threading.Event | None, stage: str) -> bool:
 
 
 def _guarded(report: RunReport, stage: str, work: Callable[[], T]) -> T | None:
+    log.info("%s: started", stage)
     try:
         return work()
     except DigestbotError as exc:

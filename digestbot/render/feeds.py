@@ -12,6 +12,7 @@ import hashlib
 import html
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from functools import partial
@@ -317,13 +318,15 @@ def write_feeds(
     *,
     progress: Progress | None = None,
     failed: list[tuple[int, str]] | None = None,
+    stop: threading.Event | None = None,
 ) -> int:
     """Write every feed reader's RSS and Atom files, and the public ``new.rss``/``new.atom``.
 
     Readers are the active subscribers whose ``formats`` is ``rss`` or ``both``; files of
     readers who left are removed. ``progress(done, total)`` is called after each reader.
     A reader whose feed cannot be built is logged with the traceback, appended to
-    ``failed`` (id, reason) and keeps their files as they were; the others go on.
+    ``failed`` (id, reason) and keeps their files as they were; the others go on. Once
+    ``stop`` is set, no further chunk of readers is started and no file is removed.
     Returns the number of readers whose feeds were written.
     """
     folder = _feeds_dir(config)
@@ -344,6 +347,8 @@ def write_feeds(
             write_atomic(folder / f"{PUBLIC}.atom", atom, skip_unchanged=True)
             done = 0
             for start in range(0, total, CHUNK):
+                if stop is not None and stop.is_set():
+                    return done
                 chunk = readers[start : start + CHUNK]
                 recent = recent_entries(session, [r.id for r in chunk], limit)
                 for reader in chunk:
