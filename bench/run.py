@@ -154,6 +154,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--readers", type=int, default=10_000)
     parser.add_argument("--keep", action="store_true", help="keep the folder and print it")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="a setting for the run, e.g. scoring.chunk_size=5000",
+    )
     args = parser.parse_args()
     rng = random.Random(18)
     tmp = Path(tempfile.mkdtemp(prefix="bench-run-"))
@@ -173,6 +180,9 @@ def main() -> None:
         DIGESTBOT_SMTP_HOST=sink.host,
         DIGESTBOT_SMTP_PORT=str(sink.port),
     )
+    for setting in args.set:
+        name, value = setting.split("=", 1)
+        env["DIGESTBOT_" + name.replace(".", "_").upper()] = value
     before = store_size(db)
     digestbot = str(Path(sys.executable).with_name("digestbot"))
     try:
@@ -205,6 +215,7 @@ def main() -> None:
     print(
         f"{args.readers:,} readers (2-4 of {INTERESTS} interests, 10% with liked papers), "
         f"{TODAY_PAPERS:,} new papers; SQLite; SMTP to a sink in another process"
+        + (f"; {', '.join(args.set)}" if args.set else "")
     )
     print(
         f"digests: {digests['queued']:,} queued, {digests['feed_only']:,} feed only, "

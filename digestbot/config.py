@@ -147,8 +147,9 @@ SETTINGS: tuple[Setting, ...] = (
         "scoring",
         "chunk_size",
         "int",
-        20000,
-        "Subscribers scored per sparse matrix product; bounds memory.",
+        2000,
+        "Subscribers scored per sparse matrix product; bounds a run's memory (picks and "
+        "their explanations are held for a whole chunk).",
         minimum=1,
     ),
     # digest: what a reader gets
