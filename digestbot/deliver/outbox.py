@@ -56,6 +56,19 @@ def _insert(session: Session, model: Any) -> Any:
     return insert(model)
 
 
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One digest for :func:`enqueue_many`: the arguments :func:`enqueue` takes."""
+
+    subscriber: Subscriber
+    period: str
+    message: bytes | None
+    message_id: str
+    subject: str
+    picks: Sequence[Pick]
+    state: str = "queued"
+
+
 def enqueue(
     session: Session,
     *,
@@ -69,66 +82,18 @@ def enqueue(
 ) -> Digest | None:
     """Add a subscriber's digest for a period; None (and nothing written) if it exists.
 
-    The unique (subscriber, period) constraint decides, so two runs building the same period
-    at once, on SQLite or PostgreSQL, create one row between them.
+    :func:`enqueue_many` for one digest. The unique (subscriber, period) constraint
+    decides, so two runs building the same period at once, on SQLite or PostgreSQL,
+    create one row between them.
     """
-    if state not in ("queued", "feed_only"):
-        raise ValueError(f"enqueue state must be queued or feed_only, not {state!r}")
-    if state == "queued" and message is None:
-        raise ValueError("a queued digest needs its message bytes")
-    stmt = (
-        _insert(session, Digest)
-        .values(
-            subscriber_id=subscriber.id,
-            period=period,
-            state=state,
-            created_at=clock.now(),
-            message_id=message_id,
-            recipient=subscriber.email,
-            subject=subject,
-            attempts=0,
-        )
-        .on_conflict_do_nothing(index_elements=["subscriber_id", "period"])
-        .returning(Digest)
-    )
-    # one round trip: the row comes back as a persistent Digest, or not at all on conflict
-    digest = session.scalars(stmt).one_or_none()
-    if digest is None:
+    one = Outgoing(subscriber, period, message, message_id, subject, picks, state)
+    (digest_id,) = enqueue_many(session, [one])
+    if digest_id is None:
         return None
-    if message is not None:
-        session.execute(
-            DigestMessage.__table__.insert(), {"digest_id": digest.id, "message": message}
-        )
+    digest = session.get(Digest, digest_id)
     # what was just written, so reading it back does not need the session
     set_committed_value(digest, "message", message)
-    if picks:
-        session.execute(
-            DigestItem.__table__.insert(),
-            [
-                {
-                    "digest_id": digest.id,
-                    "paper_id": pick.paper_id,
-                    "rank": rank,
-                    "score": float(pick.score),
-                    "why": pick.why(),
-                }
-                for rank, pick in enumerate(picks, 1)
-            ],
-        )
     return digest
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """One digest for :func:`enqueue_many`: the arguments :func:`enqueue` takes."""
-
-    subscriber: Subscriber
-    period: str
-    message: bytes | None
-    message_id: str
-    subject: str
-    picks: Sequence[Pick]
-    state: str = "queued"
 
 
 def enqueue_many(session: Session, digests: Sequence[Outgoing]) -> list[int | None]:
