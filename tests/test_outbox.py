@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
@@ -502,3 +503,39 @@ def test_peek_due_reads_in_batches_and_claims_nothing(store: Store) -> None:
         assert [j.id for j in outbox.peek_due(store, n, NOW, batch=3)] == ids[:n]
     assert all(j.message for j in outbox.peek_due(store, None, NOW, batch=4))
     assert state_counts(store) == {"queued": 10}
+
+
+def test_a_claim_reads_no_more_than_it_claims(sqlite_store: Store) -> None:
+    """Each statement of a claim is planned on an index, in id order: no scan of the
+    outbox or of the readers, no sort of every due row, whatever the outbox holds."""
+    from sqlalchemy import event
+
+    store = sqlite_store
+    seed_outbox(store, 30)
+    statements: list[tuple[str, Any]] = []
+
+    def seen(conn, cursor, statement, params, context, executemany) -> None:  # noqa: ANN001
+        if not statement.lstrip().upper().startswith(("BEGIN", "PRAGMA")):
+            statements.append((statement, params))
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        assert len(outbox.claim(store, "w", 5, NOW, LEASE, max_attempts=3)) == 5
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)
+    assert statements
+    raw = store.engine.raw_connection()
+    try:
+        for statement, params in statements:
+            plan = " | ".join(
+                row[-1] for row in raw.cursor().execute("EXPLAIN QUERY PLAN " + statement, params)
+            )
+            assert "TEMP B-TREE" not in plan, (statement, plan)
+            # SQLite names a full table scan "SCAN <table>" (an index walk: "... USING")
+            for table in ("digests", "subscribers", "digest_messages"):
+                assert f"SCAN {table}" not in plan.replace(f"SCAN {table} USING", ""), (
+                    statement,
+                    plan,
+                )
+    finally:
+        raw.close()
