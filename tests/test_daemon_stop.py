@@ -31,6 +31,7 @@ def _env(tmp_path: Path, **settings: str) -> dict[str, str]:
         DIGESTBOT_DIGEST_FEEDS_DIR=str(tmp_path / "feeds"),
         DIGESTBOT_DELIVERY_MAILDIR=str(tmp_path / "maildir"),
         XDG_CONFIG_HOME=str(tmp_path / "xdg"),
+        DIGESTBOT_LOG_LEVEL="debug",  # each stage's start
     )
     env.update(settings)
     return env

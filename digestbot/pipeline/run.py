@@ -396,7 +396,7 @@ def _go(report: RunReport, stop: threading.Event | None, stage: str) -> bool:
 
 
 def _guarded(report: RunReport, stage: str, work: Callable[[], T]) -> T | None:
-    log.info("%s: started", stage)
+    log.debug("%s: started", stage)
     try:
         return work()
     except DigestbotError as exc:
