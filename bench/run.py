@@ -1,6 +1,6 @@
 """The whole `digestbot run` as a user runs it: the real CLI in a process of its own, on a
-SQLite store of N readers, with today's listing in the inbox, sending over SMTP to a sink in
-another process on 127.0.0.1.
+SQLite store (or PostgreSQL: --db URL) of N readers, with today's listing in the inbox,
+sending over SMTP to a sink in another process on 127.0.0.1.
 
 Readers are realistic: 2 to 4 interests each from a pool of 200 (single words and two-word
 phrases), 10% also with 1 to 3 liked papers, 5% feed only; today's listing holds 1,000 new
@@ -8,7 +8,7 @@ papers whose words come from the same vocabulary, beside 2,000 older papers. Pri
 count, each stage's time (from `digestbot run --json`), digests/s over the whole run, the
 run's peak RSS (its own, from wait4), and how much the store grew, per reader.
 
-    .venv/bin/python bench/run.py [--readers 10000] [--keep]
+    .venv/bin/python bench/run.py [--readers 10000] [--db URL] [--set KEY=VALUE] [--keep]
 
 Compare 10,000 with 100,000 readers for the cost per digest and the peak memory.
 """
@@ -133,6 +133,26 @@ def fill_store(db: str, readers: int, rng: random.Random, words: list[str]) -> N
         store.dispose()
 
 
+def pg_size(url: str) -> tuple[int, int]:
+    """PostgreSQL: the tables and indexes of the store's schema, on disk and in use alike
+    (after VACUUM they are the same; without it, dead rows count)."""
+    from sqlalchemy import text
+
+    store = open_store(url, migrate=False)
+    try:
+        with store.engine.connect() as conn:
+            size = conn.execute(
+                text(
+                    "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+                )
+            ).scalar_one()
+    finally:
+        store.dispose()
+    return int(size), int(size)
+
+
 def store_size(db: Path) -> tuple[int, int]:
     """(bytes on disk, database file and WAL; bytes in use: pages not on the free list).
     SQLite reuses freed pages (messages deleted once sent) rather than shrinking the file."""
@@ -155,6 +175,11 @@ def main() -> None:
     parser.add_argument("--readers", type=int, default=10_000)
     parser.add_argument("--keep", action="store_true", help="keep the folder and print it")
     parser.add_argument(
+        "--db",
+        metavar="URL",
+        help="an empty PostgreSQL store (a schema of its own) instead of a SQLite file",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -165,14 +190,16 @@ def main() -> None:
     rng = random.Random(18)
     tmp = Path(tempfile.mkdtemp(prefix="bench-run-"))
     db = tmp / "bench.db"
+    url = args.db or str(db)
+    size = (lambda: pg_size(url)) if args.db else (lambda: store_size(db))
     words = vocabulary(rng)
     (tmp / "inbox").mkdir()
     write_listing(tmp / "inbox" / "today.txt", rng, words)
-    fill_store(str(db), args.readers, rng, words)
+    fill_store(url, args.readers, rng, words)
     sink = SinkProcess(tmp / "sink.log").start()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGESTBOT_")}
     env.update(
-        DIGESTBOT_DB=str(db),
+        DIGESTBOT_DB=url,
         DIGESTBOT_SECRET_KEY="bench-secret-key-0123456789",
         DIGESTBOT_INGEST_INBOX=str(tmp / "inbox"),
         DIGESTBOT_DIGEST_FEEDS_DIR=str(tmp / "feeds"),
@@ -183,7 +210,7 @@ def main() -> None:
     for setting in args.set:
         name, value = setting.split("=", 1)
         env["DIGESTBOT_" + name.replace(".", "_").upper()] = value
-    before = store_size(db)
+    before = size()
     digestbot = str(Path(sys.executable).with_name("digestbot"))
     try:
         start = time.perf_counter()
@@ -207,15 +234,15 @@ def main() -> None:
         received = sink.count()
     finally:
         sink.stop()
-    on_disk, used = store_size(db)
+    on_disk, used = size()
     grown, grown_disk = used - before[1], on_disk - before[0]
     digests = report["digests"]
     made = digests["queued"] + digests["feed_only"]
     print(f"cpu_count: {os.cpu_count()}; load average: {os.getloadavg()[0]:.1f}")
     print(
         f"{args.readers:,} readers (2-4 of {INTERESTS} interests, 10% with liked papers), "
-        f"{TODAY_PAPERS:,} new papers; SQLite; SMTP to a sink in another process"
-        + (f"; {', '.join(args.set)}" if args.set else "")
+        f"{TODAY_PAPERS:,} new papers; {'PostgreSQL' if args.db else 'SQLite'}; SMTP to a "
+        "sink in another process" + (f"; {', '.join(args.set)}" if args.set else "")
     )
     print(
         f"digests: {digests['queued']:,} queued, {digests['feed_only']:,} feed only, "
