@@ -19,17 +19,26 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(BIN)/digestbot demo
 
+# Everything the tests need: the virtualenv, then tools/test-machine (Debian packages,
+# PostgreSQL and its test database; as root it installs and starts them, otherwise it says
+# what is missing). The suite runs twice: on today's clock, then with every Python process it
+# starts a year ahead (tests/clock_ahead/sitecustomize.py), so no test depends on the date.
 test: $(STAMP)
+	bash tools/test-machine
+	@$(MAKE) --no-print-directory node_modules
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/pytest
+	@echo "== the whole suite again, with the clock a year ahead"
+	TESTS_CLOCK_AHEAD_DAYS=365 PYTHONPATH=$(CURDIR)/tests/clock_ahead $(BIN)/pytest -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 bench: $(STAMP)
-	@for b in ingest score relevance render digests send due web; do \
+	@for b in startup ingest score relevance render digests send due web; do \
 		echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
 
 # 1,000,000 readers in PostgreSQL on 127.0.0.1 (a schema of its own, dropped afterwards).
@@ -49,3 +58,8 @@ lock:
 
 clean:
 	rm -rf $(VENV) demo build *.egg-info .pytest_cache .ruff_cache
+
+# The email checks' node tools (tests/node/), pinned in package-lock.json.
+node_modules: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch node_modules

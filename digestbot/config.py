@@ -86,6 +86,91 @@ SETTINGS: tuple[Setting, ...] = (
         "Folder watched for new dumps; handled files move to processed/ or failed/.",
     ),
     _s("ingest", "max_file_mb", "int", 100, "Dumps larger than this are refused.", minimum=1),
+    # fetch: sources that fill the inbox
+    _s(
+        "fetch",
+        "sources",
+        "list:hf|arxiv",
+        [],
+        "Sources fetched into the inbox before each run ingests: hf (Hugging Face Daily "
+        "Papers), arxiv (arXiv API). Empty: off.",
+    ),
+    _s(
+        "fetch",
+        "hf_url",
+        "str",
+        "https://huggingface.co/api/daily_papers",
+        "Hugging Face Daily Papers API; fetched with ?date=YYYY-MM-DD.",
+    ),
+    _s(
+        "fetch",
+        "arxiv_url",
+        "str",
+        "https://export.arxiv.org/api/query",
+        "arXiv export API (Atom).",
+    ),
+    _s(
+        "fetch",
+        "arxiv_categories",
+        "list",
+        ["cs.LG", "cs.CL"],
+        "arXiv categories whose new submissions the arxiv source fetches.",
+    ),
+    _s(
+        "fetch",
+        "arxiv_max_results",
+        "int",
+        200,
+        "Most entries asked of the arXiv API per request (newest submissions first).",
+        minimum=1,
+    ),
+    _s(
+        "fetch",
+        "timeout",
+        "float",
+        30.0,
+        "Seconds a server may take to send its whole answer.",
+        minimum=0.1,
+    ),
+    _s(
+        "fetch",
+        "retries",
+        "int",
+        4,
+        "Retries after a 429, a 5xx or a network error before a day is given up for this run.",
+        minimum=0,
+    ),
+    _s(
+        "fetch",
+        "backoff",
+        "float",
+        2.0,
+        "Seconds before the first retry; doubles each time (a Retry-After header wins).",
+        minimum=0,
+    ),
+    _s(
+        "fetch",
+        "max_wait",
+        "float",
+        300.0,
+        "Longest wait honoured for one retry; a server asking for longer is tried next run.",
+        minimum=0,
+    ),
+    _s(
+        "fetch",
+        "spacing",
+        "float",
+        3.0,
+        "Seconds between two requests to the same source (arXiv asks for 3).",
+        minimum=0,
+    ),
+    _s(
+        "fetch",
+        "contact",
+        "str",
+        "",
+        "Your contact (a URL or mailto:) in the User-Agent, so a site can reach you.",
+    ),
     # scoring
     _s(
         "scoring",
@@ -405,11 +490,22 @@ def _convert(setting: Setting, value: Any, where: str | None) -> Any:
                 value = False
         if not isinstance(value, bool):
             raise bad("true or false")
-    elif kind == "list":
+    elif kind == "list" or kind.startswith("list:"):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise bad("a list of strings")
+        if kind.startswith("list:"):
+            choices = kind.split(":", 1)[1].split("|")
+            for item in value:
+                if item not in choices:
+                    close = difflib.get_close_matches(item, choices, n=1)
+                    raise bad(
+                        "a list of " + ", ".join(choices),
+                        (f"Did you mean {close[0]!r}? " if close else "")
+                        + f"{setting.help} Default: {setting.default!r}.",
+                    )
+            value = list(dict.fromkeys(value))
     elif kind.startswith("choice:"):
         choices = kind.split(":", 1)[1].split("|")
         if value not in choices:
@@ -681,7 +777,11 @@ def example_toml() -> str:
         for i, s in enumerate(s for s in SETTINGS if s.section == section):
             if i:
                 lines.append("")
-            kind = s.type.replace("choice:", "one of: ").replace("|", ", ")
+            kind = (
+                s.type.replace("choice:", "one of: ")
+                .replace("list:", "list of: ")
+                .replace("|", ", ")
+            )
             envs = ", ".join((s.env, *s.aliases))
             lines.append(f"# {s.help}")
             lines.append(f"# type: {kind}; environment: {envs}")

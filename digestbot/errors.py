@@ -90,3 +90,7 @@ class RenderError(DigestbotError):
 
 class DeliveryError(DigestbotError):
     """A message could not be handed to the transport."""
+
+
+class FetchError(DigestbotError):
+    """A source could not be fetched, or sent something that is not a listing."""

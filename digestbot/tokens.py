@@ -14,7 +14,7 @@ from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSaf
 from . import clock
 from .errors import ConfigError, ValidationError
 
-PURPOSES = ("confirm", "unsubscribe", "preferences", "feedback", "csrf")
+PURPOSES = ("confirm", "unsubscribe", "preferences", "feedback", "csrf", "digest")
 
 
 class TokenError(ValidationError):

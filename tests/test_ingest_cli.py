@@ -113,8 +113,7 @@ def _bad_inputs(folder: Path) -> dict[str, tuple[Path, str]]:
     add(
         "other.csv",
         b"id,title\n1,Attention\n",
-        "Error: {path}:1: not a Hugging Face Daily Papers dump: the file is in a format "
-        "digestbot does not read",
+        "Error: {path}:1: not a papers listing: the file is a table (CSV), not a papers page",
     )
     add(
         "invalid.json",

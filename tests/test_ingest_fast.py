@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from digestbot.ingest import lines, normalise_title, parse_file, title_key
-from digestbot.ingest.hf_text import TextParser, is_hf_text
+from digestbot.ingest.hf_text import TextParser
 from digestbot.ingest.lines import LineFeed
 from digestbot.ingest.model import clean_text
+from digestbot.ingest.page import read_page
 from digestbot.ingest.parse import detect_format
 from digestbot.ingest.reading import free_of_controls, gc_paused, read_dump
 
@@ -131,13 +132,14 @@ def test_a_file_with_tabs_and_double_spaces_is_cleaned(tmp_path: Path) -> None:
 
 def test_format_detection_reads_only_the_head() -> None:
     head = "new\n\nGet trending papers in your email inbox!\n\n"
-    assert is_hf_text(head + "x\n" * 100_000)
-    assert not is_hf_text("\n".join(["noise"] * 60) + "\n" + head)
+    assert read_page(head + "x\n" * 100_000).looks_like_listing
+    assert not read_page("\n".join(["noise"] * 500) + "\n" + head).looks_like_listing
     assert detect_format("\ufeff \n" + head) == "hf-text"
     assert detect_format('\n\n[{"paper": {}}]') == "hf-json"
+    assert detect_format('{"date": "2026-10-03", "papers": []}') == "hf-json"
     assert detect_format("[-] 19\n\n" + head) == "hf-text"
-    assert detect_format("[12]") == "hf-json"
-    assert detect_format("   ") == "hf-json"  # as before: nothing after the white space
+    assert detect_format("[101](https://huggingface.co/login)\n\n" + head) == "hf-text"
+    assert detect_format("<!DOCTYPE html><html></html>") == "hf-html"
 
 
 @pytest.mark.parametrize("enabled", [True, False])

@@ -136,7 +136,7 @@ def test_json_detected_by_content_not_extension(tmp_path: Path) -> None:
     text_as_json = tmp_path / "page.json"
     text_as_json.write_bytes((DUMPS / "hf_page_real.txt").read_bytes())
     assert parse_file(text_as_json, listing_date=date(2024, 10, 8)).format == "hf-text"
-    assert detect_format("[-] 19\n\nTitle") is None
+    assert detect_format("[-] 19\n\nTitle") == "hf-text"  # a page starting with upvotes
 
 
 def test_crlf_bom_and_utf16(tmp_path: Path) -> None:
@@ -327,13 +327,15 @@ def test_header_only(tmp_path: Path) -> None:
 
 def test_other_formats(tmp_path: Path) -> None:
     csv = write(tmp_path / "papers.csv", "id,title\n1,Attention\n")
-    assert str(_error(csv)) == (
-        f"{csv}:1: not a Hugging Face Daily Papers dump: the file is in a format digestbot "
-        "does not read"
+    error = _error(csv)
+    assert (
+        str(error) == f"{csv}:1: not a papers listing: the file is a table (CSV), not a papers page"
     )
+    assert error.hint is not None and "daily_papers API JSON" in error.hint
     html = write(tmp_path / "page.txt", "<!DOCTYPE html><html><body>Daily</body></html>")
     assert _error(html).message == (
-        "not a Hugging Face Daily Papers dump: the file is an HTML page"
+        "not a papers listing: the file is text with no paper entries (no paper links, "
+        "upvotes or 'Daily Papers' header)"
     )
 
 
@@ -404,4 +406,4 @@ def test_fifty_megabyte_dump_parses(tmp_path: Path) -> None:
 def test_fifty_megabytes_of_garbage(tmp_path: Path) -> None:
     path = tmp_path / "junk.txt"
     path.write_bytes(b"lorem ipsum " * (50 * 1024 * 1024 // 12))
-    assert _error(path).message.startswith("not a Hugging Face Daily Papers dump")
+    assert _error(path).message.startswith("not a papers listing")

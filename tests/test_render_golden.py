@@ -21,7 +21,7 @@ from .test_render_helpers import NOW, SECRET, entries, reader
 GOLDEN = Path(__file__).resolve().parent / "golden"
 CONFIG = default_config(web__secret_key=SECRET, digest__from_address="papers@lab.example")
 
-_TOKEN = re.compile(r"(/(?:unsubscribe|preferences|feedback)/|unsubscribe%20)[\w.-]+")
+_TOKEN = re.compile(r"(/(?:unsubscribe|preferences|feedback|digest)/|unsubscribe%20)[\w.-]+")
 _BOUNDARY = re.compile(r"=_[0-9a-f]{28}_*")
 
 

@@ -4,6 +4,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -143,55 +144,28 @@ def _add_papers(conn: Any, n: int, start: int = 0) -> None:
     )
 
 
-def test_bulk_transaction_commits_and_checkpoints_in_the_background(
-    sqlite_store: Store,
-) -> None:
+def test_sqlite_checkpoints_on_its_own_with_no_thread(sqlite_store: Store) -> None:
+    """No background checkpoint thread: SQLite's automatic checkpoint copies a big
+    transaction's WAL into the file at its commit."""
     path = sqlite_store.sqlite_path
     assert path is not None
-    with sqlite_store.bulk_transaction() as conn:
-        # the commit must not copy the WAL itself
-        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
-        _add_papers(conn, 3000)  # ~6 MB: far past the 1,000-page automatic checkpoint
-    # committed: every connection sees it at once
-    with sqlite_store.session() as s:
-        assert s.scalar(text("SELECT count(*) FROM papers")) == 3000
-    sqlite_store.wait_for_checkpoint()
-    assert _in_main_file(path) == 3000
-    # the pooled connection is back on SQLite's automatic checkpoints
-    with sqlite_store.engine.connect() as conn:
+    threads = threading.active_count()
+    with sqlite_store.engine.begin() as conn:
         assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
+        # ~20 MB: past the 1,000 pages (of 16 KB) of the automatic checkpoint
+        _add_papers(conn, 10_000)
+    assert threading.active_count() == threads
+    assert _in_main_file(path) == 10_000
 
 
-def test_a_failed_bulk_transaction_leaves_nothing(store: Store) -> None:
-    with pytest.raises(RuntimeError), store.bulk_transaction() as conn:
-        _add_papers(conn, 10)
-        raise RuntimeError("a dump that fails halfway")
-    with store.session() as s:
-        assert s.scalar(text("SELECT count(*) FROM papers")) == 0
-    assert store._checkpointer is None  # nothing committed, nothing to copy
-    with store.bulk_transaction() as conn:
-        _add_papers(conn, 10)
-    with store.session() as s:
-        assert s.scalar(text("SELECT count(*) FROM papers")) == 10
-
-
-def test_dispose_waits_for_the_background_checkpoint(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "d.db")
-    for start in (0, 2000):  # the second waits for the first's checkpoint
-        with store.bulk_transaction() as conn:
-            _add_papers(conn, 2000, start)
-    store.dispose()
-    assert _in_main_file(tmp_path / "d.db") == 4000
-
-
-def test_a_run_killed_before_the_background_checkpoint_loses_nothing(tmp_path: Path) -> None:
-    """The committed dump is in the WAL: SIGKILL before the copy, and the next open has it."""
+def test_a_run_killed_after_a_commit_loses_nothing(tmp_path: Path) -> None:
+    """A committed dump survives SIGKILL of the process that wrote it."""
     path = tmp_path / "killed.db"
     script = f"""
 import os, signal
 from digestbot.store import Paper, open_store
 store = open_store({str(path)!r})
-with store.bulk_transaction() as conn:
+with store.engine.begin() as conn:
     conn.execute(Paper.__table__.insert(), [
         {{"id": f"p{{i}}", "title_key": f"k{{i}}", "title": "T", "abstract": "x" * 2000}}
         for i in range(3000)

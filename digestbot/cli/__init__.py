@@ -105,7 +105,8 @@ def _set_now(_ctx: click.Context, _param: click.Parameter, value: str | None) ->
         raise click.BadParameter(
             f"{value!r} is not an ISO 8601 time such as 2026-11-22T08:00:00+01:00"
         ) from None
-    clock.set_now(moment)
+    # frozen, as a replay: every stage of the command sees the same moment
+    clock.set_now(moment, frozen=True)
     return moment
 
 
@@ -239,9 +240,9 @@ def main(ctx: click.Context, quiet: bool, verbose: int) -> None:
 
 
 def _register() -> None:
-    from . import db, deliver, ingest, rank, render, run, subscribers, web
+    from . import db, deliver, fetch, ingest, rank, render, run, subscribers, web
 
-    for module in (db, ingest, subscribers, rank, render, deliver, run, web):
+    for module in (db, fetch, ingest, subscribers, rank, render, deliver, run, web):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 from sqlalchemy import select
 
-from ..scoring import rank_profile
 from ..store import Paper
 from . import App, common_options, pass_app, print_json
 
@@ -34,6 +33,8 @@ def rank_command(
     Example:
       digestbot rank -k "sparse autoencoders, mechanistic interpretability" --top 5
     """
+    from ..scoring.engine import rank_profile  # scikit-learn: only when ranking
+
     store = app.store()
     picks = rank_profile(
         store, keywords=keywords, liked=liked, disliked=disliked, top=top, config=app.config

@@ -13,7 +13,6 @@ from ..files import write_atomic
 from ..periods import current_slot
 from ..render import render_digest, subscriber_feeds
 from ..render.feeds import recent_entries, write_feeds
-from ..scoring import score_subscribers
 from ..store import Paper, Subscriber
 from . import App, common_options, pass_app, progress_bars
 
@@ -47,6 +46,8 @@ def preview(app: App, email: str, out: Path) -> None:
                 hint="List them with `digestbot subscribers list`.",
             )
         history = recent_entries(session, [sub.id], int(config["digest.feed_items"]))[sub.id]
+    from ..scoring.engine import score_subscribers  # scikit-learn: only when scoring
+
     picks = next(iter(score_subscribers(store, [sub], now=now, config=config)), None)
     chosen = picks.picks if picks is not None else []
     with store.session() as session:

@@ -36,22 +36,29 @@ def _log_level(app: App) -> None:
 @common_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @nothing_exit_code_option
-@click.option("--no-ingest", is_flag=True, help="Skip the inbox.")
+@click.option("--no-fetch", is_flag=True, help="Do not fetch the sources in fetch.sources.")
+@click.option("--no-ingest", is_flag=True, help="Skip the inbox (and fetching).")
 @click.option("--no-send", is_flag=True, help="Queue digests but leave sending to a later run.")
 @pass_app
 def run_command(
     app: App,
     as_json: bool,
     nothing_exit_code: int,
+    no_fetch: bool,
     no_ingest: bool,
     no_send: bool,
 ) -> None:
-    """Run the whole pipeline once: ingest, select who is due, score, render, queue, send,
-    write feeds.
+    """Run the whole pipeline once: fetch the sources in fetch.sources (if any), ingest,
+    select who is due, score, render, queue, send, write feeds.
 
     One run at a time: a second one exits at once with status 1. Exit status: 0 done,
     3 something failed or waits for a retry (see the summary), 4 nothing to do
-    (--nothing-exit-code changes it), 1 error before the run could start.
+    (--nothing-exit-code changes it), 1 error before the run could start. A source that
+    cannot be fetched is reported and the run goes on with what the inbox holds (exit 3).
+
+    \b
+    Example:
+      digestbot run --now 2026-11-22T08:00Z --no-send
     """
     from ..pipeline import run_once
 
@@ -64,6 +71,7 @@ def run_command(
             progress=bars,
             ingest=not no_ingest,
             send=not no_send,
+            fetch=not no_fetch,
         )
     took = time.perf_counter() - started
     code = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "nothing": nothing_exit_code}[report.status]

@@ -1,7 +1,8 @@
-"""Ingestion: Hugging Face Daily Papers dumps (page text or API JSON) into the store.
+"""Ingestion: Hugging Face papers pages (text, Markdown, HTML) and API JSON into the store.
 
-Parsing (:func:`parse_file`) is pure; :func:`ingest_paths` and :func:`ingest_inbox` write
-each dump in one transaction and go on past bad ones, returning an :class:`IngestReport`.
+Parsing (:func:`parse_file`; the formats in :data:`parse.FORMATS`) is pure;
+:func:`ingest_paths` and :func:`ingest_inbox` write each dump in one transaction and go on
+past bad ones, whatever fails, returning an :class:`IngestReport`.
 """
 
 from .inbox import inbox_files, ingest_inbox

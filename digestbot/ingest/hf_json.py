@@ -2,7 +2,8 @@
 
 ``[{"paper": {"id", "title", "summary", "upvotes", "publishedAt", "authors": [{"name"}],
 "githubRepo"}, "publishedAt", "numComments", ...}]``; flat paper objects (the ``papers``
-endpoint) are read too.
+endpoint, API mirrors) are read too, authors as ``{name}`` objects or plain strings, and
+envelopes such as ``{"date": "2026-10-03", "papers": [...]}``, whose date is the listing's.
 """
 
 from __future__ import annotations
@@ -15,20 +16,26 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IngestError
+from .checks import MAX_TITLE, READS
 from .model import ParsedPaper, clean_text
 
 ARXIV_ID = re.compile(r"\d{4}\.\d{4,5}")
-_HINT = (
-    "digestbot reads the daily_papers API JSON: a list of items with "
-    "paper{id,title,summary,...}; see the README."
-)
+_HINT = READS
 
 
-def parse_json(
-    path: Path, text: str, listing_date: date | None, mtime_date: date
-) -> tuple[date, list[ParsedPaper]]:
+# JSON starts with { or [, but so does a page whose first line is an upvote line "[-] 19", a
+# Markdown link "[101](...)" or a reference link "[Title][3]"
+_NOT_JSON = re.compile(r"\[\s*[-–]?\s*\]\s*(?:\d|[-–])|\[[^\]\n]*\][(\[]")
+
+
+def is_json(head: str) -> bool:
+    return head[:1] == "{" or (head[:1] == "[" and _NOT_JSON.match(head) is None)
+
+
+def load_json(path: Path, text: str) -> Any:
+    """The decoded JSON, or an IngestError saying where it is broken."""
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise IngestError(
             f"invalid JSON: {exc.msg} (column {exc.colno})",
@@ -36,43 +43,86 @@ def parse_json(
             line=exc.lineno,
             hint="The file may be cut off or hand-edited; fetch it again from the API.",
         ) from None
+    except RecursionError:
+        raise IngestError(
+            "JSON nested too deeply to be a papers listing",
+            file=path,
+            line=1,
+            hint=_HINT,
+        ) from None
+
+
+def parse_json(
+    path: Path, text: str, listing_date: date | None, mtime_date: date
+) -> tuple[date, list[ParsedPaper], str, list[str]]:
+    data = load_json(path, text)
+    listed_on, papers, shape, warnings = read_items(path, data, "")
+    if listing_date is not None:
+        return listing_date, papers, shape, warnings
+    return listed_on or mtime_date, papers, shape, warnings
+
+
+def read_items(
+    path: Path, data: Any, where: str
+) -> tuple[date | None, list[ParsedPaper], str, list[str]]:
+    """Papers from decoded JSON at ``where``: a list of items, an envelope holding one, or
+    a single item; the listing date from the envelope, else the items' usual one."""
+    shape = "JSON list"
+    envelope_date: date | None = None
     if isinstance(data, dict):
         # a single item, or an envelope holding the list
-        for key in ("papers", "items", "data"):
+        for key in ("papers", "items", "data", "dailyPapers"):
             if isinstance(data.get(key), list):
-                data = data[key]
+                envelope_date = _day(path, f"{where}date", data.get("date"))
+                data, where, shape = data[key], f"{where}{key}", "JSON envelope"
                 break
         else:
-            data = [data] if "paper" in data or "title" in data else data
+            if "paper" in data or "title" in data:
+                data, shape = [data], "JSON object"
     if not isinstance(data, list):
         raise IngestError(
             f"JSON holds {type(data).__name__}, not a list of daily_papers items",
             file=path,
+            field=where or None,
             hint=_HINT,
         )
     if not data:
         raise IngestError("the JSON list is empty: no papers", file=path, hint=_HINT)
     papers: list[ParsedPaper] = []
     listed: list[date] = []
+    warnings: list[str] = []
     for i, item in enumerate(data):
-        paper, day = _item(path, i, item)
+        paper, day = _item(path, f"{where}[{i}]", item)
+        if len(paper.title) > MAX_TITLE:
+            warnings.append(
+                f"{path}: {where}[{i}].title: {len(paper.title)} characters; cut to {MAX_TITLE}"
+            )
+            paper = cut_title(paper)
         papers.append(paper)
         if day is not None:
             listed.append(day)
-    if listing_date is not None:
-        return listing_date, papers
+    if envelope_date is not None:
+        return envelope_date, papers, shape, warnings
     if listed:
         # a page of one day's listing: its items share the date; take the usual one
-        return Counter(listed).most_common(1)[0][0], papers
-    return mtime_date, papers
+        return Counter(listed).most_common(1)[0][0], papers, shape, warnings
+    return None, papers, shape, warnings
+
+
+def cut_title(paper: ParsedPaper) -> ParsedPaper:
+    """The paper with its title cut to MAX_TITLE characters at a word, marked with '…'."""
+    cut = paper.title[: MAX_TITLE - 1].rsplit(" ", 1)[0].rstrip() + "…"
+    paper.title = cut
+    paper.key = ""
+    paper.__post_init__()
+    return paper
 
 
 def _bad(path: Path, where: str, message: str) -> IngestError:
     return IngestError(message, file=path, field=where, hint=_HINT)
 
 
-def _item(path: Path, i: int, item: Any) -> tuple[ParsedPaper, date | None]:
-    where = f"[{i}]"
+def _item(path: Path, where: str, item: Any) -> tuple[ParsedPaper, date | None]:
     if not isinstance(item, dict):
         raise _bad(path, where, f"expected an object, got {type(item).__name__}")
     paper = item.get("paper", item)
@@ -111,15 +161,12 @@ def _item(path: Path, i: int, item: Any) -> tuple[ParsedPaper, date | None]:
     if authors_raw is not None:
         if not isinstance(authors_raw, list):
             raise _bad(path, f"{pwhere}.authors", "expected a list of {name: ...} objects")
-        authors = [
-            clean_text(a["name"])
-            for a in authors_raw
-            if isinstance(a, dict) and isinstance(a.get("name"), str) and a["name"].strip()
-        ]
+        names = (a.get("name") if isinstance(a, dict) else a for a in authors_raw)
+        authors = [clean_text(n) for n in names if isinstance(n, str) and n.strip()]
     github = paper.get("githubRepo")
     links = [f"https://huggingface.co/papers/{arxiv_id}"] if arxiv_id else []
     if isinstance(github, str) and github.startswith(("http://", "https://")):
-        github = github[:500]
+        github = clean_text(github)[:500]
         links.append(github)
     else:
         github = None

@@ -11,14 +11,15 @@ with URLs on lines of their own anywhere in the entry.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
 from ..errors import IngestError
+from .checks import MAX_TITLE, READS
 from .dates import DATE_LINE, LISTING_LINE, latest_on_or_before, month_number, valid_month_day
 from .lines import LineFeed
 from .model import ParsedPaper, clean_text
+from .page import LineTooLong, read_page
 
 MARKERS = (
     "get trending papers in your email inbox",
@@ -37,8 +38,6 @@ KNOWN_HEADER = {
     "weekly",
     "monthly",
 }
-_UNREAD = object()
-MAX_TITLE = 300  # the seeds' longest is 142; a longer "title" means the entries slipped
 MAX_ORG = 200
 
 UPVOTE = re.compile(r"\[\s*[-–]?\s*\]\s*(\d[\d,]*|[-–])")
@@ -56,25 +55,65 @@ def _int(text: str) -> int:
     return int(text.replace(",", ""))
 
 
-def is_hf_text(text: str) -> bool:
-    """Whether a header marker shows up among the first lines."""
-    seen = 0
-    end = -1
-    for _ in range(200):  # the first 200 lines, without copying the rest of the text
-        end = text.find("\n", end + 1)
-        if end < 0:
-            end = len(text)
-            break
-    for line in text[:end].split("\n"):
-        low = line.strip().lower()
-        if not low:
-            continue
-        if any(low.startswith(m) for m in MARKERS):
-            return True
-        seen += 1
-        if seen >= 40:
-            break
-    return False
+def parse_text(
+    path: Path, text: str, listing_date: date | None, limit: date
+) -> tuple[date, list[ParsedPaper], str, list[str]]:
+    """A papers page in any text rendering (see :mod:`.page`): its listing date, papers,
+    shape and warnings."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    try:
+        page = read_page(text)
+    except LineTooLong as exc:
+        raise IngestError(
+            f"not a papers listing: {exc}, far longer than any line of a papers page",
+            file=path,
+            line=exc.line,
+            hint=READS,
+        ) from None
+    del text
+    if not page.looks_like_listing:
+        raise IngestError(
+            f"not a papers listing: the file is {_what(page.text)}",
+            file=path,
+            line=1,
+            hint=READS,
+        )
+    parser = TextParser(
+        path,
+        page.text,
+        listing_date,
+        page.reference or limit,  # the page's own dates say more than the file's time
+        plain=None,
+        source=page.source,
+    )
+    page.text = ""
+    try:
+        papers = parser.parse()
+    except IngestError as exc:
+        if page.source is not None:  # say what the page looked like, and what is read
+            exc.hint = f"{exc.hint + ' ' if exc.hint else ''}The file looks like a " + (
+                f"{page.shape_name}. {READS}"
+            )
+        raise
+    parser.feed.close()
+    assert parser.listed_on is not None
+    return parser.listed_on, papers, page.shape_name, parser.warnings
+
+
+def _what(text: str) -> str:
+    """What a text that is no papers page looks like, for the error."""
+    head = text[:4096].lstrip()
+    first = head.split("\n", 1)[0]
+    if head[:1] in "<":
+        return "markup (XML or HTML) with no paper list"
+    if first.count(",") >= 1 and len(head.split("\n")) > 1:
+        second = head.split("\n")[1]
+        if second.count(",") == first.count(","):
+            return "a table (CSV), not a papers page"
+    if "](" in head or head.startswith("#"):
+        return "Markdown with no paper entries (no paper links, upvotes or 'Daily Papers')"
+    return "text with no paper entries (no paper links, upvotes or 'Daily Papers' header)"
 
 
 class _Entry:
@@ -93,6 +132,7 @@ class _Entry:
         "published_on",
         "meta",
         "dot",
+        "long_title",
     )
 
     def __init__(self, line: int) -> None:
@@ -110,6 +150,7 @@ class _Entry:
         self.published_on: date | None = None
         self.meta = False  # a metadata block has started
         self.dot = False  # its "·" line was seen
+        self.long_title = 0  # the title's length, when over MAX_TITLE
 
 
 class TextParser:
@@ -121,17 +162,12 @@ class TextParser:
         mtime_date: date,
         *,
         plain: bool | None = False,
-        on_papers: Callable[[list[ParsedPaper]], None] | None = None,
-        batch: int = 0,
+        source: list[int] | None = None,
     ):
         self.path = path
-        # ``on_papers`` is handed the papers in batches as they are parsed (they are then
-        # no longer kept here), so a big dump can be stored while the rest is parsed; the
-        # first batches are small, so that the writer starts soon, then up to ``batch``
-        # (see _finish)
-        self.on_papers = on_papers
-        self.batch_max = batch
-        self.batch = self.first_batch = max(1, batch // 8)
+        # the file's line of each line of ``text``, when that is a rendering taken back to
+        # the plain shape (see :mod:`.page`)
+        self.source = source
         self.count = 0  # papers parsed so far
         self.last: ParsedPaper | None = None
         # True: the text is known to hold no control characters; False: not known; None:
@@ -156,7 +192,13 @@ class TextParser:
         return self.feed.plain if self._plain is None else self._plain
 
     def error(self, message: str, line: int | None, hint: str | None = None) -> IngestError:
-        return IngestError(message, file=self.path, line=line, hint=hint)
+        return IngestError(message, file=self.path, line=self.in_file(line), hint=hint)
+
+    def in_file(self, line: int | None) -> int | None:
+        """The file's line number for a line number of the text parsed."""
+        if line is None or self.source is None or not 0 < line <= len(self.source):
+            return line
+        return self.source[line - 1]
 
     # --- header --------------------------------------------------------------------------
 
@@ -275,8 +317,9 @@ class TextParser:
                 return True
         if cur.published_on is None:
             # a dump's dates repeat: each distinct line is read once
-            found = self._dates.get(s, _UNREAD)
-            if found is _UNREAD:
+            if s in self._dates:
+                found = self._dates[s]
+            else:
                 found = self._dates[s] = self._date_line(s, lineno)
             if found is not None:
                 cur.published_on, count = found
@@ -366,8 +409,8 @@ class TextParser:
             self._finish()
             cur = self.cur = _Entry(line)
         if cur.title is None:
-            if len(text) > MAX_TITLE:
-                raise self._slipped(line, len(text))
+            # an over-long title may be an abstract whose paper lost its own (see _finish)
+            cur.long_title = len(text) if len(text) > MAX_TITLE else 0
             cur.title = text
             cur.line = line
         else:
@@ -387,8 +430,18 @@ class TextParser:
                     hint="The file looks cut off; download or copy it again.",
                 )
             raise self.error("an upvote line or link with no paper title after it", cur.line)
+        if cur.long_title and (cur.abstract is None or len(cur.abstract) < cur.long_title):
+            # prose where a title belongs, and a shorter paragraph after it: the entries
+            # slipped (a paper before it has no abstract)
+            raise self._slipped(cur.line, cur.long_title)
         if cur.abstract is None:
             raise self._no_abstract(cur, at_end)
+        if cur.long_title:
+            self.warnings.append(
+                f"{self.path}:{self.in_file(cur.line)}: a title of {cur.long_title} "
+                f"characters; cut to {MAX_TITLE}"
+            )
+            cur.title = cur.title[: MAX_TITLE - 1].rsplit(" ", 1)[0].rstrip() + "…"
         if at_end and cur.meta and cur.published_on is None:
             raise self.error(
                 f"the dump ends inside the metadata of {cur.title!r}",
@@ -397,13 +450,14 @@ class TextParser:
             )
         if at_end and cur.abstract[-1].isalnum() and not cur.meta:
             self.warnings.append(
-                f"{self.path}:{cur.abstract_line}: the last abstract ends mid-sentence; "
+                f"{self.path}:{self.in_file(cur.abstract_line)}: the last abstract ends "
+                "mid-sentence; "
                 "the dump may be cut off (a complete copy will repair it later)."
             )
         paper = ParsedPaper(
             title=cur.title,
             abstract=cur.abstract,
-            line=cur.line,
+            line=self.in_file(cur.line) or 0,
             arxiv_id=cur.arxiv_id,
             author_count=cur.author_count,
             organization=cur.organization,
@@ -416,13 +470,6 @@ class TextParser:
         self.papers.append(paper)
         self.last = paper
         self.count += 1
-        # small batches at the end of the text too: little is left to write after it
-        if self.on_papers is not None and len(self.papers) >= (
-            self.first_batch if self.feed.final else self.batch
-        ):
-            self.on_papers(self.papers)
-            self.papers = []
-            self.batch = min(2 * self.batch, self.batch_max)
 
     def _no_abstract(self, cur: _Entry, at_end: bool = False) -> IngestError:
         if at_end:

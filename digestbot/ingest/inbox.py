@@ -12,6 +12,7 @@ from ..errors import IngestError
 from ..files import write_atomic
 from ..store import Store
 from .load import Progress, ingest_file
+from .model import printable_name
 from .reading import DEFAULT_MAX_BYTES
 from .report import DumpResult, FailedDump, IngestReport
 
@@ -29,10 +30,12 @@ def inbox_files(inbox: Path) -> list[Path]:
             field="ingest.inbox",
             hint=f"Create it (mkdir -p {inbox}) or point ingest.inbox at the right folder.",
         )
+    return [p for p in _candidates(inbox) if p.is_file()]
+
+
+def _candidates(inbox: Path) -> list[Path]:
     return sorted(
-        p
-        for p in inbox.iterdir()
-        if not p.name.startswith(".") and not p.name.endswith(_PARTIAL) and p.is_file()
+        p for p in inbox.iterdir() if not p.name.startswith(".") and not p.name.endswith(_PARTIAL)
     )
 
 
@@ -74,6 +77,10 @@ def ingest_inbox(
     inbox = Path(inbox)
     files = inbox_files(inbox)
     report = IngestReport()
+    for path in _candidates(inbox):
+        if not path.is_file() and not path.is_dir():
+            # a FIFO would block the read; it stays where it is, said once per run
+            report.notes.append(f"{printable_name(path)}: skipped: not a regular file")
     for done, path in enumerate(files, 1):
         result = ingest_file(store, path, listing_date=listing_date, now=now, max_bytes=max_bytes)
         try:

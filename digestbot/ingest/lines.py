@@ -1,8 +1,7 @@
 """A dump's lines, split off its text a segment at a time.
 
 Splitting a 170 MB page into lines at once costs a quarter of a second and holds all the lines
-before the first paper is parsed; a segment at a time, the first papers are parsed at once
-(and a big dump's writer, see :mod:`.stream`, starts early) and only a segment's lines are held.
+before the first paper is parsed; a segment at a time, only a segment's lines are held.
 """
 
 from __future__ import annotations

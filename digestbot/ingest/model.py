@@ -8,11 +8,15 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import cast
 
 _NOT_WORD = re.compile(r"[\W_]+")
 # C0 controls other than tab and newline, and DEL: PostgreSQL refuses NUL in text, and
 # none of them belongs in a title or an abstract.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# a lone surrogate (a broken "\\ud83d" escape in JSON, an undecodable byte in a file name)
+# cannot be encoded as UTF-8, so no database or terminal takes it
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 # ASCII bytes that are not letters or digits (what [\W_] matches in ASCII) -> space; a
@@ -59,7 +63,15 @@ def clean_text(text: str, plain: bool = False) -> str:
         return text.strip()  # the usual case, checked at C speed
     if _CONTROL.search(text):
         text = _CONTROL.sub("", text)
+    if _SURROGATE.search(text):
+        text = _SURROGATE.sub("\ufffd", text)
     return " ".join(text.split())
+
+
+def printable_name(value: object) -> str:
+    """Text safe to store and print: lone surrogates become U+FFFD."""
+    text = str(value)
+    return _SURROGATE.sub("\ufffd", text) if not text.isascii() else text
 
 
 @dataclass(slots=True)
@@ -90,7 +102,7 @@ class ParsedPaper:
 @dataclass(slots=True)
 class ParsedDump:
     path: Path
-    format: str  # "hf-text" or "hf-json"
+    format: str  # the name of one of parse.FORMATS: "hf-text", "hf-json", "hf-html"
     listed_on: date
     papers: list[ParsedPaper]
     content_hash: str
@@ -142,7 +154,8 @@ def merge_fields(old: dict[str, object], new: dict[str, object]) -> dict[str, ob
         elif name == "listed_on":
             value = b if a is None or b < a else a  # type: ignore[operator]
         elif name == "links":
-            value = list(a or []) + [link for link in b if link not in (a or [])]  # type: ignore[union-attr,attr-defined]
+            known = cast(list[str], a or [])
+            value = known + [link for link in cast(list[str], b) if link not in known]
         else:
             value = a if a is not None else b
         if value != a:

@@ -1,94 +1,121 @@
-"""From a file to a :class:`ParsedDump`: format detected by content, never by extension."""
+"""From a file to a :class:`ParsedDump`: format detected by content, never by extension.
+
+:data:`FORMATS` lists the formats digestbot reads, in the order they are tried: the first
+whose ``detect`` accepts the text's head parses it. A new source adds one entry.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
 from ..errors import IngestError
-from .hf_json import parse_json
-from .hf_text import UPVOTE, TextParser, is_hf_text
+from .arxiv_atom import is_atom, parse_atom
+from .checks import READS, check_papers
+from .hf_html import is_html, parse_html
+from .hf_json import is_json, parse_json
+from .hf_text import parse_text
 from .model import ParsedDump, ParsedPaper, merge_fields
 from .reading import DEFAULT_MAX_BYTES, RawDump, gc_paused, read_dump
 
 _LEADING = re.compile("[\ufeff \t\r\n]*")
-_HTML = re.compile(r"\s*<(!doctype|html|head|body)\b", re.I)
+
+
+@dataclass
+class Parsed:
+    """What a format's parser gives back."""
+
+    listed_on: date
+    papers: list[ParsedPaper]
+    shape: str  # what the file looked like, for messages ("Markdown page", "JSON list")
+    warnings: list[str] = field(default_factory=list)
+
+
+# (path, text, --date, a date the listing is not after) -> Parsed
+Parser = Callable[[Path, str, date | None, date], Parsed]
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    detect: Callable[[str], bool]  # handed the text from its first non-blank character
+    parse: Parser
+
+
+def _json(path: Path, text: str, given: date | None, limit: date) -> Parsed:
+    listed_on, papers, shape, warnings = parse_json(path, text, given, limit)
+    return Parsed(listed_on, papers, shape, warnings)
+
+
+def _html(path: Path, text: str, given: date | None, limit: date) -> Parsed:
+    listed_on, papers, shape, warnings = parse_html(path, text, given, limit)
+    return Parsed(listed_on, papers, shape, warnings)
+
+
+def _text(path: Path, text: str, given: date | None, limit: date) -> Parsed:
+    listed_on, papers, shape, warnings = parse_text(path, text, given, limit)
+    return Parsed(listed_on, papers, shape, warnings)
+
+
+def _atom(path: Path, text: str, given: date | None, limit: date) -> Parsed:
+    # lxml reads the encoding the feed declares, so it gets bytes
+    listed_on, papers = parse_atom(path, text.encode("utf-8"), given, limit)
+    return Parsed(listed_on, papers, "arXiv Atom feed")
+
+
+FORMATS: list[Format] = [
+    Format("hf-json", is_json, _json),
+    Format("arxiv-atom", lambda head: is_atom(head, 0), _atom),
+    Format("hf-html", is_html, _html),
+    # last: any other text is read as a papers page, which refuses what is not one
+    Format("hf-text", lambda head: True, _text),
+]
 
 
 def detect_format(text: str) -> str | None:
-    """ "hf-json", "hf-text", or None for anything else."""
-    # by position, not by lstrip() and split(): those would copy a whole 100 MB text
-    start = _LEADING.match(text).end()  # type: ignore[union-attr]
-    end = text.find("\n", start)
-    first_line = text[start : end if end >= 0 else len(text)].strip()
-    if text[start : start + 1] in "[{" and not UPVOTE.fullmatch(first_line):
-        return "hf-json"
-    if is_hf_text(text):
-        return "hf-text"
+    """The name of the first format in :data:`FORMATS` that takes the text."""
+    head = _head(text)
+    for fmt in FORMATS:
+        if fmt.detect(head):
+            return fmt.name
     return None
 
 
-# handed a dump's format, listing date and its next papers, as they are parsed
-PapersHook = Callable[[str, date, list[ParsedPaper]], None]
+def _head(text: str) -> str:
+    # by position, not lstrip(): that would copy a whole 100 MB text
+    start = _LEADING.match(text).end()  # type: ignore[union-attr]
+    return text[start : start + 4096]
 
 
-def parse_raw(
-    raw: RawDump,
-    *,
-    listing_date: date | None = None,
-    on_papers: PapersHook | None = None,
-    batch: int = 0,
-) -> ParsedDump:
-    """The dump's papers, repeats merged. With ``on_papers``, a page's papers go to it in
-    batches (growing to ``batch``) as they are parsed, and the result holds only the last
-    ones, with repeats not merged (JSON comes back whole)."""
+def parse_raw(raw: RawDump, *, listing_date: date | None = None) -> ParsedDump:
+    """The dump's papers, repeats merged."""
     path = raw.path
-    mtime_date = datetime.fromtimestamp(raw.mtime).date()
-    fmt = detect_format(raw.text)
-    if fmt == "hf-json":
-        listed_on, papers = parse_json(path, raw.text, listing_date, mtime_date)
-        warnings: list[str] = []
-        entries = len(papers)
-    elif fmt == "hf-text":
-        text = raw.text
-        _drop_text(raw)  # the parser holds the text: not bytes and text
-        hook: Callable[[list[ParsedPaper]], None] | None = None
-        if on_papers is not None:
-            send = on_papers
-
-            def hook(papers: list[ParsedPaper]) -> None:
-                assert parser.listed_on is not None
-                send("hf-text", parser.listed_on, papers)
-
-        # plain=None: control characters are looked for a segment of lines at a time
-        parser = TextParser(
-            path, text, listing_date, mtime_date, plain=None, on_papers=hook, batch=batch
-        )
-        del text
-        papers = parser.parse()
-        parser.feed.close()
-        assert parser.listed_on is not None
-        listed_on, warnings, entries = parser.listed_on, parser.warnings, parser.count
-    else:
-        what = "an HTML page" if _HTML.match(raw.text) else "in a format digestbot does not read"
+    limit = datetime.fromtimestamp(raw.mtime).date()
+    head = _head(raw.text)
+    fmt = next((f for f in FORMATS if f.detect(head)), None)
+    if fmt is None:
         raise IngestError(
-            f"not a Hugging Face Daily Papers dump: the file is {what}",
+            "not a papers listing: the file is in a format digestbot does not read",
             file=path,
             line=1,
-            hint="Give the Daily Papers page saved as text (it starts with 'Get trending "
-            "papers in your email inbox!') or the daily_papers API JSON.",
+            hint=READS,
         )
-    _drop_text(raw)
+    text = raw.text
+    _drop_text(raw)  # the parser holds the text: not bytes and text
+    parsed = fmt.parse(path, text, listing_date, limit)
+    del text
+    check_papers(path, parsed.shape, parsed.papers)
     return ParsedDump(
         path=path,
-        format=fmt,
-        listed_on=listed_on,
-        papers=papers if on_papers is not None else merge_repeats(papers),
+        format=fmt.name,
+        listed_on=parsed.listed_on,
+        papers=merge_repeats(parsed.papers),
         content_hash=raw.content_hash,
-        entries=entries,
-        warnings=raw.warnings + warnings,
+        entries=len(parsed.papers),
+        warnings=raw.warnings + parsed.warnings,
     )
 
 

@@ -6,6 +6,9 @@ import codecs
 import errno
 import gc
 import hashlib
+import re
+import stat
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -52,8 +55,11 @@ def read_bytes(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[bytes
         ) from None
     except OSError as exc:
         raise _os_error(path, exc) from None
-    if path.is_dir():
+    if stat.S_ISDIR(st.st_mode):
         raise IngestError("is a folder, not a dump", file=path)
+    if not stat.S_ISREG(st.st_mode):
+        # opening a FIFO would wait for a writer forever
+        raise IngestError("not a regular file (a FIFO, socket or device)", file=path)
     if st.st_size > max_bytes:
         raise IngestError(
             f"file is {st.st_size / MB:.1f} MB, over the limit of {max_bytes / MB:.0f} MB",
@@ -93,6 +99,9 @@ def looks_binary(data: bytes) -> bool:
     return bool(head) and controls / len(head) > 0.05
 
 
+_OTHER_THAN_ASCII = re.compile("[^\x00-\x7f\ufffd]")
+
+
 def decode(path: Path, data: bytes) -> tuple[str, list[str]]:
     """Text in UTF-8 (with or without BOM) or UTF-16 with BOM; Latin-1 with a warning."""
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -119,6 +128,14 @@ def decode(path: Path, data: bytes) -> tuple[str, list[str]]:
             hint="Download or copy the dump again.",
         )
     line = data.count(b"\n", 0, bad.start) + 1
+    replaced = data.decode("utf-8-sig", "replace")
+    if _OTHER_THAN_ASCII.search(replaced):
+        # UTF-8 but for a few broken sequences (an encoded lone surrogate, a cut character):
+        # Windows-1252 would garble every other accent and bullet in the file
+        return replaced, [
+            f"{path}:{line}: broken UTF-8 (byte 0x{data[bad.start]:02x}); the broken "
+            "characters were replaced with U+FFFD."
+        ]
     try:
         text = data.decode("cp1252")
         name = "Windows-1252"
@@ -151,12 +168,48 @@ def content_hash(data: bytes) -> str:
 
 def read_dump(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> RawDump:
     data, mtime = read_bytes(path, max_bytes=max_bytes)
-    return decode_dump(path, data, mtime)
+    return decode_dump(path, data, mtime, max_bytes=max_bytes)
 
 
-def decode_dump(path: Path, data: bytes, mtime: float, digest: str | None = None) -> RawDump:
-    """The dump's text; ``digest`` is its content hash when the caller has it already (or
-    does not need it: "")."""
+def gunzip(path: Path, data: bytes, max_bytes: int) -> bytes:
+    """A gzip file's contents, up to ``max_bytes``."""
+    inflate = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+    try:
+        out = inflate.decompress(data, max_bytes + 1)
+    except zlib.error as exc:
+        raise IngestError(
+            f"broken gzip file: {exc}",
+            file=path,
+            hint="Download it again, or decompress it yourself (gunzip) to see what is wrong.",
+        ) from None
+    if len(out) > max_bytes:
+        raise IngestError(
+            f"gzip file holds over {max_bytes / MB:.0f} MB",
+            file=path,
+            hint="Split the dump, or raise ingest.max_file_mb if it really is one listing.",
+        )
+    if not inflate.eof:
+        raise IngestError(
+            "gzip file ends early: it looks cut off",
+            file=path,
+            hint="Download or copy the dump again.",
+        )
+    return out
+
+
+def decode_dump(
+    path: Path,
+    data: bytes,
+    mtime: float,
+    digest: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> RawDump:
+    """The dump's text (a gzip file's, decompressed); ``digest`` is its content hash when the
+    caller has it already (or does not need it: "")."""
+    if digest is None:
+        digest = content_hash(data)
+    if data[:2] == b"\x1f\x8b":
+        data = gunzip(path, data, max_bytes)
     if not data or data.isspace():  # not data.strip(), which would copy a big file
         raise IngestError(
             "empty file" if not data else "file holds only white space",
@@ -164,6 +217,4 @@ def decode_dump(path: Path, data: bytes, mtime: float, digest: str | None = None
             hint="The download or copy probably failed; fetch the dump again.",
         )
     text, warnings = decode(path, data)
-    return RawDump(
-        path, data, text, mtime, content_hash(data) if digest is None else digest, warnings
-    )
+    return RawDump(path, data, text, mtime, digest, warnings)

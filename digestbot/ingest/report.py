@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from ..errors import DigestbotError
+from .model import printable_name
 
 
 @dataclass
@@ -17,7 +18,12 @@ class FailedDump:
 
     @classmethod
     def from_error(cls, file: str, error: DigestbotError) -> FailedDump:
-        return cls(error.file or file, error.line, error.message, error.hint)
+        return cls(
+            printable_name(error.file or file),
+            error.line,
+            printable_name(error.message),
+            error.hint and printable_name(error.hint),
+        )
 
     def as_dict(self) -> dict[str, object]:
         return {"file": self.file, "line": self.line, "error": self.error, "hint": self.hint}
@@ -45,6 +51,8 @@ class DumpResult:
 @dataclass
 class IngestReport:
     dumps: list[DumpResult] = field(default_factory=list)
+    # files passed over without a result of their own (a FIFO found in a folder)
+    notes: list[str] = field(default_factory=list)
 
     def add(self, result: DumpResult) -> None:
         self.dumps.append(result)
@@ -86,7 +94,7 @@ class IngestReport:
 
     @property
     def warnings(self) -> list[str]:
-        return [w for d in self.dumps for w in d.warnings]
+        return [printable_name(w) for w in self.notes + [w for d in self.dumps for w in d.warnings]]
 
     @property
     def ok(self) -> bool:

@@ -2,8 +2,7 @@
 
 :class:`DumpWriter` takes a dump's papers in one or more batches, in file order, inside one
 transaction: each batch's stored matches are read, its new papers and sightings inserted;
-the changes to stored papers are written once at the end. So a big dump can be written while
-the rest of it is still being parsed (see :mod:`.stream`).
+the changes to stored papers are written once at the end.
 """
 
 from __future__ import annotations
@@ -13,11 +12,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
     Connection,
+    Table,
     Text,
     bindparam,
     delete,
@@ -31,12 +31,12 @@ from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from ..store import Dump, Paper, Sighting
 from ..store.bulk import insert_many, process_column
-from .model import MERGED_FIELDS, ParsedPaper, merge_fields, paper_id_for
+from .model import MERGED_FIELDS, ParsedPaper, merge_fields, paper_id_for, printable_name
 from .report import DumpResult
 
-papers_t = Paper.__table__
-dumps_t = Dump.__table__
-sightings_t = Sighting.__table__
+papers_t = cast(Table, Paper.__table__)
+dumps_t = cast(Table, Dump.__table__)
+sightings_t = cast(Table, Sighting.__table__)
 CHUNK = 2000  # keys per IN (...) query: far below every backend's parameter limit
 # what a stored paper needs for merging: the abstract's length, not its text (the longer
 # abstract wins, so a 100,000-paper dump seen again does not read 170 MB back)
@@ -169,20 +169,22 @@ class DumpWriter:
         conn = self.conn
         done = find_dump(conn, self.content_hash)
         if done is not None and done[1] == "ok":
-            return DumpResult(str(self.path), "skipped", dump_id=done[0])
+            return DumpResult(printable_name(self.path), "skipped", dump_id=done[0])
         if done is not None:
             conn.execute(delete(dumps_t).where(dumps_t.c.id == done[0]))
-        self.dump_id = conn.execute(
+        inserted = conn.execute(
             insert(dumps_t).values(
                 content_hash=self.content_hash,
-                file_name=self.path.name[:500],
+                file_name=printable_name(self.path.name)[:500],
                 format=self.format,
                 listed_on=self.listed_on,
                 ingested_at=self.now,
                 entries=0,
                 status="ok",
             )
-        ).inserted_primary_key[0]
+        ).inserted_primary_key
+        assert inserted is not None
+        self.dump_id = inserted[0]
         if self.sqlite:
             self._cache = conn.exec_driver_sql("PRAGMA cache_size").scalar()
             conn.exec_driver_sql(f"PRAGMA cache_size=-{_SQLITE_CACHE_KIB}")
@@ -224,7 +226,7 @@ class DumpWriter:
         cursor.close()
         if not rows:
             return rows
-        columns = list(zip(*rows, strict=True))
+        columns: list[Any] = list(zip(*rows, strict=True))
         for i, process in _SQLITE_RESULT.items():
             columns[i] = process_column(columns[i], process, False)
         return zip(*columns, strict=True)
@@ -304,7 +306,7 @@ class DumpWriter:
         if stored:
             row["_changed"].update(changes)
             if "abstract" in changes:
-                row["abstract_len"] = len(changes["abstract"])
+                row["abstract_len"] = len(cast(str, changes["abstract"]))
             self.changed[row["id"]] = row
         elif row["id"] in self.flushed:
             self.late[row["id"]] = row
@@ -342,7 +344,7 @@ class DumpWriter:
         )
         self.close()
         return DumpResult(
-            str(self.path),
+            printable_name(self.path),
             "ok",
             format=self.format,
             listed_on=self.listed_on,

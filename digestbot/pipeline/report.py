@@ -19,6 +19,11 @@ class DigestOutcome:
 class RunReport:
     now: datetime
     replay: bool = False  # now was given (--now, tests) rather than read from the clock
+    fetched: bool = False  # sources were fetched (fetch.sources is set)
+    fetch_written: int = 0
+    fetch_unchanged: int = 0
+    fetch_empty: int = 0
+    fetch_failures: list[str] = field(default_factory=list)  # "hf 2026-11-22: why"
     files: int = 0
     papers_new: int = 0
     papers_updated: int = 0
@@ -55,7 +60,8 @@ class RunReport:
     @property
     def failures(self) -> int:
         return (
-            self.ingest_failed
+            len(self.fetch_failures)
+            + self.ingest_failed
             + self.digest_failed
             + self.bad_schedules
             + self.send_failed
@@ -67,7 +73,8 @@ class RunReport:
     @property
     def did_something(self) -> bool:
         return bool(
-            self.files
+            self.fetch_written
+            or self.files
             or self.due
             or self.digests
             or self.sent
@@ -87,6 +94,14 @@ class RunReport:
         return {
             "now": self.now.isoformat(),
             "status": self.status,
+            "fetch": {
+                "enabled": self.fetched,
+                "written": self.fetch_written,
+                "unchanged": self.fetch_unchanged,
+                "empty": self.fetch_empty,
+                "failed": len(self.fetch_failures),
+                "failures": list(self.fetch_failures),
+            },
             "ingest": {
                 "files": self.files,
                 "papers_new": self.papers_new,
@@ -123,7 +138,13 @@ class RunReport:
         def took(stage: str) -> str:
             return f"  ({t[stage]:.2f} s)" if stage in t else "  (skipped)"
 
-        lines = [
+        lines = []
+        if self.fetched:
+            lines.append(
+                f"fetch:   {self.fetch_written} written, {self.fetch_unchanged} unchanged, "
+                f"{self.fetch_empty} empty, {len(self.fetch_failures)} failed{took('fetch')}"
+            )
+        lines += [
             f"ingest:  {self.files} files, {self.papers_new} new papers, "
             f"{self.papers_updated} updated, {self.ingest_failed} failed{took('ingest')}",
             f"due:     {self.due} subscribers{took('select')}",
@@ -135,5 +156,6 @@ class RunReport:
             + (f", {len(self.feeds_failed)} failed" if self.feeds_failed else "")
             + took("feeds"),
         ]
+        lines += [f"error:   fetch: {f}" for f in self.fetch_failures]
         lines += [f"error:   {e}" for e in self.errors]
         return lines

@@ -1,4 +1,4 @@
-"""The one-shot run: ingest, select who is due, score, render, queue, send, write feeds.
+"""The one-shot run: fetch, ingest, select who is due, score, render, queue, send, write feeds.
 
 Each stage is a function of its own module; this one strings them together, times them and
 turns their reports into one :class:`RunReport`. Stages are imported when they run, so
@@ -74,6 +74,37 @@ def _stage_progress(progress: Progress | None, stage: str) -> Callable[[int, int
     if progress is None:
         return None
     return lambda done, total: progress(stage, done, total)
+
+
+def fetch_stage(
+    config: Config,
+    report: RunReport,
+    *,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Fetch the configured sources into the inbox. Nothing here stops the run: a source
+    that is down is reported, and the run goes on with what the inbox holds."""
+    from ..fetch import fetch_sources
+
+    report.fetched = True
+    with _timed(report, "fetch"):
+        try:
+            result = fetch_sources(
+                config, now=report.now, stop=stop, progress=_stage_progress(progress, "fetch")
+            )
+        except DigestbotError as exc:
+            log.error("fetch failed: %s", exc)
+            report.fetch_failures.append(f"{exc}" + (f" (hint: {exc.hint})" if exc.hint else ""))
+            return
+        except Exception as exc:  # a bug in one source must not keep the digests back
+            log.exception("fetch crashed")
+            report.fetch_failures.append(f"crashed: {type(exc).__name__}: {exc}")
+            return
+    report.fetch_written += result.written
+    report.fetch_unchanged += result.unchanged
+    report.fetch_empty += result.empty
+    report.fetch_failures += [str(r) for r in result.failed]
 
 
 def ingest_stage(
@@ -321,6 +352,7 @@ def run_once(
     ingest: bool = True,
     send: bool = True,
     lock: bool = True,
+    fetch: bool = True,
 ) -> RunReport:
     """The whole run. Raises LockError at once if another run holds the lock.
 
@@ -331,6 +363,10 @@ def run_once(
     report = RunReport(now=aware_utc(now), replay=now is not None)
     prepare_folders(config)
     with run_lock(store, config) if lock else nullcontext():
+        # fetched files go through the inbox, so fetching without ingesting would only
+        # pile them up for the next run
+        if fetch and ingest and config["fetch.sources"] and _go(report, stop, "fetch"):
+            fetch_stage(config, report, progress=progress, stop=stop)
         if ingest and _go(report, stop, "ingest"):
             _guarded(
                 report, "ingest", lambda: ingest_stage(store, config, report, progress=progress)

@@ -9,6 +9,7 @@ that is not there. Escaping for HTML or XML is the templates' and feedgen's job,
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from functools import lru_cache
 
@@ -217,18 +218,54 @@ def word_index(safe: str, low: str) -> dict[str, list[int]] | None:
     return index
 
 
+def display_width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: wide (CJK) characters two, combining marks none."""
+    if text.isascii():
+        return len(text)
+    return sum(_char_width(c) for c in text)
+
+
+@lru_cache(maxsize=8192)
+def _char_width(char: str) -> int:
+    if unicodedata.combining(char) or char in "\u200b\u200c\u200d\u200e\u200f":
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in "WF" else 1
+
+
+def _pieces(word: str, room: int) -> list[str]:
+    """A word wider than ``room`` columns cut into pieces that fit (CJK text has no spaces)."""
+    if display_width(word) <= room:
+        return [word]
+    out: list[str] = []
+    piece, used = "", 0
+    for char in word:
+        w = _char_width(char)
+        if used + w > room and piece:
+            out.append(piece)
+            piece, used = "", 0
+        piece, used = piece + char, used + w
+    out.append(piece)
+    return out
+
+
 def wrap(text: str, width: int = 72, indent: str = "   ", first: str | None = None) -> str:
-    """Greedy word wrap for the text part (textwrap does far more than we need, slowly)."""
+    """Greedy word wrap for the text part by display width (textwrap counts characters, and
+    does far more than we need, slowly). Words wider than a line are cut."""
     lines: list[str] = []
     line = indent if first is None else first
+    used = display_width(line)
     empty = True
-    for word in text.split(" "):
-        if not empty and len(line) + 1 + len(word) > width:
-            lines.append(line)
-            line, empty = indent + word, False
-        elif empty:
-            line, empty = line + word, False
-        else:
-            line = f"{line} {word}"
+    room = max(8, width - len(indent))
+    for long_word in text.split(" "):
+        for word in _pieces(long_word, room):
+            w = display_width(word)
+            if not empty and used + 1 + w > width:
+                lines.append(line)
+                line, used = indent + word, len(indent) + w
+            elif empty:
+                line, used = line + word, used + w
+            else:
+                line, used = f"{line} {word}", used + 1 + w
+            empty = False
     lines.append(line)
     return "\n".join(lines)

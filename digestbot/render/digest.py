@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import formataddr
@@ -22,15 +23,14 @@ from ..store import Paper, Subscriber
 from . import feedcards, links, views
 from .cards import Card, document, fill_document
 from .cards import clear as clear_documents
-from .clean import Highlighter, clean_text, clean_word, shorten
+from .clean import Highlighter, clean_text, clean_word, shorten, wrap
 from .message import assemble, base_headers, encode_body, html_part, mime_bytes, sender_domain
 from .templates import get_template, styled_tag
-from .views import MONTHS, PaperView, card, paper_view, static_card
+from .views import MONTHS, WRAP, PaperView, card, paper_view, static_card
 from .why import clear as clear_why
 from .why import top_topic, why_pair
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-BAR_PX = 160
 
 
 @lru_cache(maxsize=512)
@@ -94,14 +94,54 @@ class RenderedDigest:
         return parsed
 
 
-_BARS = tuple("█" * cells + "░" * (10 - cells) for cells in range(11))
+# Relevance as a reader reads it: five dots and a word, measured against the digest's best
+# pick (a raw score such as 0.21 means nothing to a reader).
+_LEVELS = tuple(
+    (floor, "●" * dots + "○" * (5 - dots), words)
+    for floor, dots, words in (
+        (0.85, 5, "top match"),
+        (0.6, 4, "strong match"),
+        (0.35, 3, "good match"),
+        (0.15, 2, "partial match"),
+        (0.0, 1, "loose match"),
+    )
+)
+
+
+def relevance(score: float, top: float) -> tuple[str, str]:
+    """(dots, words) for a pick scoring ``score`` in a digest whose best scores ``top``."""
+    share = score / top if top > 0 else 0.0
+    for floor, scale, words in _LEVELS:
+        if share >= floor:
+            return scale, words
+    return _LEVELS[-1][1:]
+
+
+MARK_CLOSE = "</b>"
+
+
+@lru_cache(maxsize=4096)
+def _why_wrapped(why: str) -> str:
+    # readers' picks share a few why lines: each is wrapped once per process
+    return wrap("Why: " + why, WRAP)
+
+
+@lru_cache(maxsize=4096)
+def _why_size(why: str) -> int:
+    return _sent(why, 1, 2)
+
+
+@lru_cache(maxsize=1024)
+def _wrapped(text: str) -> str:
+    return wrap(text, 78, indent="")
 
 
 @lru_cache(maxsize=8)
 def _mark_open() -> str:
     # a line break inside the tag keeps HTML lines short (7-bit needs <= 998 characters)
     # without adding visible whitespace, as one in the text would
-    return styled_tag("mark", "kw").replace("<mark ", "<mark\n", 1)
+    # <b>, not <mark>: Yahoo strips <mark>, and the highlight would vanish with it
+    return styled_tag("b", "kw").replace("<b ", "<b\n", 1)
 
 
 Filled = list[tuple[Card, Sequence[str]]]  # cards and each one's values, in order
@@ -112,17 +152,23 @@ def _papers(
     highlighter: Highlighter,
     config: Config,
     subscriber: Subscriber,
+    full: int,
+    marks: Marks | None = None,
+    known: Sequence[PaperView] | None = None,
 ) -> tuple[Filled, Filled, list[PaperView]]:
-    """The papers of a digest as (HTML, text, views): each paper's card is rendered once
-    per process, and returned with this reader's values, to be filled in."""
+    """The papers of a digest as (HTML, text, views), the first ``full`` with full cards
+    and the rest with short ones: each paper's card is rendered once per process and
+    returned with this reader's values, to be filled in."""
     top = max(pick.score for _, pick in entries)
     mark_open = _mark_open()
     feedback = links.signer(config, "feedback")
     base = f"{links.site(config)}/feedback/"
     pref = subscriber.pref_token
-    views = [paper_view(paper) for paper, _ in entries]
-    html_card = get_template("_card.html.j2")
-    text_card = get_template("_card.txt.j2")
+    views = list(known) if known is not None else [paper_view(paper) for paper, _ in entries]
+    templates = {
+        True: (get_template("_card.html.j2"), get_template("_card.txt.j2")),
+        False: (get_template("_card_short.html.j2"), get_template("_card_short.txt.j2")),
+    }
     # signed tokens are URL-safe base64 and dots: only the base needs escaping
     base_html = str(escape(base))
     mark = highlighter.mark_str  # printed as it is: no Markup needed
@@ -130,33 +176,37 @@ def _papers(
     html_cards: Filled = []
     text_cards: Filled = []
     for rank, (view, (_, pick)) in enumerate(zip(views, entries, strict=True), 1):
-        score = pick.score
-        share = max(0.0, min(1.0, score / top)) if top > 0 else 0.0
-        more, less = feedback.feedback_pair(pref, view.paper_id)
+        html_card, text_card = templates[rank <= full]
+        if rank <= full:
+            more, less = feedback.feedback_pair(pref, view.paper_id)
+        else:  # the short card has no feedback links: not worth two signatures
+            more = less = ""
         why, why_html = why_pair(view.upvotes, pick)
-        relevance = f"score {score:.2f}"
-        bar_text = _BARS[round(share * 10)]
+        scale, words = relevance(pick.score, top)
         rank_text = str(rank)
-        score_text = str(score)
-        bar_px = str(max(6, round(BAR_PX * share)))
-        if rank > 1:
+        why_wrapped = _why_wrapped(why)
+        if 1 < rank <= full:  # a short card has a line of its own
             html_cards.append((divider, ()))
         # in READER_ORDER, as autoescaping Jinja prints them: escaped (the highlights,
-        # Markup, as they are; a float has nothing to escape)
-        title_html = mark(view.title_safe, view.title_low, mark_open, "</mark>", view.title_index)
-        snippet_html = mark(
-            view.snippet_safe, view.snippet_low, mark_open, "</mark>", view.snippet_index
-        )
+        # Markup, as they are; these words and dots have nothing to escape)
+        if marks is not None:  # measured by papers_shown already
+            title_html, snippet_html = marks[rank - 1]
+        else:
+            title_html = mark(
+                view.title_safe, view.title_low, mark_open, MARK_CLOSE, view.title_index
+            )
+            snippet_html = mark(
+                view.snippet_safe, view.snippet_low, mark_open, MARK_CLOSE, view.snippet_index
+            )
         shown, pick_values = card(html_card, view, html=True)
         values = (
             rank_text,
             title_html,
             snippet_html,
-            score_text if score.__class__ is float else str(escape(score)),
-            bar_px,
-            bar_text,
-            relevance,
+            scale,
+            words,
             why_html,
+            str(escape(why_wrapped)),
             base_html + more,
             base_html + less,
         )
@@ -166,16 +216,83 @@ def _papers(
             rank_text,
             title_html,
             snippet_html,
-            score_text,
-            bar_px,
-            bar_text,
-            relevance,
+            scale,
+            words,
             why,
+            why_wrapped,
             base + more,
             base + less,
         )
         text_cards.append((shown, pick_values(values)))
     return html_cards, text_cards, views
+
+
+# What a message may hold: Gmail clips messages over 102 KB, hiding the footer's links.
+FULL_CARDS = 10  # papers shown in full; the rest get short cards
+PAPERS_BUDGET = 88_000  # bytes of cards (HTML and text, as sent) a message may hold
+# bytes of a card around its paper's text (both parts, with the feedback links), measured
+# with room to spare; a test checks digests of a hundred long papers stay under 100 KB
+FULL_OVERHEAD, SHORT_OVERHEAD = 3_600, 650
+
+
+def _sent(value: str, html: int, text: int) -> int:
+    """Bytes ``value`` takes as sent, printed ``html`` times in the HTML part (character
+    references) and ``text`` times in the text part (quoted-printable UTF-8)."""
+    if value.isascii():
+        return len(value) * (html + text)
+    return html * len(value.encode("ascii", "xmlcharrefreplace")) + text * len(
+        binascii.b2a_qp(value.encode("utf-8"))
+    )
+
+
+Marks = list[tuple[str, str]]  # papers' highlighted title and snippet (HTML)
+
+
+def _paper_sizes(view: PaperView) -> list[int]:
+    """What a paper's cards weigh apart from the reader's highlights, computed once per
+    paper: [full card, short card, extra bytes of the title's and the snippet's non-ASCII
+    characters as sent in the HTML part]."""
+    if not view.sizes:
+        title_extra = _sent(view.title_safe, 1, 0) - len(view.title_safe)
+        snippet_extra = _sent(view.snippet_safe, 1, 0) - len(view.snippet_safe)
+        full = FULL_OVERHEAD + _sent(view.title, 0, 1) + _sent(view.snippet, 0, 1)
+        full += _sent(view.meta, 1, 1) + _sent(view.authors, 1, 1)
+        full += _sent(view.label, 5, 0) + _sent(view.code_url, 1, 1)
+        full += 2 * _sent(view.url + view.abs_url, 2, 1)
+        short = SHORT_OVERHEAD + _sent(view.title, 0, 1) + _sent(view.authors, 1, 0)
+        short += _sent(view.label, 1, 0) + _sent(view.url + view.abs_url, 1, 1)
+        view.sizes.extend((full, short, title_extra, snippet_extra))
+    return view.sizes
+
+
+def papers_shown(
+    views: Sequence[PaperView], whys: Sequence[str], highlighter: Highlighter
+) -> tuple[int, Marks]:
+    """How many papers fit in the message: full cards first, then short ones, until the
+    estimated size reaches the budget (the rest are on the browser page); and the papers'
+    highlighted title and snippet, measured here and printed by the cards (a short card
+    has no snippet: "")."""
+    used = 0
+    mark = highlighter.mark_str
+    mark_open = _mark_open()
+    marks: Marks = []
+    for i, (view, why) in enumerate(zip(views, whys, strict=True)):
+        full, short, title_extra, snippet_extra = _paper_sizes(view)
+        title = mark(view.title_safe, view.title_low, mark_open, MARK_CLOSE, view.title_index)
+        snippet = ""
+        if i < FULL_CARDS:
+            snippet = mark(
+                view.snippet_safe, view.snippet_low, mark_open, MARK_CLOSE, view.snippet_index
+            )
+            size = full + len(title) + title_extra + len(snippet) + snippet_extra
+            size += _why_size(why)
+        else:
+            size = short + len(title) + title_extra
+        used += size
+        if used > PAPERS_BUDGET and i > 0:
+            return i, marks
+        marks.append((title, snippet))
+    return len(views), marks
 
 
 def _joined(filled: Filled) -> str:
@@ -196,14 +313,14 @@ def _message(
     out: list[str] = []
     for shown, values in html_cards:
         shown.fill_encoded(values, out)
-    skeleton, values = document(
+    skeleton, printed = document(
         get_template("digest.html.j2"),
         {**context, "papers_html": "".join(out)},
         html=True,
         block="papers_html",
     )
     out.clear()
-    skeleton.fill_encoded(values, out)
+    skeleton.fill_encoded(printed, out)
     encoded = "".join(out).encode("ascii")
     return assemble(headers, encode_body(text, html=False), html_part(encoded, html))
 
@@ -215,6 +332,29 @@ def _recipient(subscriber: Subscriber) -> str:
     return subscriber.email
 
 
+def week_range(day: date) -> str:
+    """The seven days ending on ``day``, as a reader says them: "21–27 Nov",
+    "28 Nov – 4 Dec", "28 Dec 2026 – 3 Jan 2027"."""
+    start = day - timedelta(days=6)
+    end = f"{day.day} {MONTHS[day.month - 1][:3]}"
+    if start.year != day.year:
+        return f"{start.day} {MONTHS[start.month - 1][:3]} {start.year} – {end} {day.year}"
+    if start.month != day.month:
+        return f"{start.day} {MONTHS[start.month - 1][:3]} – {end}"
+    return f"{start.day}–{end}"
+
+
+def _subline(keywords: Sequence[str], trending: bool) -> str:
+    """What the papers were chosen from, as the scoring did it: popularity is named only
+    when ``scoring.popularity_weight`` gives it a say."""
+    also = " and what is trending" if trending else ""
+    if keywords:
+        shown = ", ".join(shorten(k, 40) for k in keywords[:4])
+        extra = f" and {len(keywords) - 4} more" if len(keywords) > 4 else ""
+        return f"Chosen for your interests{also}: {shown}{extra}."
+    return f"Chosen from the papers you liked{also}."
+
+
 def render_digest(
     subscriber: Subscriber,
     entries: Sequence[tuple[Paper, Pick]],
@@ -222,8 +362,13 @@ def render_digest(
     period: str,
     config: Config,
     now: datetime,
+    whole: bool = False,
 ) -> RenderedDigest | None:
     """Render one reader's digest for ``period``.
+
+    The message holds as many papers as keep it
+    under 100 KB (full cards for the first ten, short ones after), and links to the whole
+    digest on the web front; ``whole=True`` renders that page instead: every paper in full.
 
     With no entries: ``None``, unless ``digest.send_empty`` is on, then a short note.
     """
@@ -234,24 +379,29 @@ def render_digest(
     local = now.astimezone(_zone(subscriber.timezone or "UTC"))
     day = local.date()
     weekly = subscriber.frequency == "weekly"
-    when = f"week {day.isocalendar().week}" if weekly else short_date(day)
+    when = week_range(day) if weekly else short_date(day)
     count = len(entries)
 
     unsubscribe_token = links.sign(config, "unsubscribe", subscriber.pref_token)
     site = str(config["digest.site_url"]).rstrip("/")
     unsubscribe_url = f"{site}/unsubscribe/{unsubscribe_token}"
     keywords = [w for w in map(clean_word, subscriber.keywords or []) if w]
+    from_name = clean_text(config["digest.from_name"]) or "digestbot"
+    schedule = "weekly" if weekly else "daily"
+    reason = f"You get this email because {subscriber.email} subscribed to {schedule} paper"
     context: dict[str, Any] = {
-        "from_name": clean_text(config["digest.from_name"]) or "digestbot",
+        "from_name": from_name,
         "email": subscriber.email,
-        "schedule": "weekly" if weekly else "daily",
-        "date_long": (f"Week {day.isocalendar().week} · " if weekly else "") + long_date(day),
-        "date_short": when if weekly else short_date(day),
+        "schedule": schedule,
+        "reason_wrapped": wrap(f"{reason} digests from {from_name}.", 78, indent=""),
+        "date_long": f"{week_range(day)} {day.year}" if weekly else long_date(day),
+        "date_short": when,
         "preferences_url": links.preferences_url(config, subscriber),
         "unsubscribe_url": unsubscribe_url,
         "feed_url": links.feed_urls(config, subscriber)["rss"]
         if subscriber.formats in ("rss", "both")
         else "",
+        "view_url": "",
     }
 
     lazy_html: Callable[[], str] | None = None
@@ -261,18 +411,37 @@ def render_digest(
         subject = f"{count} new {noun} for you · {when} · {top_topic(entries)}"
         matched = {m for _, pick in entries for m in pick.matched}
         highlighter = Highlighter.cached(frozenset((*matched, *keywords)))
-        papers_html, papers_text, views = _papers(entries, highlighter, config, subscriber)
-        if keywords:
-            shown = ", ".join(shorten(k, 40) for k in keywords[:4])
-            extra = f" and {len(keywords) - 4} more" if len(keywords) > 4 else ""
-            subline = f"Chosen for your interests: {shown}{extra}."
+        marks: Marks | None = None
+        all_views: list[PaperView] | None = None
+        if whole:
+            shown, full = count, count
         else:
-            subline = "Chosen from the papers you liked and what is trending."
+            all_views = [paper_view(p) for p, _ in entries]
+            whys = [why_pair(v.upvotes, e[1])[0] for v, e in zip(all_views, entries, strict=True)]
+            shown, marks = papers_shown(all_views, whys, highlighter)
+            full = FULL_CARDS
+            context["view_url"] = links.digest_view_url(config, subscriber, period)
+        papers_html, papers_text, views = _papers(
+            entries[:shown],
+            highlighter,
+            config,
+            subscriber,
+            full,
+            marks,
+            all_views[:shown] if all_views is not None else None,
+        )
+        trending = float(config["scoring.popularity_weight"]) > 0
+        subline = _subline(keywords, trending)
+        rest = count - shown
         context.update(
             subject=subject,
             headline=f"{count} new {noun} for you",
             subline=subline,
-            preheader=shorten(" · ".join(v.title for v in views[:3]), 150),
+            subline_wrapped=_wrapped(subline),
+            preheader=shorten(" · ".join(v.title for v in views[:3]), 100),
+            more_text=f"See the other {rest} paper{'s' if rest != 1 else ''} in your browser"
+            if rest
+            else "",
         )
         html_cards = papers_html
         lazy_html = _html(context, html_cards)
@@ -344,6 +513,8 @@ def clear_caches() -> None:
     clear_why()
     Highlighter.cached.cache_clear()
     feedcards.clear()
+    for cache in (_why_wrapped, _why_size, _wrapped):
+        cache.cache_clear()
 
 
 def digest_message_id(config: Config, subscriber: Subscriber, period: str) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from feedgen.feed import FeedGenerator
 from feedgen.util import formatRFC2822
@@ -73,8 +73,8 @@ def _piece(xml: str, names: set[str]) -> XmlPiece | None:
         return None
     statics = tuple(parts[::2])
     # a value filling an attribute follows its opening quote; text follows a tag
-    names = tuple(n + "@" if s.endswith('"') else n for s, n in zip(statics, found, strict=False))
-    return XmlPiece(statics, names)
+    named = tuple(n + "@" if s.endswith('"') else n for s, n in zip(statics, found, strict=False))
+    return XmlPiece(statics, named)
 
 
 def escaped(values: Mapping[str, str]) -> dict[str, str]:
@@ -89,10 +89,30 @@ def _dated(xml: str, kind: str) -> str:
     return xml.replace(entry_date, slot("when")).replace(feed_date, slot("newest"))
 
 
+def documents(fg: FeedGenerator) -> tuple[bytes, bytes]:
+    """``fg`` as (RSS, Atom). Its links are the Atom file's (self: the ``.atom`` URL); the
+    RSS file gets its own self link (``.rss``), and its channel ``<link>`` the site's page
+    (feedgen takes the last link added for it)."""
+    atom = fg.atom_str(pretty=True)
+    saved = [dict(link) for link in fg.link()]
+    rss_links = [
+        {**link, "href": link["href"][: -len(".atom")] + ".rss"}
+        if link.get("rel") == "self" and link["href"].endswith(".atom")
+        else link
+        for link in saved
+    ]
+    rss_links.sort(key=lambda link: link.get("rel", "alternate") == "alternate")
+    fg.link(rss_links, replace=True)
+    rss = fg.rss_str(pretty=True)
+    fg.link(saved, replace=True)
+    return rss, atom
+
+
 def _serialise(fg: FeedGenerator) -> dict[str, str]:
+    rss, atom = documents(fg)
     return {
-        "rss": _dated(fg.rss_str(pretty=True).decode("utf-8"), "rss"),
-        "atom": _dated(fg.atom_str(pretty=True).decode("utf-8"), "atom"),
+        "rss": _dated(rss.decode("utf-8"), "rss"),
+        "atom": _dated(atom.decode("utf-8"), "atom"),
     }
 
 
@@ -162,7 +182,9 @@ def frame(key: Any, head: HeadWriter, dummy: EntryWriter) -> Frame | None:
     return found
 
 
-def cached_entry(key: Any, has_why: bool, categories: int) -> dict[str, XmlPiece] | None | bool:
+def cached_entry(
+    key: Any, has_why: bool, categories: int
+) -> dict[str, XmlPiece] | None | Literal[False]:
     """What :func:`entry` made for these arguments before, or False."""
     return _ENTRIES.get((key, has_why, categories), False)
 
@@ -179,7 +201,7 @@ def entry(
     fg = FeedGenerator()
     fg.id("x")
     fg.title("x")
-    fg.link(href="x", rel="self")
+    fg.link(href="x.atom", rel="self")
     fg.description("x")
     write(fg, slot(WHY) if has_why else "", _SENTINEL, [slot(f"cat{i}") for i in range(categories)])
     found: dict[str, XmlPiece] | None = {}

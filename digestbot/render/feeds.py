@@ -14,7 +14,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from .feedcards import (
     WHY_RAW,
     attribute,
     dates,
+    documents,
     text,
     why_html,
 )
@@ -66,7 +67,9 @@ def _generator(
     fg.subtitle(description)
     fg.author({"name": clean_text(config["digest.from_name"]) or "digestbot"})
     fg.link(href=str(config["digest.site_url"]).rstrip("/") + "/", rel="alternate")
-    fg.link(href=self_url, rel="self")
+    # self_url is the feed's address without its extension: .atom here, .rss in the RSS
+    # file (see feedcards.documents)
+    fg.link(href=self_url + ".atom", rel="self")
     fg.language("en")
     fg.generator("digestbot", uri="https://github.com/digestbot/digestbot")
     return fg
@@ -82,16 +85,24 @@ def _entry(
     view: PaperView,
 ) -> None:
     guid = paper_guid(paper.id)
-    summary = "\n\n".join(p for p in (why, view.meta, view.snippet) if p)
     fe = fg.add_entry(order="append")
     fe.id(guid)
     fe.guid(guid, permalink=False)
     fe.title(view.title)
     fe.link(href=view.url)
-    # RSS readers treat <description> as HTML: escaped once more, hostile markup in a
-    # title or abstract shows as text there too. Atom's summary is typed text.
-    fe.description(html.escape(summary, quote=False))
-    fe.summary(summary)
+    # One HTML paragraph per part, the text escaped (hostile markup in a title or
+    # abstract shows as text): RSS readers take <description> as HTML, and Atom's summary
+    # says type="html". Plain text with blank lines ran together in readers.
+    parts = [why, view.authors, view.meta, view.snippet]
+    links_line = " · ".join(
+        f'<a href="{html.escape(url)}">{name}</a>'
+        for name, url in (("arXiv", view.abs_url), ("PDF", view.pdf_url), ("Code", view.code_url))
+        if url
+    )
+    body = "".join(f"<p>{html.escape(p, quote=False)}</p>" for p in parts if p)
+    fe.summary(body + (f"<p>{links_line}</p>" if links_line else ""), type="html")
+    for name in view.author_names:
+        fe.author({"name": name})
     for term in categories:
         fe.category(term=term)
     fe.published(when)
@@ -110,7 +121,13 @@ def _finish(fg: FeedGenerator, newest: datetime) -> tuple[bytes, bytes]:
     # fixed to the newest entry, not "now": an unchanged feed keeps the same bytes
     fg.updated(newest)
     fg.lastBuildDate(newest)
-    return fg.rss_str(pretty=True), fg.atom_str(pretty=True)
+    return documents(fg)
+
+
+def _distinct(when: datetime, last: datetime | None) -> datetime:
+    """``when``, or a second before the previous entry's date: the papers of one digest
+    share its date, and feed readers (and the W3C validator) want one per entry."""
+    return when if last is None or when < last else last - timedelta(seconds=1)
 
 
 def _aware(when: datetime) -> datetime:
@@ -142,12 +159,13 @@ def subscriber_feeds(
     newest: datetime | None = None
     seen: set[str] = set()
     items: list[tuple[Paper, PaperView, str, datetime, list[str]]] = []
+    last: datetime | None = None
     for paper, pick, when in entries:
         view = paper_view(paper)
         if view.paper_id in seen:
             continue
         seen.add(view.paper_id)
-        when = _aware(when)
+        when = last = _distinct(_aware(when), last)
         newest = when if newest is None else max(newest, when)
         matched = [w for w in map(clean_word, pick.matched) if w]
         items.append((paper, view, why_text(view.upvotes, pick), when, matched[:5]))
@@ -162,13 +180,14 @@ def subscriber_feeds(
             self_url=self_url,
         )
 
+    self_url = urls["atom"][: -len(".atom")]
     if pieces and items:
         pair = _from_pieces(
-            (name, links.site(config)), head, items, newest, (feed_id, description, urls["atom"])
+            (name, links.site(config)), head, items, newest, (feed_id, description, self_url)
         )
         if pair is not None:
             return pair
-    fg = head(feed_id, description, urls["atom"])
+    fg = head(feed_id, description, self_url)
     for paper, view, why, when, categories in items:
         _entry(fg, why, when, categories, paper=paper, view=view)
     return _finish(fg, newest)
@@ -226,11 +245,12 @@ def public_feeds(papers: Sequence[Paper], *, config: Config) -> tuple[bytes, byt
         feed_id="urn:digestbot:feed:new",
         title=f"{name}: new papers",
         description="New research papers, most upvoted first.",
-        self_url=links.public_feed_urls(config)["atom"],
+        self_url=links.public_feed_urls(config)["atom"][: -len(".atom")],
     )
     newest = EPOCH
+    last: datetime | None = None
     for paper in papers:
-        when = _aware(paper.first_seen_at or EPOCH)
+        when = last = _distinct(_aware(paper.first_seen_at or EPOCH), last)
         newest = max(newest, when)
         upvotes = f"{paper.upvotes} upvotes" if paper.upvotes else ""
         _entry(fg, upvotes, when, (), paper=paper, view=paper_view(paper))
@@ -240,7 +260,8 @@ def public_feeds(papers: Sequence[Paper], *, config: Config) -> tuple[bytes, byt
 # --- reading the store -------------------------------------------------------------------
 
 
-def _pick(paper_id: str, score: float, why: Any) -> Pick:
+def stored_pick(paper_id: str, score: float, why: Any) -> Pick:
+    """A digest item's pick as the store keeps it (score and the why JSON)."""
     why = why if isinstance(why, dict) else {}
     matched = why.get("matched") or ()
     similar_title = why.get("similar_title")
@@ -286,7 +307,7 @@ def recent_entries(
     )
     out: dict[int, list[tuple[Paper, Pick, datetime]]] = {i: [] for i in subscriber_ids}
     for sub_id, created, score, why, paper in session.execute(query):
-        out[sub_id].append((paper, _pick(paper.id, score, why), _aware(created)))
+        out[sub_id].append((paper, stored_pick(paper.id, score, why), _aware(created)))
     return out
 
 

@@ -30,6 +30,10 @@ class _PaperLike(Protocol):
     title: str
 
 
+class _CodeLike(Protocol):
+    github_url: str | None
+
+
 class _SubscriberLike(Protocol):
     pref_token: str
     feed_token: str
@@ -130,6 +134,31 @@ def paper_url(paper: _PaperLike) -> str:
     if paper.arxiv_id:
         return HF_PAPER + quote(paper.arxiv_id, safe="")
     return HF_SEARCH + quote_plus(" ".join((paper.title or "").split())[:200])
+
+
+ARXIV = "https://arxiv.org/"
+
+
+def arxiv_url(paper: _PaperLike, kind: str) -> str:
+    """The paper's arXiv abstract (``kind`` "abs") or PDF ("pdf") page; "" without an id."""
+    return f"{ARXIV}{kind}/{quote(paper.arxiv_id, safe='')}" if paper.arxiv_id else ""
+
+
+def code_url(paper: _CodeLike) -> str:
+    """The paper's code repository when it is a plain web link, else ""."""
+    url = (paper.github_url or "").strip()
+    ok = (
+        url.startswith(("https://", "http://"))
+        and url.isprintable()
+        and not any(c in url for c in ' "<>')
+    )
+    return url if ok else ""
+
+
+def digest_view_url(config: Config, subscriber: _SubscriberLike, period: str) -> str:
+    """The signed link to a reader's digest for ``period`` on the web front."""
+    token = sign(config, "digest", {"s": subscriber.pref_token, "p": period})
+    return f"{_site(config)}/digest/{token}"
 
 
 def unsubscribe_url(config: Config, subscriber: _SubscriberLike) -> str:

@@ -24,6 +24,7 @@ from ..resources import templates_dir
 CSS_NAME = "_email.css"
 _JINJA = re.compile(r"\{%.*?%\}|\{\{.*?\}\}|\{#.*?#\}", re.S)
 # a comment inside <title> (raw text to an HTML parser) comes back escaped
+_BODY = re.compile(r"<body>\n?|</body>")
 _PLACEHOLDER = re.compile(r"<!--JJ(\d+)JJ-->|&lt;!--JJ(\d+)JJ--&gt;|@@JJ(\d+)JJ@@")
 
 
@@ -55,6 +56,10 @@ def inline_source(source: str, css: str) -> str:
     def restore(match: re.Match[str]) -> str:
         return saved[int(match.group(1) or match.group(2) or match.group(3))]
 
+    if is_document and "<body" not in protected:
+        # the parser adds the optional <body> the template left out on purpose (Yahoo's
+        # apps drop the element): out again
+        html = _BODY.sub("", html)
     return _PLACEHOLDER.sub(restore, html)
 
 
@@ -73,7 +78,7 @@ class InliningLoader(jinja2.FileSystemLoader):
 
     def get_source(
         self, environment: jinja2.Environment, template: str
-    ) -> tuple[str, str | None, Callable[[], bool] | None]:
+    ) -> tuple[str, str, Callable[[], bool]]:
         source, filename, uptodate = super().get_source(environment, template)
         if template.endswith(".html.j2"):
             source = inline_source(source, self._stylesheet(environment))

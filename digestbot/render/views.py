@@ -3,6 +3,7 @@ the cleaned and escaped fields (:class:`PaperView`) and its cards (see cards.py)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -23,6 +24,19 @@ MONTHS = (
 WRAP = 72
 
 
+_LONG_WORD = re.compile(r"[^\s\u200b]{31,}")
+
+
+def breakable(text: str) -> str:
+    """``text`` with a zero-width space every 24 characters of a very long word, where a
+    narrow screen may wrap it (mail clients ignore the CSS that would break it)."""
+    if len(text) <= 30 or not _LONG_WORD.search(text):
+        return text
+    return _LONG_WORD.sub(
+        lambda m: "\u200b".join(m.group()[i : i + 24] for i in range(0, len(m.group()), 24)), text
+    )
+
+
 def paper_date(day: date) -> str:
     return f"{day.day} {MONTHS[day.month - 1][:3]} {day.year}"
 
@@ -40,6 +54,14 @@ class PaperView:
     title: str
     title_wrapped: str
     meta: str
+    meta_wrapped: str
+    authors: str  # the first authors, "A, B, C et al."
+    author_names: tuple[str, ...]  # the same names, one by one
+    authors_wrapped: str
+    abs_url: str  # arXiv abstract and PDF, "" without an arXiv id
+    pdf_url: str
+    code_url: str  # the GitHub repository, "" when none is known
+    label: str  # the title, short, for the labels of a card's links
     snippet: str
     snippet_wrapped: str
     title_safe: str  # title and snippet HTML-escaped, and lowercased, for the highlighter
@@ -49,6 +71,26 @@ class PaperView:
     title_index: dict[str, list[int]] | None
     snippet_index: dict[str, list[int]] | None
     cards: dict[Any, tuple[Card, Picker]] = field(default_factory=dict)
+    sizes: list[int] = field(default_factory=list)  # see digest.papers_shown
+
+
+FIRST_AUTHORS = 3
+
+
+def first_authors(paper: Paper) -> tuple[str, ...]:
+    names = (shorten(n, 40) for n in (clean_text(a) for a in (paper.authors or [])) if n)
+    return tuple(name for name, _ in zip(names, range(FIRST_AUTHORS), strict=False))
+
+
+def paper_authors(paper: Paper) -> str:
+    """The first authors, then "et al." when there are more; or the author count when the
+    listing gave no names."""
+    names = [shorten(n, 40) for n in (clean_text(a) for a in (paper.authors or [])) if n]
+    count = max(paper.author_count or 0, len(names))
+    if not names:
+        return f"{count} author{'s' if count != 1 else ''}" if count else ""
+    shown = ", ".join(names[:FIRST_AUTHORS])
+    return shown + " et al." if count > FIRST_AUTHORS else shown
 
 
 def paper_meta(paper: Paper) -> str:
@@ -56,9 +98,6 @@ def paper_meta(paper: Paper) -> str:
     org = clean_text(paper.organization)
     if org:
         parts.append(shorten(org, 60))
-    count = paper.author_count if paper.author_count is not None else len(paper.authors or [])
-    if count:
-        parts.append(f"{count} author{'s' if count != 1 else ''}")
     day = paper.published_on or paper.listed_on
     if day:
         parts.append(paper_date(day))
@@ -82,6 +121,7 @@ _KEY_NAMES = (
     "listed_on",
     "upvotes",
     "comments",
+    "github_url",
     "authors",
 )
 _KEY_SET = frozenset(_KEY_NAMES)
@@ -98,7 +138,7 @@ def _view_key(paper: Paper) -> tuple[Any, ...]:
         for name in missing:
             key[_KEY_INDEX[name]] = getattr(paper, name)
     authors = key[-1]
-    key[-1] = len(authors) if authors else 0
+    key[-1] = (len(authors), tuple(authors[:FIRST_AUTHORS])) if authors else 0
     return tuple(key)
 
 
@@ -110,14 +150,24 @@ def paper_view(paper: Paper) -> PaperView:
     if view is None:
         title = clean_title(paper.title)
         snippet = first_sentences(paper.abstract)
-        title_safe, snippet_safe = str(escape(title)), str(escape(snippet))
+        title_safe, snippet_safe = str(escape(breakable(title))), str(escape(breakable(snippet)))
+        authors = paper_authors(paper)
+        meta = paper_meta(paper)
         view = PaperView(
             paper_id=paper.id,
             upvotes=paper.upvotes,
             url=links.paper_url(paper),
             title=title,
             title_wrapped=wrap(title, WRAP, first=""),
-            meta=paper_meta(paper),
+            meta=meta,
+            meta_wrapped=wrap(meta, WRAP),
+            authors=authors,
+            author_names=first_authors(paper),
+            authors_wrapped=wrap(authors, WRAP) if authors else "",
+            abs_url=links.arxiv_url(paper, "abs"),
+            pdf_url=links.arxiv_url(paper, "pdf"),
+            code_url=links.code_url(paper),
+            label=shorten(title, 60),
             snippet=snippet,
             snippet_wrapped=wrap(snippet, WRAP) if snippet else "",
             title_safe=title_safe,
@@ -143,11 +193,10 @@ READER_ORDER = (
     "rank",
     "title_html",
     "snippet_html",
-    "score",
-    "bar_px",
-    "bar_text",
+    "scale",
     "relevance",
     "why",
+    "why_wrapped",
     "more_url",
     "less_url",
 )
@@ -164,8 +213,15 @@ class _Slots:
     title: str
     title_wrapped: str
     meta: str
+    meta_wrapped: str
     snippet: str
     snippet_wrapped: str
+    authors: str
+    authors_wrapped: str
+    abs_url: str
+    pdf_url: str
+    code_url: str
+    label: str
     paper_id: str = ""
 
     def __getattr__(self, name: str) -> Markup:
@@ -181,7 +237,19 @@ def card(template: Any, view: PaperView, *, html: bool) -> tuple[Card, Picker]:
     found = view.cards.get(template)
     if found is None:
         slots = _Slots(
-            view.url, view.title, view.title_wrapped, view.meta, view.snippet, view.snippet_wrapped
+            view.url,
+            view.title,
+            view.title_wrapped,
+            view.meta,
+            view.meta_wrapped,
+            view.snippet,
+            view.snippet_wrapped,
+            view.authors,
+            view.authors_wrapped,
+            view.abs_url,
+            view.pdf_url,
+            view.code_url,
+            view.label,
         )
         shown = split(template.render(e=slots), READER_FIELDS, template.name, html=html)
         found = shown, _picker(tuple(READER_ORDER.index(name) for name in shown.names))

@@ -38,7 +38,9 @@ def why_pair(upvotes: int | None, pick: Pick) -> tuple[str, str]:
     if found is not None:
         return found
     if upvotes:
-        text = f"Close to your interests, and trending with {upvotes} upvotes"
+        # the upvotes as a fact, not as a reason: popularity counts only when
+        # scoring.popularity_weight says so, and the header says when it does
+        text = f"Close to your interests overall ({upvotes} upvotes)"
     else:
         text = "Close to your interests overall"
     return text, text  # nothing to escape in either

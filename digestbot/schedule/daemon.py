@@ -1,9 +1,10 @@
 """`digestbot schedule`: cron triggers from the configuration drive the pipeline.
 
-Three jobs: ingest the inbox every few minutes, the digest job (the whole run) at least
-hourly, and an outbox job that retries digests waiting after a temporary failure. They run
-one at a time on a single worker thread, and each takes the run lock, so a `digestbot run`
-started by hand waits its turn rather than racing the daemon.
+Three jobs: ingest the inbox every few minutes, the digest job (the whole run, fetching the
+sources in ``fetch.sources`` first) at least hourly, and an outbox job that retries digests
+waiting after a temporary failure. They run one at a time on a single worker thread, and
+each takes the run lock, so a `digestbot run` started by hand waits its turn rather than
+racing the daemon.
 
 Missed jobs (a sleeping laptop, a restart) are coalesced into one run within
 ``schedule.misfire_grace_seconds``; the digest job is idempotent per period anyway, so a

@@ -6,11 +6,36 @@ of those they disliked (Rocchio); all profiles of a chunk meet all candidate pap
 sparse matrix product.
 """
 
-from .engine import PENDING_STATES, Profiles, rank, rank_profile, score_subscribers
-from .model import PaperModel, build_model, keyword_matrix, load_model
-from .picks import Pick, SubscriberPicks
-from .stream import SCORING_COLUMNS, iter_subscriber_chunks
-from .topk import topk_rows
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Importing scikit-learn and SciPy costs about a second; commands that never score (and
+# `digestbot --help`) should not pay it, so the names below load their module on first use.
+_HOME = {
+    "PENDING_STATES": "engine",
+    "Profiles": "engine",
+    "rank": "engine",
+    "rank_profile": "engine",
+    "score_subscribers": "engine",
+    "PaperModel": "model",
+    "build_model": "model",
+    "keyword_matrix": "model",
+    "load_model": "model",
+    "Pick": "picks",
+    "SubscriberPicks": "picks",
+    "SCORING_COLUMNS": "stream",
+    "iter_subscriber_chunks": "stream",
+    "topk_rows": "topk",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+
 
 __all__ = [
     "PENDING_STATES",

@@ -5,15 +5,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import sqlite3
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,8 +20,6 @@ from ..errors import LockError, StoreError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 log = logging.getLogger(__name__)
-# SQLite's own default: a commit that leaves more than this many pages in the WAL checkpoints
-AUTOCHECKPOINT_PAGES = 1000
 _URL_RE = re.compile(r"^[a-z][a-z0-9+]*://", re.I)
 
 
@@ -60,7 +56,6 @@ class Store:
     url: str
     engine: Engine
     sessions: sessionmaker[Session] = field(repr=False)
-    _checkpointer: threading.Thread | None = field(default=None, repr=False, compare=False)
 
     @property
     def dialect(self) -> str:
@@ -81,43 +76,6 @@ class Store:
         with self.sessions.begin() as session:
             yield session
 
-    @contextmanager
-    def bulk_transaction(self) -> Iterator[Connection]:
-        """A transaction for one big write (a whole dump), committed on success.
-
-        On SQLite the commit does not stop to copy the write-ahead log into the database
-        file (the checkpoint: about 1 s per 200 MB, mostly waiting for the disk). A thread
-        does that afterwards, overlapping whatever the run does next: the next dump, or
-        scoring. The data is committed, visible and as durable as any commit under
-        ``synchronous=NORMAL`` before that copy. The next bulk transaction and
-        :meth:`dispose` wait for it, so copies never pile up.
-        """
-        path = self.sqlite_path
-        if path is None:
-            with self.engine.begin() as conn:
-                yield conn
-            return
-        self.wait_for_checkpoint()
-        with self.engine.connect() as conn:
-            raw = conn.connection.driver_connection
-            assert raw is not None
-            raw.execute("PRAGMA wal_autocheckpoint=0")
-            try:
-                with conn.begin():
-                    yield conn
-            finally:
-                raw.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
-        self._checkpointer = threading.Thread(
-            target=_checkpoint, args=(path,), name="digestbot-checkpoint", daemon=True
-        )
-        self._checkpointer.start()
-
-    def wait_for_checkpoint(self) -> None:
-        """Block until the background checkpoint of the last bulk transaction is done."""
-        if self._checkpointer is not None:
-            self._checkpointer.join()
-            self._checkpointer = None
-
     def analyze(self, *tables: str) -> None:
         """Refresh PostgreSQL's statistics of ``tables`` after a bulk write (SQLite's
         planner does without them)."""
@@ -127,21 +85,7 @@ class Store:
                 conn.exec_driver_sql("ANALYZE " + ", ".join(map(quote, tables)))
 
     def dispose(self) -> None:
-        self.wait_for_checkpoint()
         self.engine.dispose()
-
-
-def _checkpoint(path: Path) -> None:
-    # sqlite3 releases the GIL while SQLite copies pages, so this runs beside Python work
-    try:
-        conn = sqlite3.connect(path, timeout=30)
-        try:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        # harmless: the next commit that finds a long WAL checkpoints it
-        log.warning("background checkpoint of %s failed: %s", path, exc)
 
 
 def open_store(db: str | Path, *, migrate: bool = True, echo: bool = False) -> Store:

@@ -21,6 +21,7 @@ from ..resources import templates_dir
 from ..store import open_store
 from ..tokens import TokenError, Tokens
 from . import account, feeds, pages
+from .digest import digest_page
 from .ratelimit import RateLimiter
 from .security import BodyLimit, SecurityHeaders, parse_networks
 from .site import Site, log, make_templates
@@ -69,6 +70,7 @@ def create_app(config: Config | None = None, **overrides: Any) -> Starlette:
         Route(f"/unsubscribe/{token}", account.unsubscribe, methods=["GET", "POST"]),
         Route(f"/preferences/{token}", account.preferences, methods=["GET", "POST"]),
         Route(f"/feedback/{token}", account.feedback, methods=["GET", "POST"]),
+        Route(f"/digest/{token}", digest_page, methods=["GET"]),
         Route("/feeds/{name:str}", feeds.feed, methods=["GET"]),
         Route("/healthz", pages.healthz, methods=["GET"]),
         Mount("/static", StaticFiles(directory=templates_dir() / "web" / "static"), name="static"),
