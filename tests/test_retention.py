@@ -144,3 +144,31 @@ def test_a_run_prunes_past_store_retention_days(tmp_path: Path) -> None:
         assert _count(store, Digest) == 0 and _count(store, DigestItem) == 0
     finally:
         store.dispose()
+
+
+def test_a_run_refreshes_postgresql_statistics_after_its_bulk_writes(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Without autovacuum nothing else runs ANALYZE: the planner would scan all of
+    digest_items for every group of results recorded."""
+    from sqlalchemy import text
+
+    config = make_config(tmp_path, pg_url)
+    store = open_store(pg_url)
+    try:
+        fill_inbox(config.path("ingest.inbox"))
+        add(store, "mail@example.org", send_hour=0, keywords=["diffusion"])
+        report = run_once(store, config, now=NOON)
+        assert report.sent == 1
+        with store.engine.connect() as conn:
+            analyzed = set(
+                conn.execute(
+                    text(
+                        "SELECT relname FROM pg_stat_user_tables WHERE schemaname = "
+                        "current_schema() AND last_analyze IS NOT NULL"
+                    )
+                ).scalars()
+            )
+        assert {"papers", "digests", "digest_items", "sent_papers"} <= analyzed
+    finally:
+        store.dispose()

@@ -120,6 +120,8 @@ def ingest_stage(
             progress=_stage_progress(progress, "ingest"),
             max_bytes=config["ingest.max_file_mb"] * 1024 * 1024,
         )
+    if result.papers_new or result.papers_updated:
+        store.analyze("papers", "sightings", "dumps")  # see digest_stage
     report.files += result.files
     report.papers_new += result.papers_new
     report.papers_updated += result.papers_updated
@@ -312,6 +314,8 @@ def send_stage(
         result = send_due(
             store, config, stop=stop, now=clock, progress=_stage_progress(progress, "send")
         )
+    if result.sent:
+        store.analyze("sent_papers", "digests")  # see digest_stage
     report.sent += result.sent
     report.retried += result.retried
     report.send_failed += result.failed
