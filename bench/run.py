@@ -230,6 +230,9 @@ def main() -> None:
         if proc.returncode not in (0, 3):
             sys.exit(f"digestbot run exited {proc.returncode}:\n{err.decode()[-3000:]}")
         report = json.loads(out)
+        for line in err.decode().splitlines():
+            if "peak RSS so far" in line:  # with --set log.level=debug
+                print(line)
         time.sleep(0.5)  # the sink logs what it received as it goes
         received = sink.count()
     finally:

@@ -8,6 +8,7 @@ turns their reports into one :class:`RunReport`. Stages are imported when they r
 from __future__ import annotations
 
 import logging
+import resource
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -447,6 +448,10 @@ def _guarded(report: RunReport, stage: str, work: Callable[[], T]) -> T | None:
         log.exception("%s failed", stage)
         report.errors.append(f"{stage}: {type(exc).__name__}: {exc}")
         return None
+    finally:
+        if log.isEnabledFor(logging.DEBUG):
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            log.debug("%s: done; peak RSS so far %.0f MiB", stage, peak)
 
 
 def send_once(
