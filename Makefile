@@ -38,7 +38,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format .
 
 bench: $(STAMP)
-	@for b in startup ingest score relevance render digests send due web; do \
+	@for b in startup ingest score relevance render digests send signing due web; do \
 		echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
 
 # 1,000,000 readers in PostgreSQL on 127.0.0.1 (a schema of its own, dropped afterwards).

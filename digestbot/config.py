@@ -43,6 +43,11 @@ class Setting:
         return f"{self.section}.{self.key}"
 
     @property
+    def choices(self) -> list[str]:
+        """The values a ``choice:a|b`` or ``list:a|b`` setting takes."""
+        return self.type.partition(":")[2].split("|") if ":" in self.type else []
+
+    @property
     def env(self) -> str:
         return f"{ENV_PREFIX}{self.section.upper()}_{self.key.upper()}"
 
@@ -298,6 +303,21 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     _s(
         "delivery",
+        "verp",
+        "bool",
+        True,
+        "Give each digest its own envelope sender (VERP, bounces+<digest>-<tag>@domain), so "
+        "a bounce that arrives later names the digest; needs plus-addressing at that domain.",
+    ),
+    _s(
+        "delivery",
+        "verp_domain",
+        "str",
+        "",
+        "Domain of the VERP envelope senders (default: the domain of delivery.envelope_from).",
+    ),
+    _s(
+        "delivery",
         "max_attempts",
         "int",
         8,
@@ -359,6 +379,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Messages sent on one connection before it is renewed.",
         minimum=1,
     ),
+    _s(
+        "smtp",
+        "allow_test_settings",
+        "bool",
+        False,
+        "Send over SMTP even with a loopback digest.site_url, a localhost sender or a "
+        "placeholder secret: only for a test setup on one machine.",
+    ),
     _s("smtp", "rate", "float", 0.0, "Messages per second at most (0: no limit).", minimum=0),
     _s(
         "smtp",
@@ -367,6 +395,80 @@ SETTINGS: tuple[Setting, ...] = (
         0,
         "Messages per sliding 24 hours at most (0: no limit).",
         minimum=0,
+    ),
+    # dkim
+    _s("dkim", "domain", "str", "", "Signing domain (d=); DKIM signing is on when this is set."),
+    _s(
+        "dkim",
+        "selector",
+        "str",
+        "",
+        "Selector (s=): the key is published at <selector>._domainkey.<domain>.",
+    ),
+    _s(
+        "dkim",
+        "key_file",
+        "path",
+        "",
+        "PEM RSA private key for DKIM; must be readable by its owner alone.",
+    ),
+    # mailbox: bounces and unsubscribe mails read over IMAP
+    _s("mailbox", "host", "str", "", "IMAP server of the bounce mailbox (empty: not read)."),
+    _s(
+        "mailbox",
+        "port",
+        "int",
+        993,
+        "IMAP port (993 for tls, 143 for starttls or none).",
+        minimum=1,
+    ),
+    _s(
+        "mailbox",
+        "security",
+        "choice:none|starttls|tls",
+        "tls",
+        "none, starttls, or tls (implicit TLS).",
+    ),
+    _s("mailbox", "username", "str", "", "IMAP user name."),
+    _s(
+        "mailbox",
+        "password",
+        "str",
+        "",
+        "IMAP password: only DIGESTBOT_MAILBOX_PASSWORD.",
+        secret=True,
+    ),
+    _s(
+        "mailbox",
+        "password_file",
+        "path",
+        "",
+        "File holding the IMAP password; must be readable by its owner alone.",
+    ),
+    _s("mailbox", "cafile", "path", "", "CA bundle to verify the IMAP server's certificate."),
+    _s("mailbox", "timeout", "float", 30.0, "Seconds to wait for the IMAP server.", minimum=0.1),
+    _s("mailbox", "folder", "str", "INBOX", "Folder where bounces and unsubscribe mails arrive."),
+    _s(
+        "mailbox",
+        "processed_folder",
+        "str",
+        "digestbot-processed",
+        "Folder that handled mails are moved to (created if missing).",
+    ),
+    _s(
+        "mailbox",
+        "unknown_folder",
+        "str",
+        "digestbot-unknown",
+        "Folder for mails that are neither a bounce nor an unsubscribe request we can match.",
+    ),
+    _s(
+        "mailbox",
+        "soft_bounce_limit",
+        "int",
+        3,
+        "Temporary bounces (4.x.x) after which a reader is marked bounced.",
+        minimum=1,
     ),
     # schedule
     _s("schedule", "ingest_cron", "cron", "*/10 * * * *", "When the daemon ingests the inbox."),
@@ -394,6 +496,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     _s(
         "schedule",
+        "mailbox_cron",
+        "cron",
+        "*/15 * * * *",
+        "When the daemon reads the bounce mailbox (only when mailbox.host is set).",
+    ),
+    _s(
+        "schedule",
         "run_at_start",
         "bool",
         True,
@@ -402,6 +511,14 @@ SETTINGS: tuple[Setting, ...] = (
     _s("schedule", "timezone", "timezone", "UTC", "Time zone of the cron expressions."),
     # web
     _s("web", "host", "str", "127.0.0.1", "Address `digestbot serve` listens on."),
+    _s(
+        "web",
+        "metrics",
+        "bool",
+        True,
+        "Serve /metrics (Prometheus): subscribers, digests, the last run. Keep it from the "
+        "public at the reverse proxy.",
+    ),
     _s("web", "port", "int", 8080, "Port `digestbot serve` listens on.", minimum=1),
     _s(
         "web",
@@ -420,6 +537,14 @@ SETTINGS: tuple[Setting, ...] = (
         "File holding the signing key; must be readable by its owner alone.",
     ),
     _s("web", "confirm_hours", "int", 48, "Hours a confirmation link stays valid.", minimum=1),
+    _s(
+        "web",
+        "feedback_days",
+        "int",
+        90,
+        "Days a digest's more/less-like-this links work (0: no limit).",
+        minimum=0,
+    ),
     _s(
         "web",
         "subscribe_limit",
@@ -445,6 +570,14 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     # log
     _s("log", "level", "choice:debug|info|warning|error", "info", "Log level."),
+    _s(
+        "log",
+        "metrics_textfile",
+        "path",
+        "",
+        "Write each run's summary here in the Prometheus text format, for node-exporter's "
+        "textfile collector (e.g. /var/lib/node_exporter/textfile/digestbot.prom).",
+    ),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -559,6 +692,12 @@ def validate_cron(expr: str, *, field: str | None = None, file: str | None = Non
 
 def read_secret_file(path: Path, field: str) -> str:
     """Read a secret from a file that only its owner may read."""
+    check_secret_mode(path, field)
+    return path.read_text(encoding="utf-8").strip()
+
+
+def check_secret_mode(path: Path, field: str) -> None:
+    """ConfigError unless ``path`` exists and only its owner may read or write it."""
     try:
         st = path.stat()
     except OSError as exc:
@@ -573,7 +712,6 @@ def read_secret_file(path: Path, field: str) -> str:
             field=field,
             hint=f"Run: chmod 600 {path}",
         )
-    return path.read_text(encoding="utf-8").strip()
 
 
 @dataclass
@@ -605,8 +743,29 @@ class Config:
         return Config(merged, dict(self.sources), self.file)
 
     def path(self, name: str) -> Path:
-        """A path setting, relative paths taken from the working folder."""
-        return Path(self.values[name]).expanduser()
+        """A path setting. A folder left at its default sits beside a SQLite store (so
+        `run --db /srv/x/digestbot.db` keeps its inbox, Maildir and feeds in /srv/x);
+        other relative paths are taken from the working folder."""
+        path = Path(self.values[name]).expanduser()
+        if path.is_absolute() or self.sources.get(name, "default") != "default":
+            return path
+        home = self.store_folder()
+        return home / path if home is not None else path
+
+    def store_folder(self) -> Path | None:
+        """The folder of a SQLite store file; None for a server database or in memory."""
+        db: str | None = str(self.values["store.db"]).strip()
+        if db and re.match(r"^[a-z][a-z0-9+]*://", db, re.I):
+            from sqlalchemy.engine import make_url
+
+            try:
+                url = make_url(db)
+            except Exception:  # reported when the store is opened
+                return None
+            db = url.database if url.get_backend_name() == "sqlite" else None
+        if not db or db == ":memory:":
+            return None
+        return Path(db).expanduser().parent
 
     def writable_dir(self, name: str) -> Path:
         """A folder setting, created if missing; ConfigError naming the setting if unusable."""
@@ -745,10 +904,15 @@ def load_config(
     for secret, file_key in (
         ("smtp.password", "smtp.password_file"),
         ("web.secret_key", "web.secret_key_file"),
+        ("mailbox.password", "mailbox.password_file"),
     ):
         if not values[secret] and values[file_key]:
             values[secret] = read_secret_file(Path(values[file_key]).expanduser(), file_key)
             sources[secret] = str(values[file_key])
+
+    if values["dkim.key_file"]:
+        # the key itself is read when signing starts; its mode is checked here, at load
+        check_secret_mode(Path(values["dkim.key_file"]).expanduser(), "dkim.key_file")
 
     return Config(values, sources, file)
 

@@ -52,9 +52,12 @@ class Tokens:
         try:
             return self._serializer(purpose).loads(token, max_age=max_age)
         except SignatureExpired:
-            raise TokenError(
-                "this link has expired", hint="Ask for a new one from the subscribe page."
-            ) from None
+            hint = (
+                "Rate papers from a recent digest instead."
+                if purpose == "feedback"
+                else "Ask for a new one from the subscribe page."
+            )
+            raise TokenError("this link has expired", hint=hint) from None
         except BadSignature:
             raise TokenError(
                 "this link is not valid", hint="Use the link exactly as it came in the email."

@@ -88,6 +88,12 @@ def sqlite_url(tmp_path: Path) -> str:
     return str(tmp_path / "digestbot.db")
 
 
+def new_store(db: str | Path) -> str:
+    """Create a migrated store, as `digestbot db upgrade` does before other commands."""
+    open_store(db, create=True).dispose()
+    return str(db)
+
+
 @pytest.fixture
 def store(db_url: str) -> Iterator[Store]:
     s = open_store(db_url)
@@ -105,6 +111,19 @@ def sqlite_store(sqlite_url: str) -> Iterator[Store]:
 @pytest.fixture
 def config(tmp_path: Path, db_url: str) -> Config:
     return make_config(tmp_path, db_url)
+
+
+# What a test that delivers over SMTP (to a sink on 127.0.0.1) sets so the settings look like
+# a real site's: over SMTP digestbot refuses loopback links, a localhost sender and a
+# placeholder secret (digestbot.deliver.safety).
+PUBLIC_MAIL = {
+    "digest__site_url": "https://papers.example.org",
+    "digest__from_address": "digest@example.org",
+    "web__secret_key": "kP3v9Qm2Zr7Lx4Tn8Wc1Hs6Jd0Fb5Ny",
+}
+PUBLIC_MAIL_ENV = {
+    "DIGESTBOT_" + key.upper().replace("__", "_"): value for key, value in PUBLIC_MAIL.items()
+}
 
 
 def make_config(tmp_path: Path, db: str, **overrides: object) -> Config:

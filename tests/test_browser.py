@@ -42,6 +42,8 @@ def server(tmp_path: Path, smtp_sink: SmtpSink) -> Iterator[tuple[str, str]]:
         DIGESTBOT_DELIVERY_TRANSPORT="smtp",
         DIGESTBOT_SMTP_HOST=smtp_sink.host,
         DIGESTBOT_SMTP_PORT=str(smtp_sink.port),
+        # the browser follows links to this loopback server: a test setup on one machine
+        DIGESTBOT_SMTP_ALLOW_TEST_SETTINGS="true",
         XDG_CONFIG_HOME=str(tmp_path / "xdg"),
     )
     log = (tmp_path / "serve.log").open("wb")

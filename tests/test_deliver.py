@@ -18,10 +18,11 @@ from sqlalchemy import func, select, update
 from digestbot.config import Config
 from digestbot.deliver import outbox, send_due, send_now, state_counts
 from digestbot.deliver.ratelimit import RateLimiter
+from digestbot.deliver.verp import tag_for
 from digestbot.errors import DeliveryError, StoreError
 from digestbot.store import Digest, SentPaper, Store, Subscriber
 
-from .conftest import make_config
+from .conftest import PUBLIC_MAIL, make_config
 from .smtp_sink import SmtpSink, free_port
 from .test_deliver_support import make_message, seed_outbox
 
@@ -34,6 +35,7 @@ def smtp_config(tmp_path: Path, store: Store, sink: SmtpSink | None, **kw: objec
         "smtp__host": "127.0.0.1",
         "smtp__port": sink.port if sink else free_port(),
         "smtp__timeout": 5.0,
+        **PUBLIC_MAIL,
     }
     base.update(kw)
     return make_config(tmp_path, store.url, **base)
@@ -56,7 +58,10 @@ def test_500_digests_arrive_exactly_once(store: Store, tmp_path: Path, smtp_sink
     by_msgid = {d.message_id: d for d in _digests(store)}
     for got in smtp_sink.received:
         assert got.message["Message-ID"] in by_msgid
-        assert got.mail_from == "digestbot@localhost"
+        # VERP: each digest's own envelope sender names the digest, never the reader
+        digest = by_msgid[got.message["Message-ID"]]
+        assert got.mail_from == f"bounces+{digest.id}-{tag_for(digest.message_id)}@example.org"
+        assert digest.recipient not in got.mail_from
     assert {d.state for d in by_msgid.values()} == {"sent"}
     assert all(d.sent_at is not None and d.attempts == 1 for d in by_msgid.values())
     with store.session() as s:
@@ -346,7 +351,11 @@ def test_inactive_reader_gets_nothing(store: Store, tmp_path: Path, smtp_sink: S
 
 def test_send_now_delivers_or_raises(tmp_path: Path, smtp_sink: SmtpSink) -> None:
     cfg = make_config(
-        tmp_path, str(tmp_path / "x.db"), delivery__transport="smtp", smtp__port=smtp_sink.port
+        tmp_path,
+        str(tmp_path / "x.db"),
+        delivery__transport="smtp",
+        smtp__port=smtp_sink.port,
+        **PUBLIC_MAIL,
     )
     msg = make_message("new@example.org", subject="Confirm your subscription")
     send_now(cfg, msg, recipient="new@example.org")
@@ -412,7 +421,7 @@ def test_a_refused_envelope_sender_stops_the_run_and_bounces_nobody(
 ) -> None:
     seed_outbox(store, 5)
     smtp_sink.handler.mail_reply = "553 5.1.3 Bad sender address syntax"
-    cfg = smtp_config(tmp_path, store, smtp_sink, delivery__envelope_from="not an address")
+    cfg = smtp_config(tmp_path, store, smtp_sink, delivery__envelope_from="refused@example.org")
     with pytest.raises(DeliveryError) as info:
         send_due(store, cfg)
     assert info.value.field == "delivery.envelope_from"

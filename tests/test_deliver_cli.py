@@ -7,11 +7,13 @@ import mailbox
 import re
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from digestbot.cli import main
 from digestbot.store import open_store
 
+from .conftest import PUBLIC_MAIL_ENV, new_store
 from .smtp_sink import SmtpSink, free_port
 from .test_deliver_support import seed_outbox
 
@@ -25,7 +27,17 @@ def _seed(db: str, n: int = 3) -> list[str]:
 
 
 def _smtp_env(port: int) -> dict[str, str]:
-    return {"DIGESTBOT_DELIVERY_TRANSPORT": "smtp", "DIGESTBOT_SMTP_PORT": str(port)}
+    return {
+        "DIGESTBOT_DELIVERY_TRANSPORT": "smtp",
+        "DIGESTBOT_SMTP_PORT": str(port),
+        **PUBLIC_MAIL_ENV,
+    }
+
+
+@pytest.fixture(autouse=True)
+def _store(tmp_path: Path) -> None:
+    """Commands other than `run` refuse a missing store: make it as `db upgrade` does."""
+    new_store(tmp_path / "d.db")
 
 
 def test_send_nothing_due(runner: CliRunner, tmp_path: Path) -> None:

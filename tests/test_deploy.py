@@ -16,7 +16,12 @@ import pytest
 from digestbot.config import SETTINGS, load_config
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
-UNITS = ("digestbot.service", "digestbot-run.service", "digestbot-run.timer")
+UNITS = (
+    "digestbot.service",
+    "digestbot-run.service",
+    "digestbot-run.timer",
+    "digestbot-web.service",
+)
 INSTALLED = "/opt/digestbot/.venv/bin/digestbot"
 
 
@@ -75,7 +80,9 @@ def test_verify_catches_a_typo(tmp_path: Path) -> None:
     assert "Unknown key 'NoNewPrivilegs'" in result.stderr
 
 
-@pytest.mark.parametrize("name", ["digestbot.service", "digestbot-run.service"])
+@pytest.mark.parametrize(
+    "name", ["digestbot.service", "digestbot-run.service", "digestbot-web.service"]
+)
 def test_services_are_hardened(name: str) -> None:
     text = (DEPLOY / name).read_text()
     for line in (
@@ -105,6 +112,78 @@ def test_daemon_unit_runs_schedule() -> None:
     lines = (DEPLOY / "digestbot.service").read_text().splitlines()
     assert f"ExecStart={INSTALLED} schedule" in lines
     assert "KillSignal=SIGTERM" in lines
+
+
+def test_web_unit_migrates_once_before_serving_on_loopback() -> None:
+    lines = (DEPLOY / "digestbot-web.service").read_text().splitlines()
+    assert f"ExecStartPre={INSTALLED} db upgrade" in lines
+    assert f"ExecStart={INSTALLED} serve --host 127.0.0.1 --port 8080" in lines
+    assert "CapabilityBoundingSet=" in lines and "Restart=on-failure" in lines
+
+
+def test_nginx_example_proxies_to_the_web_unit_with_tls_headers() -> None:
+    conf = (DEPLOY / "nginx-digestbot.conf").read_text()
+    unit = (DEPLOY / "digestbot-web.service").read_text()
+    port = re.search(r"serve --host 127\.0\.0\.1 --port (\d+)", unit)
+    assert port is not None
+    assert f"proxy_pass http://127.0.0.1:{port.group(1)};" in conf
+    for line in (
+        "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "proxy_set_header X-Forwarded-Proto $scheme;",
+        'add_header Strict-Transport-Security "max-age=63072000; includeSubDomains" always;',
+        "ssl_protocols TLSv1.2 TLSv1.3;",
+        "access_log off;",
+        "return 301 https://$host$request_uri;",
+    ):
+        assert line in conf, line
+    # nginx stops bodies the app would refuse anyway
+    from digestbot.config import default_config
+
+    assert f"client_max_body_size {default_config()['web.max_body_kb']}k;" in conf
+
+
+def test_nginx_example_passes_nginx_t(tmp_path: Path) -> None:
+    """The example, with a throwaway certificate and local ports, is accepted by nginx -t."""
+    import trustme
+
+    if shutil.which("nginx") is None:
+        why = "nginx is not installed (bash .ci/run installs nginx-light)"
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("papers.example.org")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "both.pem"))
+    site = (DEPLOY / "nginx-digestbot.conf").read_text()
+    site = re.sub(r"ssl_certificate(_key)? [^;]+;", "", site)
+    site = site.replace(
+        "ssl_protocols",
+        f"ssl_certificate {tmp_path}/both.pem;\n"
+        f"    ssl_certificate_key {tmp_path}/both.pem;\n    ssl_protocols",
+    )
+    site = site.replace("listen 80;", "listen 127.0.0.1:18080;").replace(
+        "listen 443 ssl http2;", "listen 127.0.0.1:18443 ssl http2;"
+    )
+    site = "\n".join(line for line in site.splitlines() if "[::]" not in line)
+    (tmp_path / "site.conf").write_text(site)
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+        f"http {{ include {tmp_path}/site.conf; }}\n"
+    )
+    result = subprocess.run(
+        ["nginx", "-t", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_readme_install_creates_the_home_folder() -> None:
+    readme = (DEPLOY.parent / "README.md").read_text()
+    useradd = [line for line in readme.splitlines() if line.startswith("useradd ")]
+    assert useradd and all("--create-home" in line or " -m " in line for line in useradd)
 
 
 def test_crontab_line_is_hourly_and_runs_digestbot() -> None:

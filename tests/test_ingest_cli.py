@@ -14,13 +14,19 @@ from click.testing import CliRunner
 
 from digestbot.cli import main
 
-from .conftest import SEEDS
+from .conftest import SEEDS, new_store
 
 DUMPS = Path(__file__).resolve().parent / "data" / "dumps"
 HEADER = (
     "new\n\nGet trending papers in your email inbox!\n\nSubscribe\n\nDaily Papers\n\n"
     "byAK and the research community\n\n"
 )
+
+
+@pytest.fixture(autouse=True)
+def _store(tmp_path: Path) -> None:
+    """Commands other than `run` refuse a missing store: make it as `db upgrade` does."""
+    new_store(tmp_path / "x.db")
 
 
 def test_seeds_json_twice(runner: CliRunner) -> None:

@@ -11,6 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "digestbot"
 LEVELS = {
     "clock": 0,
     "errors": 0,
+    "states": 0,
     "config": 0,
     "periods": 0,
     "resources": 0,

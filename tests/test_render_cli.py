@@ -65,8 +65,8 @@ def test_preview_of_an_unknown_reader(runner: CliRunner, tmp_path: Path) -> None
     )
     assert result.exit_code == 1
     assert result.stderr == (
-        "Error: no subscriber 'nobody@example.org'\n"
-        "Hint: List them with `digestbot subscribers list`.\n"
+        "Error: subscriber: no subscriber 'nobody@example.org'\n"
+        "Hint: Give an id or address from `digestbot subscribers list`.\n"
     )
 
 

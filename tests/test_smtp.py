@@ -19,7 +19,7 @@ from digestbot.deliver import send_now
 from digestbot.deliver.smtp import classify
 from digestbot.errors import DeliveryError
 
-from .conftest import make_config
+from .conftest import PUBLIC_MAIL, make_config
 from .smtp_sink import SmtpSink, password_authenticator
 from .test_deliver_support import make_message
 
@@ -63,7 +63,7 @@ def _cfg(tmp_path: Path, sink: SmtpSink, **kw: object):  # type: ignore[no-untyp
         smtp__host="127.0.0.1",
         smtp__port=sink.port,
         smtp__timeout=5.0,
-        **kw,
+        **{**PUBLIC_MAIL, **kw},
     )
 
 

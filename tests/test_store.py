@@ -98,33 +98,6 @@ def test_run_lock_admits_one_run_at_a_time(store: Store) -> None:
         pass
 
 
-def test_run_lock_is_per_store_not_per_server(pg_base_url: str) -> None:
-    """Two stores in two schemas of one PostgreSQL database run at once; one store's
-    second run is refused."""
-    import secrets
-
-    from sqlalchemy import create_engine, text
-
-    schemas = ["t_" + secrets.token_hex(6) for _ in range(2)]
-    admin = create_engine(pg_base_url)
-    with admin.begin() as conn:
-        for schema in schemas:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    stores = [open_store(f"{pg_base_url}?options=-csearch_path%3D{s}") for s in schemas]
-    try:
-        with RunLock(stores[0]), RunLock(stores[1]):
-            with pytest.raises(LockError) as info:
-                RunLock(stores[0]).acquire()
-            assert schemas[0] in str(info.value)
-    finally:
-        for store in stores:
-            store.dispose()
-        with admin.begin() as conn:
-            for schema in schemas:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
 def _in_main_file(path: Path) -> int:
     """Papers in the database file itself: ``immutable`` makes SQLite ignore the WAL."""
     conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)

@@ -5,13 +5,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from digestbot.cli import main
 
+from .conftest import new_store
+
 
 def run(runner: CliRunner, *args: str, input: str | None = None):
     return runner.invoke(main, ["subscribers", *args, "--db", "s.db"], input=input)
+
+
+@pytest.fixture(autouse=True)
+def _store(tmp_path: Path) -> None:
+    """Commands other than `run` refuse a missing store: make it as `db upgrade` does."""
+    new_store(tmp_path / "s.db")
 
 
 def test_add_list_show_update_remove(runner: CliRunner) -> None:
@@ -50,7 +59,7 @@ def test_add_list_show_update_remove(runner: CliRunner) -> None:
     assert "feed_token" not in data[0]
     r = run(runner, "list")
     assert r.exit_code == 0 and r.output.endswith("2 subscribers\n")
-    assert "Ada@example.org" in r.output and "weekly/4 08h UTC" in r.output
+    assert "Ada@example.org" in r.output and "weekly Fri 08:00 UTC" in r.output
     r = run(runner, "show", "ada@example.org", "--json", "--tokens")
     shown = json.loads(r.output)
     assert shown["keywords"] == ["sae", "interpretability"] and len(shown["feed_token"]) == 32
@@ -138,6 +147,7 @@ def test_import_and_export(runner: CliRunner, tmp_path: Path) -> None:
     )
     r = run(runner, "export", "out.csv")
     assert (r.exit_code, r.output) == (0, "Exported 2 subscribers to out.csv\n")
+    new_store("other.db")
     r = runner.invoke(
         main,
         ["subscribers", "import", "-", "--db", "other.db"],

@@ -16,6 +16,7 @@ from digestbot.tokens import Tokens
 
 from .smtp_sink import SmtpSink
 from .test_web_support import (
+    SECRET,
     add_papers,
     add_reader,
     client_for,
@@ -27,7 +28,6 @@ from .test_web_support import (
 )
 
 pytestmark = pytest.mark.anyio
-SECRET = "test-secret-key-not-for-production"
 
 
 _sub = stored_subscriber

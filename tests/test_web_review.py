@@ -15,8 +15,10 @@ from digestbot.tokens import Tokens
 from digestbot.web import pages
 from digestbot.web.ratelimit import RateLimiter
 
-from .smtp_sink import SmtpSink
+from .conftest import new_store
+from .smtp_sink import SmtpSink, free_port
 from .test_web_support import (
+    SECRET,
     add_reader,
     client_for,
     csrf,
@@ -27,7 +29,6 @@ from .test_web_support import (
 )
 
 pytestmark = pytest.mark.anyio
-SECRET = "test-secret-key-not-for-production"
 B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
@@ -192,7 +193,8 @@ def test_serve_keeps_token_paths_out_of_the_access_log(
     seen: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw))
     env = {"DIGESTBOT_SECRET_KEY": "s" * 32}
-    result = runner.invoke(main, ["serve", "--db", "web.db"], env=env)
+    new_store("web.db")
+    result = runner.invoke(main, ["serve", "--db", "web.db", "--port", str(free_port())], env=env)
     assert result.exit_code == 0, result.output
     assert seen["access_log"] is False
 

@@ -23,10 +23,10 @@ from digestbot.web.ratelimit import RateLimiter
 from digestbot.web.security import client_address, parse_networks
 
 from .conftest import make_config
-from .test_web_support import client_for, csrf, subscribe_form, web_app
+from .test_web_support import SECRET, client_for, csrf, subscribe_form, web_app
 
 pytestmark = pytest.mark.anyio
-SECRET = "test-secret-key-not-for-production"
+
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 

@@ -18,20 +18,34 @@ from digestbot.store import Paper, Store, Subscriber, open_store
 from digestbot.store.subscribers import add_subscriber
 from digestbot.web import create_app
 
-from .conftest import make_config
+from .conftest import PUBLIC_MAIL, make_config
 from .smtp_sink import SmtpSink
 
+# not a placeholder: the web front mails over SMTP, which refuses one
+SECRET = PUBLIC_MAIL["web__secret_key"]
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 LINK = re.compile(r"http://testserver(/[a-z]+/[A-Za-z0-9_.\-]+)")
 
 
 def web_app(tmp_path: Path, db: str, sink: SmtpSink | None = None, **overrides: Any) -> Starlette:
     mail: dict[str, Any] = (
-        {"delivery__transport": "smtp", "smtp__host": sink.host, "smtp__port": sink.port}
+        {
+            "delivery__transport": "smtp",
+            "smtp__host": sink.host,
+            "smtp__port": sink.port,
+            "digest__from_address": PUBLIC_MAIL["digest__from_address"],
+        }
         if sink is not None
         else {"delivery__transport": "file"}
     )
-    settings = {"digest__site_url": "http://testserver", **mail, **overrides}
+    settings = {
+        "digest__site_url": "http://testserver",
+        "web__secret_key": SECRET,
+        **mail,
+        **overrides,
+    }
+    # the app never migrates: like `digestbot db upgrade` before `serve`
+    open_store(db, create=True).dispose()
     return create_app(make_config(tmp_path, db, **settings))
 
 

@@ -18,6 +18,7 @@ import pytest
 from digestbot.deliver import state_counts
 from digestbot.store import Store, open_store
 
+from .conftest import PUBLIC_MAIL_ENV
 from .smtp_sink import SinkProcess
 from .test_deliver_support import seed_outbox
 
@@ -42,6 +43,7 @@ def _env(sink: SinkProcess, **extra: str) -> dict[str, str]:
         DIGESTBOT_SMTP_TIMEOUT="10",
         DIGESTBOT_DELIVERY_BATCH_SIZE="50",
         XDG_CONFIG_HOME="/nonexistent",
+        **PUBLIC_MAIL_ENV,
     )
     env.update(extra)
     return env

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
@@ -30,7 +30,9 @@ from rich.progress import (
 from .. import clock
 from ..config import Config, load_config
 from ..errors import DigestbotError
-from ..store import Store, open_store
+
+if TYPE_CHECKING:  # the store pulls in SQLAlchemy: only the commands that use it pay
+    from ..store import Store
 
 # Exit codes: documented in the README and relied on by the systemd units.
 EXIT_OK = 0
@@ -58,9 +60,14 @@ class App:
             self._config = load_config(self.config_path, overrides=self.overrides)
         return self._config
 
-    def store(self) -> Store:
+    def store(self, *, create: bool = False) -> Store:
+        """The configured store. Only the commands that run the pipeline (``run``,
+        ``schedule``) and ``ingest`` pass ``create``; the others refuse a missing or
+        unmigrated store, so a mistyped --db never gains a schema."""
         if self._store is None:
-            self._store = open_store(self.config["store.db"])
+            from ..store import open_store
+
+            self._store = open_store(self.config["store.db"], create=create)
         return self._store
 
     @property
@@ -121,9 +128,26 @@ now_option = click.option(
 )
 
 
+def _set_quiet(ctx: click.Context, _param: click.Parameter, value: bool) -> Any:
+    if value:
+        ctx.ensure_object(App).quiet = True
+    return value
+
+
 def common_options(func: F) -> F:
-    """--db, --config and --now on every command, so they can follow the command name."""
+    """--db, --config, --now and -q on every command, so they can follow the command name
+    (`digestbot run -q` is `digestbot -q run`)."""
     func = now_option(func)
+    func = click.option(
+        "-q",
+        "--quiet",
+        "quiet",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_quiet,
+        help="Print only errors and the summary.",
+    )(func)
     func = click.option(
         "--db",
         "db",
@@ -222,17 +246,14 @@ class DigestbotGroup(click.Group):
 @click.group(cls=DigestbotGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="digestbot")
 @common_options
-@click.option("-q", "--quiet", is_flag=True, help="Print only errors and the summary.")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.pass_context
-def main(ctx: click.Context, quiet: bool, verbose: int) -> None:
+def main(ctx: click.Context, verbose: int) -> None:
     """digestbot: get trending papers in your email inbox.
 
     Ingests paper listings, scores them against each subscriber's interests, and delivers
     personalised digests by email and RSS/Atom.
     """
-    app = ctx.ensure_object(App)
-    app.quiet = quiet
     level = logging.WARNING if not verbose else (logging.INFO if verbose == 1 else logging.DEBUG)
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"

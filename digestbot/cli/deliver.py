@@ -6,14 +6,11 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..deliver import list_digests, requeue, send_due, state_counts
-from ..deliver.outbox import STATES
-from ..deliver.sender import SendReport
-from ..deliver.worker import run_worker
+from ..states import DIGEST_STATES as STATES
 from . import (
     EXIT_PARTIAL,
     App,
@@ -24,6 +21,9 @@ from . import (
     progress_bars,
 )
 
+if TYPE_CHECKING:
+    from ..deliver.sender import SendReport
+
 
 @contextmanager
 def _stop_on_signals(app: App) -> Iterator[threading.Event]:
@@ -32,7 +32,7 @@ def _stop_on_signals(app: App) -> Iterator[threading.Event]:
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
 
     def handler(signum: int, _frame: object) -> None:
         if stop.is_set() and signum == signal.SIGINT:
@@ -89,7 +89,14 @@ def send_command(
 
     Delivers through delivery.transport (maildir, smtp or file). Temporary failures are retried
     later with backoff; exits 3 if any digest was not delivered.
+
+    \b
+    Example:
+      digestbot send --worker
     """
+    from ..deliver import send_due
+    from ..deliver.worker import run_worker
+
     store = app.store()
     with _stop_on_signals(app) as stop, progress_bars(app, enabled=not as_json) as bars:
         if worker and not dry_run and limit is None:
@@ -141,7 +148,14 @@ def _when(value: Any) -> str:
 def outbox_command(
     app: App, state: str | None, limit: int, as_json: bool, requeue_failed: bool
 ) -> None:
-    """Show the outbox: digests per state, and the newest rows."""
+    """Show the outbox: digests per state, and the newest rows.
+
+    \b
+    Example:
+      digestbot outbox --state failed --limit 20
+    """
+    from ..deliver import list_digests, requeue, state_counts
+
     store = app.store()
     if requeue_failed:
         n = requeue(store, failed=True)
@@ -177,4 +191,40 @@ def outbox_command(
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-COMMANDS = [send_command, outbox_command]
+@click.command("mailbox")
+@common_options
+@click.option("--limit", type=click.IntRange(min=1), help="Read at most N mails.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@nothing_exit_code_option
+@pass_app
+def mailbox_command(app: App, limit: int | None, as_json: bool, nothing_exit_code: int) -> None:
+    """Read the bounce mailbox over IMAP: apply bounces and unsubscribe mails.
+
+    A hard bounce (5.x.x) marks the reader bounced, temporary ones (4.x.x) count toward
+    mailbox.soft_bounce_limit, a mail to the List-Unsubscribe address unsubscribes. Each
+    mail then moves to mailbox.processed_folder, or mailbox.unknown_folder for a person to
+    read. Exits 3 if a mail could not be applied (it stays for the next run).
+
+    \b
+    Example:
+      digestbot mailbox --json    # password from DIGESTBOT_MAILBOX_PASSWORD
+    """
+    from ..deliver.mailbox import MailboxSettings, read_mailbox
+
+    MailboxSettings.from_config(app.config)  # a missing setting is named before the store
+    report = read_mailbox(app.store(), app.config, limit=limit)
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        for line in report.summary_lines():
+            click.echo(line)
+        for error in report.errors:
+            click.echo(f"Error: {error}", err=True)
+    ctx = click.get_current_context()
+    if report.failed:
+        ctx.exit(EXIT_PARTIAL)
+    if report.read == 0:
+        ctx.exit(nothing_exit_code)
+
+
+COMMANDS = [send_command, outbox_command, mailbox_command]

@@ -8,7 +8,7 @@ from datetime import datetime
 import click
 
 from .. import clock
-from ..fetch import SOURCES, days_between, fetch_sources
+from ..config import BY_NAME
 from . import (
     EXIT_ERROR,
     EXIT_OK,
@@ -43,7 +43,7 @@ DATE = click.DateTime(formats=["%Y-%m-%d"])
     "--source",
     "sources",
     multiple=True,
-    type=click.Choice(sorted(SOURCES)),
+    type=click.Choice(BY_NAME["fetch.sources"].choices),
     help="Fetch this source (repeatable; default: those in fetch.sources).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -71,6 +71,8 @@ def fetch_command(
       digestbot fetch --source hf --date 2026-11-20
       digestbot fetch --since 2026-11-01 && digestbot ingest --inbox
     """
+    from ..fetch import days_between, fetch_sources
+
     if day is not None and since is not None:
         raise click.UsageError("give --date or --since, not both")
     today = clock.now().date()

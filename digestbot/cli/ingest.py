@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
 
-from ..ingest import IngestReport, ingest_inbox, ingest_paths, list_papers, store_counts
-from ..store import RunLock
 from . import (
     EXIT_ERROR,
     EXIT_PARTIAL,
@@ -20,6 +18,11 @@ from . import (
     print_json,
     progress_bars,
 )
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from ..ingest import IngestReport
 
 DATE = click.DateTime(formats=["%Y-%m-%d"])
 
@@ -38,6 +41,8 @@ def _summary(report: IngestReport) -> str:
 
 
 def _table(report: IngestReport) -> Table:
+    from rich.table import Table
+
     table = Table(title=None, show_edge=False, pad_edge=False)
     table.add_column("File", no_wrap=True, overflow="ellipsis", min_width=12)
     table.add_column("Format", no_wrap=True)
@@ -87,13 +92,22 @@ def ingest_command(
     Reads the Daily Papers page saved as text and the daily_papers API JSON, telling
     them apart by content. Each dump goes in whole or not at all; a bad dump is reported
     and the others go on. Exit codes: 0 all went in, 1 every file failed, 3 some failed.
+
+    \b
+    Example:
+      digestbot ingest seeds/ --json
     """
+    from ..ingest import IngestReport, ingest_inbox, ingest_paths
+    from ..store import RunLock
+
     if not paths and not use_inbox:
         raise click.UsageError("give one or more PATHs, or --inbox")
     config = app.config
     day: date | None = listing_date.date() if listing_date else None
     max_bytes = int(config["ingest.max_file_mb"]) * 1024 * 1024
-    store = app.store()
+    # a store starts with its first papers: `digestbot ingest page.txt` is the first command
+    # people try, so it may create one (read-only commands may not)
+    store = app.store(create=True)
     lock_dir = config["store.lock_dir"] or None
     report = IngestReport()
     with RunLock(store, "ingest", lock_dir=Path(lock_dir) if lock_dir else None):
@@ -144,7 +158,16 @@ def ingest_command(
 @click.option("--json", "as_json", is_flag=True, help="Print the papers as JSON.")
 @pass_app
 def papers_command(app: App, since: datetime | None, limit: int | None, as_json: bool) -> None:
-    """List the papers the store holds, newest listing first."""
+    """List the papers the store holds, newest listing first.
+
+    \b
+    Example:
+      digestbot papers --since 2026-11-01 --limit 20
+    """
+    from rich.table import Table
+
+    from ..ingest import list_papers, store_counts
+
     store = app.store()
     papers = list_papers(store, since=since.date() if since else None, limit=limit)
     if as_json:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import click
-from sqlalchemy import select
 
-from ..store import Paper
 from . import App, common_options, pass_app, print_json
 
 
@@ -33,6 +31,15 @@ def rank_command(
     Example:
       digestbot rank -k "sparse autoencoders, mechanistic interpretability" --top 5
     """
+    from sqlalchemy import select
+
+    from ..store import Paper
+
+    if not keywords.strip() and not liked:
+        raise click.UsageError(
+            "give --keywords or --liked to rank by, e.g. "
+            "digestbot rank --keywords 'sparse autoencoders, interpretability'"
+        )
     from ..scoring.engine import rank_profile  # scikit-learn: only when ranking
 
     store = app.store()
@@ -48,7 +55,8 @@ def rank_command(
                 {
                     "id": p.paper_id,
                     "title": titles.get(p.paper_id, ""),
-                    "score": p.score,
+                    # the precision of the text output; more digits only look meaningful
+                    "score": round(float(p.score), 4),
                     "why": p.why(),
                 }
                 for p in picks

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import click
-from sqlalchemy import select
 
 from .. import clock
-from ..errors import NotFoundError, RenderError
+from ..errors import RenderError
 from ..files import write_atomic
 from ..periods import current_slot
-from ..render import render_digest, subscriber_feeds
-from ..render.feeds import recent_entries, write_feeds
-from ..store import Paper, Subscriber
 from . import App, common_options, pass_app, progress_bars
 
 
 @click.command("preview")
 @common_options
-@click.option("--subscriber", "email", required=True, metavar="EMAIL", help="Whose digest.")
+@click.option(
+    "--subscriber",
+    "who",
+    required=True,
+    metavar="SUBSCRIBER",
+    help="Whose digest: an id, email address or token, as for `subscribers show`.",
+)
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -28,23 +31,31 @@ from . import App, common_options, pass_app, progress_bars
     help="Folder for the .html, .txt, .eml and feed files.",
 )
 @pass_app
-def preview(app: App, email: str, out: Path) -> None:
+def preview(app: App, who: str, out: Path) -> None:
     """Write a subscriber's next digest and feed to files, without sending or recording.
 
-    Prints the paths of the files written.
+    Prints the paths of the files written. Without a configured secret key the links are
+    signed with a throwaway one (they will not work on the site).
+
+    \b
+    Example:
+      digestbot preview --subscriber ada@example.org --out preview/
     """
+    from sqlalchemy import select
+
+    from ..render import render_digest, subscriber_feeds
+    from ..render.feeds import recent_entries
+    from ..store import Paper
+    from ..store.subscribers import get_subscriber
+
     config = app.config
+    throwaway = not config["web.secret_key"]
+    if throwaway:
+        config = config.replace(web__secret_key=secrets.token_urlsafe(32))
     now = clock.now()
     store = app.store()
     with store.session() as session:
-        sub = session.scalars(
-            select(Subscriber).where(Subscriber.email_key == email.strip().lower())
-        ).first()
-        if sub is None:
-            raise NotFoundError(
-                f"no subscriber {email!r}",
-                hint="List them with `digestbot subscribers list`.",
-            )
+        sub = get_subscriber(session, who)
         history = recent_entries(session, [sub.id], int(config["digest.feed_items"]))[sub.id]
     from ..scoring.engine import score_subscribers  # scikit-learn: only when scoring
 
@@ -88,6 +99,12 @@ def preview(app: App, email: str, out: Path) -> None:
         if config["digest.send_empty"]:
             note = "no new papers: the 'nothing new' note would be sent"
     click.echo(f"Preview of {sub.email}'s digest for {slot.period}: {note}.", err=True)
+    if throwaway:
+        click.echo(
+            "Note: no secret key is configured (DIGESTBOT_SECRET_KEY), so the preview's links "
+            "are signed with a throwaway key and will not work on the site.",
+            err=True,
+        )
 
 
 @click.command("feeds")
@@ -98,7 +115,13 @@ def feeds(app: App) -> None:
 
     Files go to digest.feeds_dir, named by each reader's feed token; readers who left or
     switched to email only lose theirs.
+
+    \b
+    Example:
+      digestbot feeds --db /var/lib/digestbot/digestbot.db
     """
+    from ..render.feeds import write_feeds
+
     config = app.config
     with progress_bars(app) as bars:
         count = write_feeds(app.store(), config, progress=bars.stage("feeds"))

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import click
-from rich.table import Table
 
 from ..config import BY_NAME, SETTINGS, example_toml, toml_value
 from ..resources import seeds_dir
@@ -58,7 +57,8 @@ def run_command(
 
     \b
     Example:
-      digestbot run --now 2026-11-22T08:00Z --no-send
+      digestbot run -q --nothing-exit-code 0
+      digestbot run --now 2026-11-22T08:00Z --no-send    # replay a moment, queue only
     """
     from ..pipeline import run_once
 
@@ -66,7 +66,7 @@ def run_command(
     started = time.perf_counter()
     with progress_bars(app, enabled=not as_json) as bars:
         report = run_once(
-            app.store(),
+            app.store(create=True),
             app.config,
             progress=bars,
             ingest=not no_ingest,
@@ -99,12 +99,16 @@ def schedule_command(app: App, list_jobs: bool) -> None:
 
     Stops cleanly on SIGTERM or SIGINT: no new job starts, the running one stops between
     stages and after the message in flight; unsent digests wait in the outbox. Exits 0.
+
+    \b
+    Example:
+      digestbot schedule --list
     """
     from ..schedule import Jobs, build_scheduler, run_daemon
 
     config = app.config
     if list_jobs:
-        scheduler = build_scheduler(config, Jobs(app.store(), config))
+        scheduler = build_scheduler(config, Jobs(app.store(create=True), config))
         scheduler.start(paused=True)
         try:
             for job in scheduler.get_jobs():
@@ -116,7 +120,7 @@ def schedule_command(app: App, list_jobs: bool) -> None:
         return
     _log_level(app)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    sys.exit(run_daemon(app.store(), config))
+    sys.exit(run_daemon(app.store(create=True), config))
 
 
 @click.command("demo")
@@ -132,7 +136,14 @@ def schedule_command(app: App, list_jobs: bool) -> None:
 @pass_app
 def demo_command(app: App, folder: Path) -> None:
     """Try it out: ingest the seed listings, add example readers, deliver their digests into
-    a Maildir and feeds in ./demo, and show who got which papers and why."""
+    a Maildir and feeds in ./demo, and show who got which papers and why.
+
+    \b
+    Example:
+      digestbot demo --dir /tmp/digestbot-demo
+    """
+    from rich.table import Table
+
     from ..pipeline.demo import run_demo
 
     seeds = seeds_dir()
@@ -161,13 +172,28 @@ def demo_command(app: App, folder: Path) -> None:
     for line in report.summary_lines():
         echo(line)
     echo("\nOpen:")
+    echo(f"  Store:   {result.store}  (SQLite)")
     echo(f"  Maildir: {result.maildir}  (mutt -f {result.maildir})")
     for path in result.html[:1]:
         echo(f"  HTML:    {path}  (one per reader in {path.parent})")
-    for path in result.feeds[:1]:
-        echo(f"  Feed:    {path}  (all feeds in {path.parent})")
+    for reader in [r for r in result.readers if r.feed is not None][:1]:
+        assert reader.feed is not None
+        echo(f"  Feed:    {reader.feed}  ({reader.name}'s; all feeds in {reader.feed.parent})")
+    db = _shown(result.store)
+    echo("\nNext, try (every command takes the demo's store with --db):")
+    echo(f"  digestbot subscribers list --db {db}")
+    echo(f'  digestbot rank -k "speech recognition, diffusion" --top 5 --db {db}')
+    echo(f"  digestbot preview --subscriber 1 --db {db}")
     if report.status == "partial":
         sys.exit(EXIT_PARTIAL)
+
+
+def _shown(path: Path) -> str:
+    """A path as short as it can be typed from here."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 @click.command("config")
@@ -179,7 +205,12 @@ def demo_command(app: App, folder: Path) -> None:
 @click.option("--help-settings", is_flag=True, help="List every setting with its type and help.")
 @pass_app
 def config_command(app: App, as_json: bool, example: bool, help_settings: bool) -> None:
-    """Show the effective configuration (secrets masked) and where each value came from."""
+    """Show the effective configuration (secrets masked) and where each value came from.
+
+    \b
+    Example:
+      digestbot config --example > digestbot.example.toml
+    """
     if example:
         click.echo(example_toml(), nl=False)
         return

@@ -6,23 +6,9 @@ import sys
 from typing import Any
 
 import click
-from rich.table import Table
-from sqlalchemy import select
 
-from ..store import Subscriber
-from ..store.subscribers import (
-    FORMATS,
-    FREQUENCIES,
-    STATUSES,
-    add_subscriber,
-    as_dict,
-    export_csv,
-    get_subscriber,
-    import_csv,
-    parse_ids,
-    remove_subscriber,
-    update_subscriber,
-)
+from ..periods import FREQUENCIES, describe
+from ..states import FORMATS, STATUSES
 from . import EXIT_PARTIAL, App, common_options, pass_app, print_json
 
 
@@ -60,7 +46,11 @@ def _profile_options(func: Any, *, defaults: bool) -> Any:
             help="Day of a weekly digest: a name (mon, tuesday...) or 0-6 (0 is Monday).",
         ),
         click.option(
-            "--send-hour", type=int, default=d(8), show_default=defaults, help="Local hour, 0-23."
+            "--send-hour",
+            type=click.IntRange(0, 23),
+            default=d(8),
+            show_default=defaults,
+            help="Local hour, 0-23.",
         ),
         click.option(
             "--timezone",
@@ -112,6 +102,8 @@ def add_command(app: App, email: str, as_json: bool, **values: Any) -> None:
     Example:
       digestbot subscribers add ada@example.org -k "sparse autoencoders, interpretability"
     """
+    from ..store.subscribers import add_subscriber, as_dict
+
     values["keywords"] = values["keywords"] or ()
     if values["max_items"] is None:
         values["max_items"] = app.config["digest.max_items"]
@@ -132,7 +124,18 @@ def add_command(app: App, email: str, as_json: bool, **values: Any) -> None:
 @common_options
 @pass_app
 def list_command(app: App, status: str | None, as_json: bool) -> None:
-    """List subscribers."""
+    """List subscribers, with their schedules in their own time zones.
+
+    \b
+    Example:
+      digestbot subscribers list --status active
+    """
+    from rich.table import Table
+    from sqlalchemy import select
+
+    from ..store import Subscriber
+    from ..store.subscribers import as_dict
+
     query = select(Subscriber).order_by(Subscriber.id)
     if status:
         query = query.where(Subscriber.status == status)
@@ -146,13 +149,12 @@ def list_command(app: App, status: str | None, as_json: bool) -> None:
         return
     table = Table("id", "email", "name", "status", "schedule", "keywords", box=None)
     for s in subs:
-        when = s.frequency if s.frequency == "daily" else f"weekly/{s.weekday}"
         table.add_row(
             str(s.id),
             s.email,
             s.name,
             s.status,
-            f"{when} {s.send_hour:02d}h {s.timezone}",
+            describe(s.frequency, s.weekday, s.send_hour, s.timezone),
             ", ".join(s.keywords or []),
         )
     app.console.print(table)
@@ -166,7 +168,14 @@ def list_command(app: App, status: str | None, as_json: bool) -> None:
 @common_options
 @pass_app
 def show_command(app: App, subscriber: str, as_json: bool, tokens: bool) -> None:
-    """Show one SUBSCRIBER (id, email address or token)."""
+    """Show one SUBSCRIBER (id, email address or token).
+
+    \b
+    Example:
+      digestbot subscribers show ada@example.org --tokens
+    """
+    from ..store.subscribers import as_dict, get_subscriber
+
     with app.store().session() as session:
         data = as_dict(session, get_subscriber(session, subscriber), secrets_too=tokens)
     if as_json:
@@ -188,8 +197,13 @@ def show_command(app: App, subscriber: str, as_json: bool, tokens: bool) -> None
 @common_options
 @pass_app
 def update_command(app: App, subscriber: str, unlike: tuple[str, ...], **values: Any) -> None:
-    """Change SUBSCRIBER (id, email address or token); options not given stay as they are."""
-    from ..store.subscribers import set_feedback
+    """Change SUBSCRIBER (id, email address or token); options not given stay as they are.
+
+    \b
+    Example:
+      digestbot subscribers update 1 --like 2501.01234 --send-hour 7 --tz Europe/Berlin
+    """
+    from ..store.subscribers import get_subscriber, parse_ids, set_feedback, update_subscriber
 
     changes = {k: v for k, v in values.items() if v not in (None, ())}
     with app.store().session() as session:
@@ -208,39 +222,117 @@ def update_command(app: App, subscriber: str, unlike: tuple[str, ...], **values:
 def remove_command(app: App, subscriber: str, yes: bool) -> None:
     """Delete SUBSCRIBER with their feedback and digest history.
 
-    To stop mail but keep the history, use `update --status unsubscribed` instead.
+    To stop mail but keep the history, use `update --status unsubscribed` instead. Asks
+    first; without a terminal to ask on (a script, a pipe), --yes is required.
+
+    \b
+    Example:
+      digestbot subscribers remove ada@example.org --yes
     """
+    from ..store.subscribers import get_subscriber, remove_subscriber
+
     with app.store().session() as session:
         sub = get_subscriber(session, subscriber)
-        if not yes and sys.stdin.isatty():
+        if not yes:
+            if not sys.stdin.isatty():
+                raise click.UsageError(
+                    f"not deleting {sub.email}: there is no terminal to confirm on; "
+                    "pass --yes to delete without asking"
+                )
             click.confirm(f"Delete {sub.email} and their history?", abort=True)
         email = sub.email
         remove_subscriber(session, sub)
     click.echo(f"Removed subscriber {email}")
 
 
-@subscribers_group.command("import")
-@click.argument("csv_file", type=click.Path(dir_okay=False, allow_dash=True))
+@subscribers_group.command("rotate-tokens")
+@click.argument("subscribers", nargs=-1, metavar="SUBSCRIBER...")
+@click.option("--all", "everyone", is_flag=True, help="Every subscriber.")
 @common_options
 @pass_app
-def import_command(app: App, csv_file: str) -> None:
+def rotate_command(app: App, subscribers: tuple[str, ...], everyone: bool) -> None:
+    """Give SUBSCRIBER (id, address or token) new feed and preference tokens.
+
+    Every link already sent to them (preferences, unsubscribe, more/less like this) and
+    their feed address stop working, e.g. after a digest was forwarded. Their next digest
+    carries the new links; readers can also ask for new links by email from their
+    preferences page.
+
+    \b
+    Example:
+      digestbot subscribers rotate-tokens ada@example.org
+    """
+    from sqlalchemy import select
+
+    from ..render.feeds import remove_feed_files
+    from ..store import Subscriber
+    from ..store.subscribers import get_subscriber, rotate_tokens
+
+    if not subscribers and not everyone:
+        raise click.UsageError("give one or more SUBSCRIBERs, or --all")
+    old_feeds = []
+    with app.store().session() as session:
+        if everyone:
+            chosen = list(session.scalars(select(Subscriber).order_by(Subscriber.id)))
+        else:
+            chosen = [get_subscriber(session, who) for who in subscribers]
+        for sub in chosen:
+            old_feeds.append(rotate_tokens(session, sub)[1])
+        emails = [sub.email for sub in chosen]
+    for token in old_feeds:
+        remove_feed_files(app.config, token)
+    for email in emails:
+        click.echo(f"New links for {email}")
+    n = len(emails)
+    click.echo(
+        f"Rotated the tokens of {n} subscriber{'s' if n != 1 else ''}: their old links and "
+        "feed addresses no longer work."
+    )
+
+
+@subscribers_group.command("import")
+@click.argument("csv_file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option(
+    "--update",
+    is_flag=True,
+    help="Update readers whose address is already known instead of failing them.",
+)
+@common_options
+@pass_app
+def import_command(app: App, csv_file: str, update: bool) -> None:
     """Add subscribers from a CSV file with a header row ('-' reads standard input).
 
     Columns: email (required), name, keywords, liked, disliked, frequency, weekday,
     send_hour, timezone, max_items, min_score, formats, status. A bad row is reported with
-    its line number and the rest are imported; the exit code is then 3.
+    its line number and the rest are imported; the exit code is then 3. With --update a
+    known address gets the row's columns (ids, links and history stay), so an import can be
+    run again.
+
+    \b
+    Example:
+      digestbot subscribers import subs.csv
     """
+    from ..store.subscribers import import_csv
+
     source: Any = sys.stdin if csv_file == "-" else csv_file
     with app.store().session() as session:
-        report = import_csv(session, source)
+        report = import_csv(session, source, update=update)
     for _line, error in report.failed:
         click.echo(f"Error: {error}", err=True)
         if error.hint:
             click.echo(f"Hint: {error.hint}", err=True)
+    updated = f"{report.updated} updated, " if update else ""
     click.echo(
         f"Imported {report.added} subscriber{'s' if report.added != 1 else ''}, "
-        f"{len(report.failed)} failed."
+        f"{updated}{len(report.failed)} failed."
     )
+    if report.known:
+        rows = (
+            "1 row names an address" if report.known == 1 else f"{report.known} rows name addresses"
+        )
+        click.echo(
+            f"Hint: {rows} already subscribed: pass --update to update them instead.", err=True
+        )
     if report.failed:
         sys.exit(EXIT_PARTIAL)
 
@@ -251,7 +343,14 @@ def import_command(app: App, csv_file: str) -> None:
 @common_options
 @pass_app
 def export_command(app: App, csv_file: str, status: str | None) -> None:
-    """Write subscribers as CSV to CSV_FILE (default: standard output)."""
+    """Write subscribers as CSV to CSV_FILE (default: standard output).
+
+    \b
+    Example:
+      digestbot subscribers export subs.csv --status active
+    """
+    from ..store.subscribers import export_csv
+
     with app.store().session() as session:
         if csv_file == "-":
             count = export_csv(session, sys.stdout, status=status)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import socket
 
 import click
 
+from ..errors import ConfigError
 from . import App, _set_override, common_options, pass_app
 
 
@@ -14,6 +17,40 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail with a hint before start-up when the address is taken or not ours to use."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror}",
+            field="web.host",
+            hint="Use an address of this machine, e.g. 127.0.0.1 behind a reverse proxy.",
+        ) from None
+    family, kind, proto, _name, address = infos[0]
+    probe = socket.socket(family, kind, proto)
+    try:
+        # as uvicorn binds: a port in TIME_WAIT is free, one with a listener is not
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(address)
+    except OSError as exc:
+        busy = exc.errno == errno.EADDRINUSE
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: "
+            + ("the address is already in use" if busy else str(exc.strerror)),
+            field="web.port",
+            hint=(
+                "Another program (or another `digestbot serve`) listens there: stop it, or "
+                "pick another port with --port or web.port."
+                if busy
+                else "Pick an address and port this user may use (ports below 1024 need "
+                "privileges) with --host/--port."
+            ),
+        ) from None
+    finally:
+        probe.close()
 
 
 @click.command("serve")
@@ -37,15 +74,25 @@ def serve(app: App) -> None:
     """Serve the subscribe page, preferences, unsubscribe links and feeds.
 
     Put it behind a reverse proxy for HTTPS and set digest.site_url to the public address;
-    see the README section "The web front".
+    see the README section "The web front". It never migrates the store: run
+    `digestbot db upgrade` first (the systemd unit does, in ExecStartPre).
+
+    \b
+    Example:
+      digestbot serve --host 127.0.0.1 --port 8080
     """
     import uvicorn
 
     from ..web import create_app
 
     config = app.config
-    web_app = create_app(config)
     host, port = config["web.host"], config["web.port"]
+    web_app = create_app(config)  # settings and the store first: their errors say more
+    try:
+        _check_port(host, port)
+    except ConfigError:
+        web_app.state.site.store.dispose()
+        raise
     err = app.err
     err.print(
         f"digestbot: serving on http://{host}:{port}/ (links point to {config['digest.site_url']})"

@@ -34,6 +34,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import clock
 from ..scoring.picks import Pick
+from ..states import DIGEST_STATES
 from ..store import Digest, DigestItem, Store, Subscriber
 from ..store.bulk import insert_many
 from ..store.models import DigestMessage
@@ -44,7 +45,7 @@ from .results import Tally as Tally
 from .results import backoff_delay as backoff_delay
 from .results import record as record
 
-STATES = ("queued", "sending", "sent", "retry", "failed", "feed_only")
+STATES = DIGEST_STATES
 
 
 def _insert(session: Session, model: Any) -> Any:

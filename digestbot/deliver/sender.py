@@ -51,6 +51,7 @@ from .transports import (
     Unavailable,
     make_transport,
 )
+from .verp import Verp
 
 try:  # not on Windows
     import uvloop
@@ -133,7 +134,7 @@ class _Run:
         self.progress = progress
         self.stop = stop
         self.now = now
-        self.sender = envelope_sender(config)
+        self.verp = Verp.from_config(config)  # an envelope sender per digest
         self.batch = config["delivery.batch_size"]
         self.lease = timedelta(seconds=config["delivery.lease_seconds"])
         self.daily_limit = config["smtp.daily_limit"] if transport.name == "smtp" else 0
@@ -270,9 +271,10 @@ class _Run:
                 while (job := await self.next_job()) is not None:
                     await self.limiter.acquire()
                     outcome: Outcome | None = None
+                    sender = self.verp.address(job.id, job.message_id)
                     if split:
                         # the envelope goes out while the previous result is being committed
-                        outcome = await self.attempt(channel.envelope(self.sender, job.recipient))
+                        outcome = await self.attempt(channel.envelope(sender, job.recipient))
                     if committed is not None:
                         await committed
                         committed = None
@@ -285,9 +287,7 @@ class _Run:
                         if split:
                             step = channel.content(job.message)
                         else:
-                            step = channel.send(
-                                self.sender, job.recipient, job.message, job.message_id
-                            )
+                            step = channel.send(sender, job.recipient, job.message, job.message_id)
                         try:
                             outcome = await self.attempt(step) or Outcome("sent")
                         finally:

@@ -192,7 +192,8 @@ class SmtpChannel:
                         f"{sender!r} at MAIL FROM: {exc.code} {exc.message}",
                         field="delivery.envelope_from",
                         hint="Set delivery.envelope_from (or digest.from_address, its default) "
-                        "to an address this server accepts; the digests stay queued.",
+                        "to an address this server accepts (or delivery.verp = false if it "
+                        "refuses name+tag addresses); the digests stay queued.",
                     ) from None
                 raise classify(exc.code, exc.message) from None
             except (SMTPException, OSError, TimeoutError) as exc:

@@ -11,7 +11,7 @@ import mailbox
 import re
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -63,7 +63,7 @@ class Transport(Protocol):
     name: str
     concurrency: int
 
-    def channel(self) -> AsyncIterator[Channel]: ...
+    def channel(self) -> AbstractAsyncContextManager[Channel]: ...
 
 
 def _atomic_write(folder: Path, name: str, data: bytes) -> Path:
@@ -143,18 +143,26 @@ def _local_error(folder: Path, exc: OSError, field: str) -> DeliveryError:
 
 
 def make_transport(config: Config) -> Transport:
-    """The transport named by ``delivery.transport``."""
+    """The transport named by ``delivery.transport``, signing with DKIM when configured."""
+    from .safety import check_smtp_settings
+    from .signing import Signer, SigningTransport
+
     kind = config["delivery.transport"]
+    transport: Transport
     if kind == "smtp":
         from .smtp import SmtpTransport
 
-        return SmtpTransport.from_config(config)
-    if kind == "file":
-        return FileTransport(config.path("delivery.outdir"))
-    if kind == "maildir":
-        return MaildirTransport(config.path("delivery.maildir"))
-    raise DeliveryError(
-        f"unknown transport {kind!r}",
-        field="delivery.transport",
-        hint="Use maildir, smtp or file.",
-    )
+        check_smtp_settings(config)
+        transport = SmtpTransport.from_config(config)
+    elif kind == "file":
+        transport = FileTransport(config.path("delivery.outdir"))
+    elif kind == "maildir":
+        transport = MaildirTransport(config.path("delivery.maildir"))
+    else:
+        raise DeliveryError(
+            f"unknown transport {kind!r}",
+            field="delivery.transport",
+            hint="Use maildir, smtp or file.",
+        )
+    signer = Signer.from_config(config)
+    return transport if signer is None else SigningTransport(transport, signer)

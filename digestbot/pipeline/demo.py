@@ -11,8 +11,9 @@ import email
 import email.policy
 import secrets
 import shutil
+import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -77,6 +78,7 @@ class ReaderResult:
     state: str | None
     papers: list[tuple[str, float, str]] = field(default_factory=list)  # title, score, why
     html: Path | None = None
+    feed: Path | None = None  # their Atom feed, for readers who take one
 
 
 @dataclass
@@ -91,6 +93,10 @@ class DemoResult:
     @property
     def html(self) -> list[Path]:
         return [r.html for r in self.readers if r.html is not None]
+
+    @property
+    def store(self) -> Path:
+        return self.folder / "digestbot.db"
 
 
 def demo_config(folder: Path) -> Config:
@@ -151,14 +157,22 @@ def run_demo(folder: Path, seeds: Path, *, now: datetime | None = None) -> DemoR
         with store.session() as session:
             for reader in READERS:
                 local = now.astimezone(zone(str(reader["timezone"])))
-                add_subscriber(
+                sub = add_subscriber(
                     session,
                     **reader,  # type: ignore[arg-type]
                     send_hour=local.hour,
                     weekday=local.weekday(),
                 )
+                # readers who joined a week ago: a reader who joins after this hour's send
+                # point waits for the next one, and the demo shows digests now
+                sub.created_at = sub.confirmed_at = now - timedelta(days=7)
         report = run_once(store, config, now=now)
-        readers = _results(store, folder / "html", _delivered(config.path("delivery.maildir")))
+        readers = _results(
+            store,
+            folder / "html",
+            config.path("digest.feeds_dir"),
+            _delivered(config.path("delivery.maildir")),
+        )
     finally:
         store.dispose()
     feeds_dir = config.path("digest.feeds_dir")
@@ -179,7 +193,9 @@ def _delivered(maildir: Path) -> dict[str, bytes]:
     return out
 
 
-def _results(store: Store, html_dir: Path, delivered: dict[str, bytes]) -> list[ReaderResult]:
+def _results(
+    store: Store, html_dir: Path, feeds_dir: Path, delivered: dict[str, bytes]
+) -> list[ReaderResult]:
     out: list[ReaderResult] = []
     with store.session() as session:
         for sub in session.scalars(select(Subscriber).order_by(Subscriber.id)):
@@ -190,6 +206,8 @@ def _results(store: Store, html_dir: Path, delivered: dict[str, bytes]) -> list[
                 sub.formats,
                 None,
             )
+            if sub.formats != "email" and (feeds_dir / f"{sub.feed_token}.atom").is_file():
+                result.feed = feeds_dir / f"{sub.feed_token}.atom"
             digest = session.scalars(
                 select(Digest).where(Digest.subscriber_id == sub.id).order_by(Digest.id.desc())
             ).first()
@@ -223,11 +241,13 @@ def explain(why: dict[str, object]) -> str:
 
 def _write_html(message: bytes, html_dir: Path, sub_id: int, name: str) -> Path | None:
     parsed = email.message_from_bytes(message, policy=email.policy.default)
-    part = parsed.get_body(preferencelist=("html",))  # type: ignore[attr-defined]
+    part = parsed.get_body(preferencelist=("html",))
     if part is None:
         return None
     html_dir.mkdir(parents=True, exist_ok=True)
-    slug = "".join(c for c in name.lower() if c.isascii() and c.isalnum()) or "reader"
+    # "María" -> "maria": accents dropped, not the letters that carry them
+    plain = unicodedata.normalize("NFKD", name.lower())
+    slug = "".join(c for c in plain if c.isascii() and c.isalnum()) or "reader"
     path = html_dir / f"{sub_id:02d}-{slug}.html"
     path.write_text(part.get_content(), encoding="utf-8")
     return path

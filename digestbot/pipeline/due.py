@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfoNotFoundError
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ..periods import Slot, aware_utc, current_slot
 from ..store import Store, Subscriber
@@ -50,6 +50,10 @@ def select_due(
 ) -> Selection:
     """Active subscribers whose digest is due at ``now``, in id order.
 
+    A reader who has never had a digest and became active after this period's send point
+    waits for the next one: their first digest comes at their next send hour, not on the
+    next run. (A replay with ``now`` before they became active treats them as there.)
+
     ``ids`` narrows the selection (e.g. one subscriber for a preview); the due rule still
     applies. Schedules that cannot be evaluated (a time zone the system no longer knows)
     are reported, not raised, so the rest of the subscribers still get their digests.
@@ -67,6 +71,7 @@ def select_due(
             Subscriber.send_hour,
             Subscriber.timezone,
             Subscriber.last_period,
+            func.coalesce(Subscriber.confirmed_at, Subscriber.created_at),
         )
         .where(Subscriber.status == "active")
         .order_by(Subscriber.id)
@@ -75,13 +80,17 @@ def select_due(
     if ids is not None:
         query = query.where(Subscriber.id.in_(list(ids)))
     with store.session() as session:
-        for sid, frequency, weekday, send_hour, timezone, last_period in session.execute(query):
+        for row in session.execute(query):
+            sid, frequency, weekday, send_hour, timezone, last_period, joined = row
             schedule = Schedule(frequency, weekday, send_hour, timezone)
             if schedule not in slots:
                 slots[schedule] = _slot(schedule, now, bad)
             slot = slots[schedule]
-            if slot is not None and slot.send_at <= now and last_period != slot.period:
-                due.append(Due(sid, slot.period))
+            if slot is None or slot.send_at > now or last_period == slot.period:
+                continue
+            if last_period is None and joined is not None and slot.send_at < joined <= now:
+                continue  # joined after this period's send hour: theirs is the next one
+            due.append(Due(sid, slot.period))
     return Selection(due, bad)
 
 

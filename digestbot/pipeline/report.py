@@ -147,7 +147,7 @@ class RunReport:
         lines += [
             f"ingest:  {self.files} files, {self.papers_new} new papers, "
             f"{self.papers_updated} updated, {self.ingest_failed} failed{took('ingest')}",
-            f"due:     {self.due} subscribers{took('select')}",
+            f"due:     {self.due} subscriber{'' if self.due == 1 else 's'}{took('select')}",
             f"digests: {self.queued} queued, {self.feed_only} feed only, "
             f"{self.count('empty')} empty, {self.digest_failed} failed{took('digests')}",
             f"send:    {self.sent} sent, {self.retried} retried, {self.send_failed} failed, "

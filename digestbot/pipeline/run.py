@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 from sqlalchemy import select
 
 from ..config import Config
+from ..deliver.safety import check_smtp_settings
 from ..errors import DigestbotError
 from ..periods import aware_utc
 from ..scoring.picks import Pick
@@ -60,6 +61,8 @@ def prepare_folders(config: Config) -> None:
         names.append("store.lock_dir")
     for name in names:
         config.writable_dir(name)
+    # settings that must not reach real readers stop the run before it queues anything
+    check_smtp_settings(config)
 
 
 @contextmanager
@@ -347,7 +350,17 @@ def feeds_stage(
         report.stopped = True
 
 
-def run_once(
+def run_once(store: Store, config: Config, **options: Any) -> RunReport:
+    """The whole run (see :func:`run_stages`), its summary then kept for ``/metrics`` and
+    ``log.metrics_textfile``."""
+    from .metrics import record_run
+
+    report = run_stages(store, config, **options)
+    record_run(store, config, report)
+    return report
+
+
+def run_stages(
     store: Store,
     config: Config,
     *,

@@ -401,6 +401,16 @@ def write_feeds(
     return total
 
 
+def remove_feed_files(config: Config, feed_token: str) -> None:
+    """Delete a reader's written feed files now (their address was replaced), rather
+    than at the next `write_feeds`, since the web front serves whatever files exist."""
+    folder = config.path("digest.feeds_dir")
+    for kind in ("rss", "atom"):
+        path = folder / f"{feed_token}.{kind}"
+        if _TOKEN_FILE.match(path.name):
+            path.unlink(missing_ok=True)
+
+
 def feed_bytes_for(store: Store, config: Config, feed_token: str, kind: str) -> bytes | None:
     """One feed built on the spot (``kind`` is ``rss`` or ``atom``; token ``new`` is the
     public feed), or None when no active reader has that token."""

@@ -2,9 +2,9 @@
 
 Three jobs: ingest the inbox every few minutes, the digest job (the whole run, fetching the
 sources in ``fetch.sources`` first) at least hourly, and an outbox job that retries digests
-waiting after a temporary failure. They run one at a time on a single worker thread, and
-each takes the run lock, so a `digestbot run` started by hand waits its turn rather than
-racing the daemon.
+waiting after a temporary failure; a fourth reads the bounce mailbox when ``mailbox.host`` is
+set. They run one at a time on a single worker thread, and each takes the run lock, so a
+`digestbot run` started by hand waits its turn rather than racing the daemon.
 
 Missed jobs (a sleeping laptop, a restart) are coalesced into one run within
 ``schedule.misfire_grace_seconds``; the digest job is idempotent per period anyway, so a
@@ -24,18 +24,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from ..config import Config
+from ..deliver.mailbox import MailboxReport, read_mailbox
 from ..errors import DigestbotError, LockError
 from ..pipeline import RunReport, ingest_once, run_once, send_once
 from ..store import Store
 
 log = logging.getLogger("digestbot.schedule")
+
+R = TypeVar("R", RunReport, MailboxReport)
 
 JOB_DEFAULTS: dict[str, Any] = {"coalesce": True, "max_instances": 1}
 
@@ -61,7 +64,11 @@ class Jobs:
             "send", lambda: send_once(self.store, self.config, now=now, stop=self.stop)
         )
 
-    def _guard(self, name: str, work: Callable[[], RunReport]) -> RunReport | None:
+    def mailbox(self, now: datetime | None = None) -> MailboxReport | None:
+        # now: every job takes one; reading the mailbox has nothing that depends on it
+        return self._guard("mailbox", lambda: read_mailbox(self.store, self.config))
+
+    def _guard(self, name: str, work: Callable[[], R]) -> R | None:
         if self.stop.is_set():
             return None
         try:
@@ -103,6 +110,11 @@ def build_scheduler(config: Config, jobs: Jobs) -> BackgroundScheduler:
     ):
         trigger = CronTrigger.from_crontab(config[setting], timezone=tz)
         scheduler.add_job(func, trigger, id=job_id, name=name)
+    if config["mailbox.host"]:
+        trigger = CronTrigger.from_crontab(config["schedule.mailbox_cron"], timezone=tz)
+        scheduler.add_job(
+            jobs.mailbox, trigger, id="mailbox", name="read bounces and unsubscribe mails"
+        )
     if config["schedule.run_at_start"]:
         # catch up at once after downtime instead of waiting for the next tick
         scheduler.add_job(jobs.digest, id="digest-at-start", name="the digest run at start")

@@ -88,7 +88,19 @@ class Store:
         self.engine.dispose()
 
 
-def open_store(db: str | Path, *, migrate: bool = True, echo: bool = False) -> Store:
+def open_store(
+    db: str | Path, *, create: bool = True, migrate: bool = True, echo: bool = False
+) -> Store:
+    """Open the store at ``db`` (a URL or a SQLite file path).
+
+    ``create``: a missing SQLite file is made and an empty or older schema migrated to the
+    newest (``db upgrade``, ``run``, ``demo``, the daemon, tests). Without it the store must
+    already exist and be current: a missing file, an empty database and an older schema are
+    refused with a hint to run ``digestbot db upgrade``, so a mistyped path or URL never
+    gains a schema, and the web front never races its workers to migrate.
+    ``migrate=False`` leaves the schema as found, unchecked (``db status``; workers of a
+    store their parent already opened).
+    """
     url = normalise_url(db)
     try:
         parsed = make_url(url)
@@ -102,6 +114,13 @@ def open_store(db: str | Path, *, migrate: bool = True, echo: bool = False) -> S
         path = parsed.database
         if path and path != ":memory:":
             folder = Path(path).parent
+            if not create and not Path(path).is_file():
+                raise StoreError(
+                    f"no store at {path}",
+                    field="store.db",
+                    hint="Check the path given with --db or DIGESTBOT_DB; to start a new "
+                    f"store there, run `digestbot db upgrade --db {path}`.",
+                )
             if not folder.is_dir():
                 raise StoreError(
                     f"folder {folder} does not exist",
@@ -119,8 +138,40 @@ def open_store(db: str | Path, *, migrate: bool = True, echo: bool = False) -> S
         event.listen(engine, "connect", _sqlite_pragmas)
     store = Store(url, engine, sessionmaker(engine, expire_on_commit=False))
     if migrate:
-        upgrade(store)
+        try:
+            upgrade(store) if create else require_current(store)
+        except BaseException:
+            store.dispose()
+            raise
     return store
+
+
+def require_current(store: Store) -> None:
+    """Refuse a store whose schema is missing or older (or newer) than this digestbot's."""
+    where = store.engine.url.render_as_string(hide_password=True)
+    try:
+        current = current_revision(store)
+    except OperationalError as exc:
+        raise StoreError(
+            f"cannot open {where}: {exc.orig}",
+            hint="Check that the database exists, is reachable and is readable.",
+        ) from None
+    head = head_revision(store)
+    if current == head:
+        return
+    if current is None:
+        raise StoreError(
+            f"{where} is not a digestbot store (it has no digestbot schema)",
+            field="store.db",
+            hint="Check --db or DIGESTBOT_DB; to make a new store there, run "
+            "`digestbot db upgrade` once.",
+        )
+    raise StoreError(
+        f"{where} has schema revision {current}; this digestbot needs {head}",
+        field="store.db",
+        hint="Run `digestbot db upgrade` once (for the web service: ExecStartPre does it), "
+        "then start again.",
+    )
 
 
 def _alembic_config(store: Store) -> Any:
@@ -172,24 +223,24 @@ class RunLock:
     lock_dir: Path | None = None
     _file_lock: Any = None
     _conn: Any = None
+    _pg_key: int = 0
 
-    _key: int = 0
+    def _key(self, schema: str = "") -> int:
+        scope = f"digestbot:{self.name}" + (f":{schema}" if schema else "")
+        digest = hashlib.sha256(scope.encode()).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
 
     def acquire(self) -> RunLock:
         if self.store.dialect == "postgresql":
             conn = self.store.engine.connect()
-            # one lock per store (database and schema): stores sharing a server do not
-            # block each other
-            where = conn.execute(text("SELECT current_database(), current_schema()")).one()
-            scope = f"digestbot:{self.name}:{where[0]}:{where[1]}"
-            digest = hashlib.sha256(scope.encode()).digest()
-            self._key = int.from_bytes(digest[:8], "big", signed=True)
-            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key})
+            # advisory locks are per database: a store in another schema is another store
+            schema = conn.execute(text("SELECT current_schema()")).scalar() or ""
+            self._pg_key = self._key("" if schema == "public" else schema)
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self._pg_key})
             if not got.scalar():
                 conn.close()
                 raise LockError(
-                    f"another digestbot {self.name} holds the lock on this store "
-                    f"(database {where[0]}, schema {where[1]})"
+                    f"another digestbot {self.name} holds the lock on this store (schema {schema})"
                 )
             # the check and the lock are on this connection: a session commit elsewhere
             # must not end them
@@ -218,7 +269,7 @@ class RunLock:
 
     def release(self) -> None:
         if self._conn is not None:
-            self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+            self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._pg_key})
             self._conn.close()
             self._conn = None
         if self._file_lock is not None:

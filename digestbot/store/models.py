@@ -148,6 +148,9 @@ class Subscriber(Base):
     last_digest_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_period: Mapped[str | None] = mapped_column(String(32))
     bounced_reason: Mapped[str | None] = mapped_column(Text)
+    # temporary bounces (4.x.x DSNs) read from the bounce mailbox; at
+    # mailbox.soft_bounce_limit the reader is marked bounced
+    soft_bounces: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # a fresh random value each time the address becomes pending: confirmation links carry
     # it, so a link from an earlier request never confirms a later one; cleared on confirm
     confirm_nonce: Mapped[str | None] = mapped_column(String(64))

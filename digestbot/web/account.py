@@ -12,10 +12,19 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from ..errors import NotFoundError
+from ..render.feeds import remove_feed_files
 from ..render.links import feed_urls, paper_url, public_feed_urls
 from ..store import Paper, Store, Subscriber
-from ..store.subscribers import disliked_ids, liked_ids, set_feedback, update_subscriber
+from ..store.subscribers import (
+    disliked_ids,
+    liked_ids,
+    new_token,
+    rotate_tokens,
+    set_feedback,
+    update_subscriber,
+)
 from .forms import PREFERENCE_FIELDS, FormResult, check_form, read_form
+from .mail import Notice, deliver_notice
 from .pages import form_context, site_of
 from .security import check_csrf
 from .site import Site
@@ -24,8 +33,10 @@ GONE = "This link points to a subscription that no longer exists."
 
 
 def _value(site: Site, purpose: str, token: str) -> Any:
-    # links in emails stay valid; a reader's pref_token is what can be rotated
-    return site.tokens.loads(purpose, token)
+    # preferences and unsubscribe links stay valid (a reader's tokens can be rotated);
+    # more/less-like-this links expire after web.feedback_days
+    days = site.config["web.feedback_days"] if purpose == "feedback" else 0
+    return site.tokens.loads(purpose, token, max_age=days * 86400 if days else None)
 
 
 def _pref_token(site: Site, purpose: str, token: str) -> str:
@@ -143,6 +154,8 @@ async def preferences(request: Request) -> Response:
         if form.get("action") == "resubscribe":
             await run_in_threadpool(_resubscribe, site.store, pref_token)
             return RedirectResponse(f"/preferences/{token}?resubscribed=1", status_code=303)
+        if form.get("action") == "new_links":
+            return await _new_links(request, site, pref_token)
         result = check_form(form, PREFERENCE_FIELDS)
         if result.ok:
             await run_in_threadpool(_save_preferences, site.store, pref_token, result.values)
@@ -161,6 +174,32 @@ async def preferences(request: Request) -> Response:
         **form_context(result, defaults),
     }
     return site.page(request, "preferences.html", context, status=status, private=True)
+
+
+def _address(store: Store, pref_token: str) -> str:
+    with store.session() as s:
+        return _subscriber(s, pref_token).email
+
+
+def _rotate(store: Store, pref_token: str, fresh: str) -> str:
+    """Replace the tokens if ``pref_token`` is still current; returns the old feed token."""
+    with store.session() as s:
+        return rotate_tokens(s, _subscriber(s, pref_token), pref_token=fresh)[1]
+
+
+async def _new_links(request: Request, site: Site, pref_token: str) -> Response:
+    """Mail fresh links to the address, then make them the only ones that work.
+
+    Whoever holds a link (a forwarded digest) can press this, but only the mailbox gets the
+    new links. The mail goes first: if it is not accepted nothing changes, so the reader
+    is never left without working links.
+    """
+    email = await run_in_threadpool(_address, site.store, pref_token)
+    fresh = new_token()
+    await deliver_notice(site.config, site.tokens, Notice("links", email, fresh))
+    old_feed = await run_in_threadpool(_rotate, site.store, pref_token, fresh)
+    await run_in_threadpool(remove_feed_files, site.config, old_feed)
+    return site.page(request, "new_links.html", {"email": email}, private=True)
 
 
 # --- feedback -------------------------------------------------------------------------------

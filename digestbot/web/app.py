@@ -16,11 +16,12 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from ..config import Config, load_config
+from ..deliver.safety import check_smtp_settings
 from ..errors import DigestbotError, NotFoundError, ValidationError
 from ..resources import templates_dir
 from ..store import open_store
 from ..tokens import TokenError, Tokens
-from . import account, feeds, pages
+from . import account, feeds, metrics, pages
 from .digest import digest_page
 from .ratelimit import RateLimiter
 from .security import BodyLimit, SecurityHeaders, parse_networks
@@ -48,11 +49,14 @@ def create_app(config: Config | None = None, **overrides: Any) -> Starlette:
     if overrides:
         config = config.replace(**overrides)
     tokens = Tokens(config["web.secret_key"])  # fails now, not at the first request
+    check_smtp_settings(config)  # confirmation mails: fail now, not after a reader subscribed
+    trusted = parse_networks(config["web.trusted_proxies"])
     site = Site(
         config=config,
-        store=open_store(config["store.db"]),
+        # never migrates (workers would race): `digestbot db upgrade` runs once before
+        store=open_store(config["store.db"], create=False),
         tokens=tokens,
-        trusted=parse_networks(config["web.trusted_proxies"]),
+        trusted=trusted,
         limiter=RateLimiter(config["web.subscribe_limit"]),
         templates=make_templates(),
     )
@@ -73,6 +77,7 @@ def create_app(config: Config | None = None, **overrides: Any) -> Starlette:
         Route(f"/digest/{token}", digest_page, methods=["GET"]),
         Route("/feeds/{name:str}", feeds.feed, methods=["GET"]),
         Route("/healthz", pages.healthz, methods=["GET"]),
+        Route("/metrics", metrics.metrics, methods=["GET"]),
         Mount("/static", StaticFiles(directory=templates_dir() / "web" / "static"), name="static"),
     ]
     handlers: dict[Any, Any] = {
@@ -95,7 +100,8 @@ def create_app(config: Config | None = None, **overrides: Any) -> Starlette:
 
 
 def _site(request: Request) -> Site:
-    return request.app.state.site  # type: ignore[no-any-return]
+    site: Site = request.app.state.site
+    return site
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -105,7 +111,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         detail = ROUTE_NOT_FOUND
     elif exc.status_code == 405 and detail == "Method Not Allowed":
         detail = "This page cannot be used that way."
-    return _site(request).error(request, exc.status_code, detail, headers=exc.headers)
+    return _site(request).error(
+        request, exc.status_code, detail, headers=dict(exc.headers or {}) or None
+    )
 
 
 async def _token_error(request: Request, exc: Exception) -> Response:

@@ -16,7 +16,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import clock
+from ..config import Config
 from ..render.feeds import feed_bytes_for
+from ..store import Store
 from .pages import site_of
 
 # Subscriber feed tokens are random URL-safe strings; "new" is the public feed.
@@ -60,17 +62,19 @@ def _built_at(body: bytes) -> datetime | None:
         return None
 
 
-def _load(site_feeds: Path, load: tuple[object, ...], name: str) -> tuple[bytes, datetime]:
+def _load(
+    site_feeds: Path, load: tuple[Store, Config, str, str], name: str
+) -> tuple[bytes, datetime]:
     """A feed written by the last digest run if there is one, else built from the store."""
     static = site_feeds / name
     if static.is_file():
         body = static.read_bytes()
         return body, datetime.fromtimestamp(static.stat().st_mtime, UTC)
     store, config, token, kind = load
-    body = feed_bytes_for(store, config, token, kind)  # type: ignore[arg-type]
-    if body is None:  # no active reader has this token
+    built = feed_bytes_for(store, config, token, kind)
+    if built is None:  # no active reader has this token
         raise HTTPException(404, NOT_FOUND)
-    return body, _built_at(body) or clock.now()
+    return built, _built_at(built) or clock.now()
 
 
 async def feed(request: Request) -> Response:

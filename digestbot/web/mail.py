@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import logging
 from dataclasses import dataclass
+from email.message import EmailMessage
 
 from starlette.concurrency import run_in_threadpool
 
@@ -27,7 +28,9 @@ log = logging.getLogger("digestbot.web")
 class Notice:
     """What to tell an address after a subscribe request; no store objects cross threads."""
 
-    kind: str  # "confirm": a link to confirm; "already": a reminder with the links
+    # "confirm": a link to confirm; "already": a reminder with the links; "links": the
+    # reader's new links after they asked for them (the old ones stopped working)
+    kind: str
     email: str
     pref_token: str
     # the pending request's nonce, carried by the confirmation link ("confirm" only)
@@ -39,10 +42,11 @@ class _Sub:
 
     def __init__(self, notice: Notice) -> None:
         self.pref_token = notice.pref_token
+        self.feed_token = ""  # not in these emails
         self.email = notice.email
 
 
-def compose(config: Config, tokens: Tokens, notice: Notice) -> object:
+def compose(config: Config, tokens: Tokens, notice: Notice) -> EmailMessage:
     sub = _Sub(notice)
     context = {
         "kind": notice.kind,
@@ -58,6 +62,8 @@ def compose(config: Config, tokens: Tokens, notice: Notice) -> object:
         payload = {"s": notice.pref_token, "n": notice.confirm_nonce}
         context["confirm_url"] = confirm_url(config, tokens.dumps("confirm", payload))
         subject = f"Confirm your {config['digest.from_name']} subscription"
+    elif notice.kind == "links":
+        subject = f"Your new {config['digest.from_name']} links"
     else:
         subject = f"You are already subscribed to {config['digest.from_name']}"
     context["subject"] = subject
@@ -67,14 +73,19 @@ def compose(config: Config, tokens: Tokens, notice: Notice) -> object:
     return build_message(config, to=notice.email, subject=subject, text=text, html=html)
 
 
+async def deliver_notice(config: Config, tokens: Tokens, notice: Notice) -> None:
+    """Compose and send now; DeliveryError when the message was not accepted."""
+    message = await run_in_threadpool(compose, config, tokens, notice)
+    if inspect.iscoroutinefunction(send_now):
+        await send_now(config, message, recipient=notice.email)
+    else:
+        await run_in_threadpool(send_now, config, message, recipient=notice.email)
+
+
 async def send_notice(config: Config, tokens: Tokens, notice: Notice) -> None:
     """Background task: compose and send; failures are logged, the reader can ask again."""
     try:
-        message = await run_in_threadpool(compose, config, tokens, notice)
-        if inspect.iscoroutinefunction(send_now):
-            await send_now(config, message, recipient=notice.email)
-        else:
-            await run_in_threadpool(send_now, config, message, recipient=notice.email)
+        await deliver_notice(config, tokens, notice)
     except DigestbotError as error:
         log.error("confirmation email not sent: %s", error)
     except Exception:

@@ -44,7 +44,8 @@ WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", 
 
 
 def site_of(request: Request) -> Site:
-    return request.app.state.site  # type: ignore[no-any-return]
+    site: Site = request.app.state.site
+    return site
 
 
 @cache

@@ -11,6 +11,7 @@ from .core import (
     liked_ids,
     new_token,
     remove_subscriber,
+    rotate_tokens,
     set_feedback,
     update_subscriber,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "parse_ids",
     "parse_keywords",
     "remove_subscriber",
+    "rotate_tokens",
     "set_feedback",
     "update_subscriber",
     "validate_email",

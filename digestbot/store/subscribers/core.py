@@ -202,6 +202,24 @@ def update_subscriber(session: Session, subscriber: Subscriber, **changes: Any) 
     return subscriber
 
 
+def rotate_tokens(
+    session: Session,
+    subscriber: Subscriber,
+    *,
+    pref_token: str | None = None,
+    feed_token: str | None = None,
+) -> tuple[str, str]:
+    """Give the subscriber fresh random tokens (or the ones given); returns the old
+    ``(pref_token, feed_token)``. Every link signed over the old preference token
+    (preferences, unsubscribe, feedback) and the old feed address stop working."""
+    old = (subscriber.pref_token, subscriber.feed_token)
+    subscriber.pref_token = pref_token or new_token()
+    subscriber.feed_token = feed_token or new_token()
+    subscriber.updated_at = clock.now()
+    session.flush()
+    return old
+
+
 def remove_subscriber(session: Session, subscriber: Subscriber) -> None:
     """Delete the subscriber with their feedback, digests and sent-paper records."""
     session.delete(subscriber)
@@ -278,6 +296,9 @@ def as_dict(session: Session, subscriber: Subscriber, *, secrets_too: bool = Fal
         "min_score": subscriber.min_score,
         "formats": subscriber.formats,
         "status": subscriber.status,
+        # why mail stopped: a refusal at send time or a bounce read from the mailbox
+        "bounced_reason": subscriber.bounced_reason,
+        "soft_bounces": subscriber.soft_bounces or 0,
         "created_at": subscriber.created_at.isoformat() if subscriber.created_at else None,
         "updated_at": subscriber.updated_at.isoformat() if subscriber.updated_at else None,
         "last_digest_at": subscriber.last_digest_at.isoformat()

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from ...errors import DigestbotError, ValidationError
 from ..models import Feedback, Subscriber
-from .core import add_subscriber
+from .core import add_subscriber, find_subscriber, update_subscriber
 
 CSV_COLUMNS = (
     "email",
@@ -40,6 +40,8 @@ CSV_COLUMNS = (
 @dataclass
 class ImportReport:
     added: int = 0
+    updated: int = 0
+    known: int = 0  # rows refused because the address is already subscribed
     failed: list[tuple[int, DigestbotError]] = field(default_factory=list)
 
     @property
@@ -66,8 +68,14 @@ def _open(path_or_file: str | Path | IO[str], mode: str) -> Iterator[tuple[IO[st
         yield path_or_file, getattr(path_or_file, "name", None)
 
 
-def import_csv(session: Session, path_or_file: str | Path | IO[str]) -> ImportReport:
-    """Add a subscriber per row; columns as in :data:`CSV_COLUMNS`, only ``email`` required."""
+def import_csv(
+    session: Session, path_or_file: str | Path | IO[str], *, update: bool = False
+) -> ImportReport:
+    """Add a subscriber per row; columns as in :data:`CSV_COLUMNS`, only ``email`` required.
+
+    With ``update`` a row whose address is known (any case) changes that subscriber's
+    columns given in the row instead of failing as a duplicate; ids, tokens and history
+    stay, so a rerun of the same import changes nothing."""
     report = ImportReport()
     with _open(path_or_file, "r") as (f, name):
         reader = csv.reader(f)
@@ -106,13 +114,20 @@ def import_csv(session: Session, path_or_file: str | Path | IO[str]) -> ImportRe
                     c: v.strip() for c, v in zip(columns, row, strict=False) if c and v.strip()
                 }
                 values.setdefault("email", "")
-                # add_subscriber checks everything before it writes, so a bad row adds nothing
-                add_subscriber(session, **values)
-                report.added += 1
+                known = find_subscriber(session, values["email"]) if update else None
+                # both check everything before they write, so a bad row changes nothing
+                if known is not None:
+                    update_subscriber(session, known, **values)
+                    report.updated += 1
+                else:
+                    add_subscriber(session, **values)
+                    report.added += 1
             except DigestbotError as error:
                 error.file = error.file or name
                 error.line = line
                 report.failed.append((line, error))
+                if not update and find_subscriber(session, values.get("email", "")) is not None:
+                    report.known += 1
     return report
 
 

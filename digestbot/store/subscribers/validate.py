@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import email_validator
 
 from ...config import validate_timezone
 from ...errors import ConfigError, ValidationError
+from ...periods import FREQUENCIES
+from ...states import FORMATS, STATUSES
 
-FREQUENCIES = ("daily", "weekly")
-FORMATS = ("email", "rss", "both")
-STATUSES = ("pending", "active", "unsubscribed", "bounced")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 MAX_NAME = 200
@@ -229,7 +228,8 @@ def parse_ids(value: str | Sequence[str] | None) -> list[str]:
 
 
 # field name -> checker, for update_subscriber and CSV rows
-CHECKS = {
+# each field's check: the raw value in, the value to store out
+CHECKS: dict[str, Callable[[Any], Any]] = {
     "email": validate_email,
     "name": validate_name,
     "keywords": parse_keywords,

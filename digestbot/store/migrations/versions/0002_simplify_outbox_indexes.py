@@ -1,7 +1,7 @@
 """outbox indexes: claims read each due state in id order; prune reads by age
 
 Revision ID: 0002_simplify
-Revises: 0001
+Revises: 0002_mailbox (chained when main was merged in)
 """
 
 from collections.abc import Sequence
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0002_simplify"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002_mailbox"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
