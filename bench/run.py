@@ -206,6 +206,7 @@ def main() -> None:
         DIGESTBOT_DELIVERY_TRANSPORT="smtp",
         DIGESTBOT_SMTP_HOST=sink.host,
         DIGESTBOT_SMTP_PORT=str(sink.port),
+        DIGESTBOT_SMTP_ALLOW_TEST_SETTINGS="true",  # a sink on 127.0.0.1
     )
     for setting in args.set:
         name, value = setting.split("=", 1)

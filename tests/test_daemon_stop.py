@@ -8,11 +8,13 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import update
 
+from digestbot import clock
 from digestbot.store import Subscriber, open_store
 
 from .pipeline_helpers import fill_inbox
@@ -48,6 +50,10 @@ def _readers(tmp_path: Path, n: int, formats: str = "email") -> None:
                     send_hour=0,
                     formats=formats,
                     status="active",
+                    # joined a week ago: a reader who joins after this hour's send point
+                    # waits for the next one
+                    created_at=clock.now() - timedelta(days=7),
+                    confirmed_at=clock.now() - timedelta(days=7),
                 )
             )
     finally:
@@ -125,6 +131,7 @@ def test_sigterm_during_send(tmp_path: Path) -> None:
             DIGESTBOT_DELIVERY_TRANSPORT="smtp",
             DIGESTBOT_SMTP_HOST=sink.host,
             DIGESTBOT_SMTP_PORT=str(sink.port),
+            DIGESTBOT_SMTP_ALLOW_TEST_SETTINGS="true",  # a sink on 127.0.0.1
         )
         _stop_during(tmp_path, "send", env)
         assert len(sink.received) < 60  # stopped, not finished
