@@ -1,11 +1,10 @@
 """The digest stage of a run, as `digestbot run` does it: score, render and queue one
-digest per due reader, in SQLite, with rendering in the run's own process and then in one
-worker process per core (``digest.render_processes``).
+digest per due reader, in SQLite, in the run's own process.
 
     .venv/bin/python bench/digests.py [--readers N] [--papers M]
 
 Each reader has three keywords from the synthetic vocabulary, so nearly every digest is
-full (10 papers). Between the two runs the queue is emptied and the readers made due again.
+full (10 papers).
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
 
 
 def _cpu() -> float:
-    """CPU seconds of this process and of its finished children (the render workers)."""
+    """CPU seconds of this process and of its finished children."""
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
@@ -70,26 +69,23 @@ def main() -> None:
             )
     print(f"cpu_count: {os.cpu_count()}; {args.readers:,} readers, {args.papers:,} papers")
     try:
-        for processes in (1, 0):
-            _reset(store)
-            config = default_config(
-                store__db=db,
-                ingest__inbox=str(tmp / "inbox"),
-                digest__feeds_dir=str(tmp / "feeds"),
-                web__secret_key="bench-secret-key-0123456789",
-                digest__render_processes=processes,
-            )
-            cpu, start = _cpu(), time.perf_counter()
-            report = run_once(store, config, now=NOW, send=False)
-            wall, cpu = time.perf_counter() - start, _cpu() - cpu
-            stage = report.timings["digests"]
-            assert report.status == "ok" and report.queued > 0.9 * args.readers, report.as_dict()
-            how = "the run's process" if processes == 1 else f"{os.cpu_count()} workers"
-            print(
-                f"render in {how}: {report.queued:,} digests queued; digest stage "
-                f"{stage:.2f} s = {report.queued / stage:,.0f} digests/s (score, render, "
-                f"queue); whole run {wall:.2f} s, {cpu / report.queued * 1e3:.2f} ms CPU each"
-            )
+        _reset(store)
+        config = default_config(
+            store__db=db,
+            ingest__inbox=str(tmp / "inbox"),
+            digest__feeds_dir=str(tmp / "feeds"),
+            web__secret_key="bench-secret-key-0123456789",
+        )
+        cpu, start = _cpu(), time.perf_counter()
+        report = run_once(store, config, now=NOW, send=False)
+        wall, cpu = time.perf_counter() - start, _cpu() - cpu
+        stage = report.timings["digests"]
+        assert report.status == "ok" and report.queued > 0.9 * args.readers, report.as_dict()
+        print(
+            f"{report.queued:,} digests queued; digest stage "
+            f"{stage:.2f} s = {report.queued / stage:,.0f} digests/s (score, render, "
+            f"queue); whole run {wall:.2f} s, {cpu / report.queued * 1e3:.2f} ms CPU each"
+        )
     finally:
         store.dispose()
         shutil.rmtree(tmp)  # ~650 MB of messages

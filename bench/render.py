@@ -2,11 +2,10 @@
 
 Targets on a 2-core machine: >= 2,500 messages/s and >= 3,000 feeds/s (one feed = one
 reader's RSS and Atom pair). Prints wall-clock rates and CPU time per item (other jobs on
-the same cores lower the former), for one process and for ``render_many``'s process pool
-separately. Per-paper caches are cleared before each timed run, so building them counts.
-Also measures the stdlib EmailMessage builder for comparison.
+the same cores lower the former), in one process. Per-paper caches are cleared before each
+timed run, so building them counts.
 
-    .venv/bin/python bench/render.py [--digests N] [--feeds N] [--processes N]
+    .venv/bin/python bench/render.py [--digests N] [--feeds N]
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import resource
 import time
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -23,10 +21,7 @@ from synthetic import WORDS, synthetic_papers  # noqa: E402
 
 from digestbot.config import default_config
 from digestbot.render import (
-    RenderedDigest,
-    build_message,
     render_digest,
-    render_many,
     subscriber_feeds,
 )
 from digestbot.render.digest import clear_caches
@@ -61,18 +56,10 @@ def picks_for(sub: Subscriber, papers: list[Paper], rng: random.Random) -> list[
     ]
 
 
-def _cpu() -> float:
-    """CPU seconds of this process and of its finished children (the pool's workers)."""
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--digests", type=int, default=10_000)
     parser.add_argument("--feeds", type=int, default=10_000)
-    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     rng = random.Random(7)
     config = default_config(web__secret_key="bench-secret-key-0123456789")
@@ -103,51 +90,21 @@ def main() -> None:
         f" KiB; target >= {digest_target:,}/s {'met' if single >= digest_target else 'NOT met'}"
     )
 
-    if args.processes > 1:
-        jobs = [
-            (sub, entries, "2026-11-22/daily")
-            for sub, entries in zip(subs[: args.digests], work, strict=False)
-        ]
-        clear_caches()
-        start, cpu = time.perf_counter(), _cpu()
-        results = render_many(jobs, config=config, now=now, processes=args.processes)
-        elapsed, cpu = time.perf_counter() - start, _cpu() - cpu
-        assert all(isinstance(r, RenderedDigest) and r.as_bytes() for r in results)
-        pooled = len(jobs) / elapsed
-        print(
-            f"digests, render_many with {args.processes} processes: {len(jobs)} in "
-            f"{elapsed:.2f}s = {pooled:,.0f} messages/s (pool start-up included; "
-            f"{cpu / len(jobs) * 1e3:.3f} ms CPU each, parent and workers); target >= "
-            f"{digest_target:,}/s {'met' if pooled >= digest_target else 'NOT met'}"
-        )
-
     sample = [
         render_digest(s, w, period="p", config=config, now=now)
         for s, w in zip(subs[:500], work[:500], strict=True)
     ]
     start = time.perf_counter()
     for r in sample:
-        build_message(config, to=r.recipient, subject=r.subject, text=r.text, html=r.html)
-    stdlib = (time.perf_counter() - start) / len(sample)
-    start = time.perf_counter()
-    for r in sample:
         r._bytes = None
         r.as_bytes()
     direct = (time.perf_counter() - start) / len(sample)
-    stdlib_bytes = build_message(
-        config,
-        to=sample[0].recipient,
-        subject=sample[0].subject,
-        text=sample[0].text,
-        html=sample[0].html,
-    ).as_bytes()
     start = time.perf_counter()
     for r in sample[:200]:
         message_from_bytes(r.as_bytes(), policy=policy.default)
     parse = (time.perf_counter() - start) / 200
     print(
-        f"message building only: stdlib EmailMessage {stdlib * 1e3:.2f} ms/msg "
-        f"({len(stdlib_bytes)} B), direct MIME {direct * 1e3:.3f} ms/msg "
+        f"message building only: {direct * 1e3:.3f} ms/msg "
         f"({len(sample[0].as_bytes())} B); parsing back {parse * 1e3:.2f} ms/msg"
     )
 

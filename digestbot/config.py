@@ -78,6 +78,15 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "Folder for the run lock of a SQLite store (default: beside the database file).",
     ),
+    _s(
+        "store",
+        "retention_days",
+        "int",
+        90,
+        "Days of digest history kept (outbox rows, their papers, papers sent); each run "
+        "and `digestbot db prune` delete what is older. 0 keeps everything.",
+        minimum=0,
+    ),
     # ingest
     _s(
         "ingest",
@@ -270,8 +279,9 @@ SETTINGS: tuple[Setting, ...] = (
         "scoring",
         "chunk_size",
         "int",
-        20000,
-        "Subscribers scored per sparse matrix product; bounds memory.",
+        2000,
+        "Subscribers scored per sparse matrix product; bounds a run's memory (picks and "
+        "their explanations are held for a whole chunk).",
         minimum=1,
     ),
     # digest: what a reader gets
@@ -298,15 +308,6 @@ SETTINGS: tuple[Setting, ...] = (
         "bool",
         False,
         "Send a short 'nothing new' note when a digest would be empty.",
-    ),
-    _s(
-        "digest",
-        "render_processes",
-        "int",
-        0,
-        "Worker processes rendering digests in runs of 1,000 readers or more (0: one per "
-        "CPU core; 1: render in the run's own process).",
-        minimum=0,
     ),
     _s("digest", "feed_items", "int", 50, "Entries kept in each subscriber's feed.", minimum=1),
     _s("digest", "feeds_dir", "path", "feeds", "Folder where static RSS/Atom feeds are written."),

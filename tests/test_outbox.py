@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
 
-from digestbot import clock
 from digestbot.deliver import enqueue, outbox, state_counts
 from digestbot.deliver.outbox import Outcome, backoff_delay
 from digestbot.scoring.picks import Pick
@@ -213,11 +213,10 @@ def test_lease_of_a_dead_worker_is_taken_over_after_it_expires(store: Store) -> 
 
 
 def test_claims_of_dead_local_processes_are_released_at_once(store: Store) -> None:
-    import socket
+    import os
     import subprocess
     import sys
 
-    seed_outbox(store, 2)
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
         capture_output=True,
@@ -225,13 +224,22 @@ def test_claims_of_dead_local_processes_are_released_at_once(store: Store) -> No
         check=True,
     )
     pid = int(dead.stdout)
-    (dead_job,) = outbox.claim(store, f"{socket.gethostname()}:{pid}:abcdef", 1, NOW, LEASE)
-    outbox.claim(store, "elsewhere:1:abcdef", 1, NOW, LEASE)
-    assert outbox.release_dead_local_claims(store) == 1
+    here = outbox.new_worker_id().rsplit(":", 2)[0]  # host/boot/pid namespace
+    host, boot, namespace = here.split("/")
+    seed_outbox(store, 5)
+    (dead_job,) = outbox.claim(store, f"{here}:{pid}:abcdef", 1, NOW, LEASE)
+    outbox.claim(store, "elsewhere/b00t/1:1:abcdef", 1, NOW, LEASE)
+    # the same host name and PID, another PID namespace (a container): not ours to judge
+    outbox.claim(store, f"{host}/{boot}/{namespace}9:{pid}:abcdef", 1, NOW, LEASE)
+    # this host before its last boot: whatever the PID, that process is gone
+    (rebooted,) = outbox.claim(store, f"{host}/0ldb00t/{namespace}:{os.getpid()}:ab", 1, NOW, LEASE)
+    # a live process of this machine keeps its claim
+    outbox.claim(store, f"{here}:{os.getpid()}:abcdef", 1, NOW, LEASE)
+    assert outbox.release_dead_local_claims(store) == 2
     # the dead process may have been sending it: that counts as an attempt, due again at once
-    assert state_counts(store) == {"retry": 1, "sending": 1}
-    again = outbox.claim(store, "me", 1, clock.now() + timedelta(seconds=1), LEASE)
-    assert [(j.id, j.attempts) for j in again] == [(dead_job.id, 1)]
+    assert state_counts(store) == {"retry": 2, "sending": 3}
+    retried = {d["id"]: d["attempts"] for d in outbox.list_digests(store) if d["state"] == "retry"}
+    assert retried == {dead_job.id: 1, rebooted.id: 1}
 
 
 def test_release_returns_claims_untouched(store: Store) -> None:
@@ -495,3 +503,39 @@ def test_peek_due_reads_in_batches_and_claims_nothing(store: Store) -> None:
         assert [j.id for j in outbox.peek_due(store, n, NOW, batch=3)] == ids[:n]
     assert all(j.message for j in outbox.peek_due(store, None, NOW, batch=4))
     assert state_counts(store) == {"queued": 10}
+
+
+def test_a_claim_reads_no_more_than_it_claims(sqlite_store: Store) -> None:
+    """Each statement of a claim is planned on an index, in id order: no scan of the
+    outbox or of the readers, no sort of every due row, whatever the outbox holds."""
+    from sqlalchemy import event
+
+    store = sqlite_store
+    seed_outbox(store, 30)
+    statements: list[tuple[str, Any]] = []
+
+    def seen(conn, cursor, statement, params, context, executemany) -> None:  # noqa: ANN001
+        if not statement.lstrip().upper().startswith(("BEGIN", "PRAGMA")):
+            statements.append((statement, params))
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        assert len(outbox.claim(store, "w", 5, NOW, LEASE, max_attempts=3)) == 5
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)
+    assert statements
+    raw = store.engine.raw_connection()
+    try:
+        for statement, params in statements:
+            plan = " | ".join(
+                row[-1] for row in raw.cursor().execute("EXPLAIN QUERY PLAN " + statement, params)
+            )
+            assert "TEMP B-TREE" not in plan, (statement, plan)
+            # SQLite names a full table scan "SCAN <table>" (an index walk: "... USING")
+            for table in ("digests", "subscribers", "digest_messages"):
+                assert f"SCAN {table}" not in plan.replace(f"SCAN {table} USING", ""), (
+                    statement,
+                    plan,
+                )
+    finally:
+        raw.close()

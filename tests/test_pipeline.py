@@ -84,7 +84,7 @@ def test_whole_run_then_nothing_to_do(tmp_path: Path, db_url: str) -> None:
         assert (report.due, report.queued, report.feed_only) == (2, 1, 1)
         assert (report.sent, report.retried, report.send_failed) == (1, 0, 0)
         assert report.feeds >= 1
-        assert set(report.timings) == {"ingest", "select", "digests", "send", "feeds"}
+        assert set(report.timings) == {"ingest", "select", "digests", "send", "feeds", "prune"}
         assert maildir_recipients(config.path("delivery.maildir")) == {"mail@example.org": 1}
         assert sorted(p.name for p in (config.path("ingest.inbox") / "processed").iterdir())
         with store.session() as session:
@@ -227,7 +227,10 @@ def test_second_run_exits_at_once_with_a_clear_message(runner: CliRunner, db_url
     assert result.exit_code == 1
     lines = result.output.splitlines()
     if db_url.startswith("postgresql"):
-        assert lines[0] == "Error: another digestbot run holds the lock on this database"
+        schema = db_url.rsplit("%3D", 1)[1]  # the test's own schema: the lock is per store
+        assert lines[0] == (
+            f"Error: another digestbot run holds the lock on this store (schema {schema})"
+        )
     else:
         lock_path = Path(db_url).resolve().parent / "digestbot.db.run.lock"
         assert lines[0] == f"Error: another digestbot run is running (lock {lock_path})"

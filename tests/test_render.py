@@ -224,13 +224,14 @@ def test_build_message_for_other_emails() -> None:
         html="<p>Click the link.</p>",
         headers={"X-Digestbot-Kind": "confirm"},
     )
-    again = parse(msg.as_bytes())
+    again = parse(msg)
     assert_no_defects(again)
     assert again["X-Digestbot-Kind"] == "confirm"
     assert again["Message-ID"].endswith("@lab.example>")
     assert [p.get_content_type() for p in again.iter_parts()] == ["text/plain", "text/html"]
     text_only = build_message(CONFIG, to="a@example.org", subject="s", text="t", html=None)
-    assert text_only.get_content_type() == "text/plain"
+    assert parse(text_only).get_content_type() == "text/plain"
+    assert_no_defects(parse(text_only))
 
 
 def test_direct_mime_falls_back_to_quoted_printable_for_long_lines() -> None:
@@ -304,11 +305,36 @@ def test_bulk_signer_makes_the_same_tokens_as_itsdangerous(
         assert tokens.loads(purpose, ours) == value
 
 
-def test_cached_cards_match_rendering_every_card(freeze_links: Callable[[], None]) -> None:
-    """The per-paper cards filled per reader give byte-identical parts and message to
-    rendering every card through Jinja, hostile text and cold or warm caches alike."""
+def _cards_in(html: str) -> list[tuple[str, str, list[str]]]:
+    """(title text, title link, feedback links) per paper, as an HTML parser reads the
+    document (lxml, independent of how the digest was put together): a paper's first link
+    is its title, and the feedback links up to the next paper are its own."""
+    import lxml.html
 
-    from digestbot.render.digest import clear_caches
+    doc = lxml.html.document_fromstring(html)
+    cards: list[tuple[str, str, list[str]]] = []
+    for link in doc.iter("a"):
+        href = link.get("href") or ""
+        if href.startswith("https://huggingface.co/papers"):
+            if cards and cards[-1][1] == href:  # the card's other link to the paper
+                continue
+            # long words carry zero-width break points (U+200B) so narrow screens wrap them
+            title = " ".join(link.text_content().replace("\u200b", "").split())
+            cards.append((title, href, []))
+        elif "/feedback/" in href and cards:
+            cards[-1][2].append(href)
+    return cards
+
+
+def test_cached_cards_give_every_reader_their_own_valid_digest(
+    freeze_links: Callable[[], None],
+) -> None:
+    """Each paper's card is rendered once and filled per reader: read back by the stdlib
+    parser and by lxml, each reader's message shows every paper's title and link, and
+    feedback links that verify for that reader and paper, cold or warm caches alike."""
+
+    from digestbot.render.digest import FULL_CARDS, clear_caches
+    from digestbot.render.views import paper_view
 
     freeze_links()
     hostile = [
@@ -318,41 +344,38 @@ def test_cached_cards_match_rendering_every_card(freeze_links: Callable[[], None
         (p, entries(1)[0][1].__class__(p.id, 0.5, matched=("<b>", "amp"))) for p in hostile
     ]
     subs = [reader(), reader(2, keywords=["<b>", "amp", "LaTeX", "x" * 3]), reader(3, keywords=[])]
+    tokens = Tokens(SECRET)
     for sub in subs:
+        made = []
         for cold in (True, False):
             if cold:
                 clear_caches()
-            fast = render_digest(sub, items, period="p", config=CONFIG, now=NOW)
-            slow = render_digest(sub, items, period="p", config=CONFIG, now=NOW, cards=False)
-            assert fast is not None and slow is not None
-            assert fast.html == slow.html
-            assert fast.text == slow.text
-            assert fast.as_bytes() == slow.as_bytes()
-
-
-def test_render_many_matches_render_digest_in_one_and_two_processes(
-    freeze_links: Callable[[], None],
-) -> None:
-
-    from digestbot.render import render_many
-
-    freeze_links()
-    jobs = [(reader(i), entries(3), "p") for i in range(1, 6)]
-    jobs.append((reader(9), [(paper(1), None)], "p"))  # broken: an error, not a stop
-    alone = render_many(jobs, config=CONFIG, now=NOW)
-    pooled = render_many(jobs, config=CONFIG, now=NOW, processes=2, chunk=2)
-    for (sub, items, period), one, two in zip(jobs, alone, pooled, strict=True):
-        if items[0][1] is None:
-            assert isinstance(one, Exception) and isinstance(two, Exception)
-            continue
-        expected = render_digest(sub, items, period=period, config=CONFIG, now=NOW)
-        assert expected is not None and one is not None and two is not None
-        assert not isinstance(one, Exception) and not isinstance(two, Exception)
-        assert one.html == expected.html and two.html == ""  # the bodies are in the message
-        for got in (one, two):
-            assert got.message_id == expected.message_id and got.subject == expected.subject
-            assert got.paper_ids == expected.paper_ids
-            assert parse(got.as_bytes()).get_payload()[0].get_content() == expected.text
+            rendered = render_digest(sub, items, period="p", config=CONFIG, now=NOW)
+            assert rendered is not None
+            made.append(rendered.as_bytes())
+            msg = parse(rendered.as_bytes())
+            assert_no_defects(msg)
+            text_part, html_part = msg.get_payload()
+            html = html_part.get_content()
+            assert unescape(html) == unescape(rendered.html)  # sent as ASCII, char refs
+            assert text_part.get_content() == rendered.text
+            cards = _cards_in(html)
+            assert len(cards) == len(items)
+            for n, ((shown, href, feedback), (p, _)) in enumerate(zip(cards, items, strict=True)):
+                view = paper_view(p)
+                assert shown == " ".join(view.title.split()) and href == paper_url(p)
+                values = [tokens.loads("feedback", f.rsplit("/", 1)[1]) for f in feedback]
+                # full cards carry "more/less like this"; the short ones after them do not
+                assert values == (
+                    [
+                        {"s": sub.pref_token, "p": p.id, "d": "more"},
+                        {"s": sub.pref_token, "p": p.id, "d": "less"},
+                    ]
+                    if n < FULL_CARDS
+                    else []
+                )
+                assert " ".join(view.title_wrapped.split()) in " ".join(rendered.text.split())
+        assert made[0] == made[1]
 
 
 def test_bulk_signer_feedback_tokens_match_itsdangerous(freeze_links: Callable[[], None]) -> None:
@@ -371,25 +394,6 @@ def test_bulk_signer_feedback_tokens_match_itsdangerous(freeze_links: Callable[[
         ours = signer.dumps_feedback(pref, paper_id, direction)
         assert ours == tokens.dumps("feedback", value) == signer.dumps(value)
         assert tokens.loads("feedback", ours) == value
-
-
-def test_bulk_signer_without_the_c_hmac_state_signs_the_same(
-    freeze_links: Callable[[], None],
-) -> None:
-    """The fast path copies hmac's private C object; where a Python lacks it, the public
-    HMAC object is used, with the same tokens (pairs included)."""
-
-    from digestbot.render.links import BulkSigner
-
-    freeze_links()
-    fast = BulkSigner(SECRET, "feedback")
-    public = BulkSigner(SECRET, "feedback")
-    public._state = public._mac  # what the fallback picks without ``_hmac``
-    tokens = Tokens(SECRET)
-    for pref, paper_id in (("preftoken", "2411.00001"), ('quo"te\\ü', "ünï/cøde")):
-        pair = public.feedback_pair(pref, paper_id)
-        assert pair == fast.feedback_pair(pref, paper_id)
-        assert [tokens.loads("feedback", t)["d"] for t in pair] == ["more", "less"]
 
 
 def test_highlighter_mark_safe_matches_mark() -> None:
@@ -446,17 +450,16 @@ def test_cards_message_falls_back_to_quoted_printable_html(
     freeze_links: Callable[[], None],
 ) -> None:
     """A title of 300 CJK characters is a 2,400-byte line as character references: the
-    message built from the cards' encoded pieces falls back as the whole document does."""
+    message built from the cards' encoded pieces falls back to quoted-printable."""
 
     freeze_links()
     wide = paper(0, title="大" * 300, abstract="模型 " * 100)
     items = [(wide, entries(1)[0][1].__class__(wide.id, 0.9, matched=("大",)))]
-    fast = render_digest(reader(), items, period="p", config=CONFIG, now=NOW)
-    slow = render_digest(reader(), items, period="p", config=CONFIG, now=NOW, cards=False)
-    assert fast is not None and slow is not None
-    assert fast.as_bytes() == slow.as_bytes()
-    msg = parse(fast.as_bytes())
+    rendered = render_digest(reader(), items, period="p", config=CONFIG, now=NOW)
+    assert rendered is not None
+    msg = parse(rendered.as_bytes())
     assert_no_defects(msg)
     html_part = msg.get_payload()[1]
     assert html_part["Content-Transfer-Encoding"] == "quoted-printable"
-    assert html_part.get_content() == slow.html
+    assert html_part.get_content() == rendered.html
+    assert [shown for shown, _, _ in _cards_in(rendered.html)] == ["大" * 300]

@@ -1,15 +1,19 @@
-"""`digestbot db`: schema migrations."""
+"""`digestbot db`: schema migrations, and pruning old history."""
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import click
 
-from . import App, common_options, pass_app, progress_bars
+from . import App, common_options, pass_app, print_json, progress_bars
 
 if TYPE_CHECKING:
     from ..store.copy import CopyReport
+
+_AGE = re.compile(r"^\s*(\d+)\s*([dw]?)\s*$")
 
 
 @click.group("db")
@@ -63,6 +67,64 @@ def db_status(app: App) -> None:
         click.echo(f"head:     {head_revision(store)}")
     finally:
         store.dispose()
+
+
+def parse_age(value: str) -> timedelta:
+    """``90d``, ``12w`` or ``90`` (days)."""
+    match = _AGE.match(value)
+    if match is None:
+        raise click.BadParameter(f"{value!r} is not an age such as 90d or 12w")
+    number, unit = int(match.group(1)), match.group(2)
+    return timedelta(weeks=number) if unit == "w" else timedelta(days=number)
+
+
+@db_group.command("prune")
+@click.option(
+    "--older-than",
+    "older_than",
+    metavar="AGE",
+    help="Delete history older than AGE (90d, 12w) [default: store.retention_days].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what was deleted as JSON.")
+@common_options
+@pass_app
+def db_prune(app: App, older_than: str | None, as_json: bool) -> None:
+    """Delete digest history past the retention period: finished outbox rows with their
+    papers, the record of papers sent, spent confirmation links. Digests still waiting to
+    be sent are kept. `digestbot run` does this after each run.
+
+    \b
+    Example:
+      digestbot db prune --older-than 90d
+    """
+    if older_than is not None:
+        age = parse_age(older_than)
+    elif app.config["store.retention_days"]:
+        age = timedelta(days=app.config["store.retention_days"])
+    else:
+        raise click.UsageError("store.retention_days is 0 (keep all): give --older-than AGE")
+    from .. import clock
+    from ..store import open_store
+    from ..store.retention import prune
+
+    store = open_store(app.config["store.db"], create=False)
+    try:
+        pruned = prune(store, clock.now() - age)
+    finally:
+        store.dispose()
+    if as_json:
+        print_json(
+            {
+                "digests": pruned.digests,
+                "sent_papers": pruned.sent_papers,
+                "used_tokens": pruned.used_tokens,
+            }
+        )
+    else:
+        click.echo(
+            f"Pruned history older than {age.days} days: {pruned.digests} digests, "
+            f"{pruned.sent_papers} sent-paper records, {pruned.used_tokens} used tokens."
+        )
 
 
 @db_group.command("copy")

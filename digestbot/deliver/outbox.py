@@ -13,6 +13,7 @@ import socket
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -21,6 +22,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    delete,
     func,
     or_,
     select,
@@ -35,7 +37,7 @@ from ..scoring.picks import Pick
 from ..states import DIGEST_STATES
 from ..store import Digest, DigestItem, Store, Subscriber
 from ..store.bulk import insert_many
-from ..store.models import DigestMessage, UTCDateTime
+from ..store.models import DigestMessage
 
 # recording results lives in .results; outbox.record stays the sender's (and tests') handle
 from .results import Outcome as Outcome
@@ -55,6 +57,19 @@ def _insert(session: Session, model: Any) -> Any:
     return insert(model)
 
 
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One digest for :func:`enqueue_many`: the arguments :func:`enqueue` takes."""
+
+    subscriber: Subscriber
+    period: str
+    message: bytes | None
+    message_id: str
+    subject: str
+    picks: Sequence[Pick]
+    state: str = "queued"
+
+
 def enqueue(
     session: Session,
     *,
@@ -68,66 +83,18 @@ def enqueue(
 ) -> Digest | None:
     """Add a subscriber's digest for a period; None (and nothing written) if it exists.
 
-    The unique (subscriber, period) constraint decides, so two runs building the same period
-    at once, on SQLite or PostgreSQL, create one row between them.
+    :func:`enqueue_many` for one digest. The unique (subscriber, period) constraint
+    decides, so two runs building the same period at once, on SQLite or PostgreSQL,
+    create one row between them.
     """
-    if state not in ("queued", "feed_only"):
-        raise ValueError(f"enqueue state must be queued or feed_only, not {state!r}")
-    if state == "queued" and message is None:
-        raise ValueError("a queued digest needs its message bytes")
-    stmt = (
-        _insert(session, Digest)
-        .values(
-            subscriber_id=subscriber.id,
-            period=period,
-            state=state,
-            created_at=clock.now(),
-            message_id=message_id,
-            recipient=subscriber.email,
-            subject=subject,
-            attempts=0,
-        )
-        .on_conflict_do_nothing(index_elements=["subscriber_id", "period"])
-        .returning(Digest)
-    )
-    # one round trip: the row comes back as a persistent Digest, or not at all on conflict
-    digest = session.scalars(stmt).one_or_none()
-    if digest is None:
+    one = Outgoing(subscriber, period, message, message_id, subject, picks, state)
+    (digest_id,) = enqueue_many(session, [one])
+    if digest_id is None:
         return None
-    if message is not None:
-        session.execute(
-            DigestMessage.__table__.insert(), {"digest_id": digest.id, "message": message}
-        )
+    digest = session.get(Digest, digest_id)
     # what was just written, so reading it back does not need the session
     set_committed_value(digest, "message", message)
-    if picks:
-        session.execute(
-            DigestItem.__table__.insert(),
-            [
-                {
-                    "digest_id": digest.id,
-                    "paper_id": pick.paper_id,
-                    "rank": rank,
-                    "score": float(pick.score),
-                    "why": pick.why(),
-                }
-                for rank, pick in enumerate(picks, 1)
-            ],
-        )
     return digest
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """One digest for :func:`enqueue_many`: the arguments :func:`enqueue` takes."""
-
-    subscriber: Subscriber
-    period: str
-    message: bytes | None
-    message_id: str
-    subject: str
-    picks: Sequence[Pick]
-    state: str = "queued"
 
 
 def enqueue_many(session: Session, digests: Sequence[Outgoing]) -> list[int | None]:
@@ -205,8 +172,25 @@ class Job:
     worker: str = ""  # the claim's holder: results are written only while it still holds it
 
 
+def _machine() -> str:
+    """This boot of this machine's PID namespace: where a PID names one process. Host name
+    and PID alone are not enough: containers share a host name across PID namespaces, and
+    after a reboot the same PID is another process."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")[:12]
+    except OSError:
+        boot = "noboot"
+    try:
+        namespace = str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        namespace = "nons"
+    # ':' separates the fields; a host name never holds one
+    return f"{socket.gethostname()}/{boot}/{namespace}"
+
+
 def new_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+    """``machine:pid:random``: the claims' holder, recognisable as dead from this machine."""
+    return f"{_machine()}:{os.getpid()}:{os.urandom(3).hex()}"
 
 
 def _due(now: datetime | BindParameter[datetime]) -> Any:
@@ -247,10 +231,6 @@ def _headroom(s: Session | Connection, now: datetime, daily_limit: int) -> int:
 _DAILY_LIMIT_LOCK = 0x64696765
 
 
-def _active_subscribers() -> Any:
-    return select(Subscriber.id).where(Subscriber.status == "active")
-
-
 # What a sender needs of a claimed row, in Job's field order but for the message, which is
 # read from its own table (see DigestMessage)
 _JOB_COLUMNS = (
@@ -277,71 +257,34 @@ def _jobs(s: Session | Connection, rows: Sequence[Any], worker_id: str = "") -> 
     return jobs
 
 
-_CLAIM_STATEMENTS: dict[int | None, tuple[Any, Any, Any]] = {}
+def _candidates(s: Connection, now: datetime, n: int) -> list[int]:
+    """The ``n`` lowest ids among due rows, locked (PostgreSQL: skipping rows other workers
+    hold). One LIMITed range per due state, each read in id order off the (state, id)
+    index: the cost does not grow with the outbox, as ordering every due row would."""
+    ranges = (
+        Digest.state == "queued",
+        and_(
+            Digest.state == "retry",
+            # a retry without a time (an old takeover given back) is due at once
+            or_(Digest.next_attempt_at.is_(None), Digest.next_attempt_at <= now),
+        ),
+        # a claim whose worker died: taken over once its lease runs out
+        and_(Digest.state == "sending", Digest.lease_until < now),
+    )
+    ids: list[int] = []
+    for where in ranges:
+        query = select(Digest.id).where(where).order_by(Digest.id).limit(n)
+        ids.extend(s.scalars(query.with_for_update(skip_locked=True)))
+    return sorted(ids)[:n]
 
 
-def _claim_statements(max_attempts: int | None) -> tuple[Any, Any, Any]:
-    """The three statements of :func:`claim`, for parameters ``now``, ``n``, ``worker`` and
-    ``lease_end`` (and ``ids`` for the third).
-
-    Built once per ``max_attempts``: building and compiling them again for every batch cost
-    more than running them.
-    """
-    cached = _CLAIM_STATEMENTS.get(max_attempts)
-    if cached is not None:
-        return cached
-    now = bindparam("now", type_=UTCDateTime())
-    # the attempts a claim would count: a takeover of an expired claim is one more
-    would_be = Digest.attempts + case((Digest.state == "sending", 1), else_=0)
-    stale: list[Any] = [Digest.subscriber_id.not_in(_active_subscribers())]
-    if max_attempts is not None:
-        stale.append(would_be >= max_attempts)
-    stale_ids = (
-        select(Digest.id)
-        .where(_due(now), or_(*stale))
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
+def _reader_active() -> Any:
+    # correlated: one primary-key lookup per candidate row, never the list of all readers
+    return (
+        select(Subscriber.id)
+        .where(Subscriber.id == Digest.subscriber_id, Subscriber.status == "active")
+        .exists()
     )
-    give_up = (
-        update(Digest)
-        .where(Digest.id.in_(stale_ids), _due(now))
-        .values(
-            state="failed",
-            attempts=would_be,
-            last_error=case(
-                (
-                    Digest.subscriber_id.not_in(_active_subscribers()),
-                    "subscriber is not active",
-                ),
-                else_=f"gave up after {max_attempts} attempts: its sender stopped while sending it",
-            ),
-            claimed_by=None,
-            lease_until=None,
-        )
-    )
-    active = Digest.subscriber_id.in_(_active_subscribers())
-    # a statement of its own: inside IN (...) PostgreSQL may rescan a LIMIT subquery
-    due_ids = (
-        select(Digest.id)
-        .where(_due(now), active)
-        .order_by(Digest.id)
-        .limit(bindparam("n"))
-        .with_for_update(skip_locked=True)
-    )
-    stmt = (
-        update(Digest)
-        .where(Digest.id.in_(bindparam("ids", expanding=True)), _due(now), active)
-        .values(
-            # a takeover counts as an attempt, so a message that kills workers cannot loop
-            attempts=Digest.attempts + case((Digest.state == "sending", 1), else_=0),
-            state="sending",
-            claimed_by=bindparam("worker"),
-            lease_until=bindparam("lease_end", type_=UTCDateTime()),
-        )
-        .returning(*_JOB_COLUMNS)
-    )
-    _CLAIM_STATEMENTS[max_attempts] = cached = (give_up, due_ids, stmt)
-    return cached
 
 
 def claim(
@@ -354,7 +297,8 @@ def claim(
     max_attempts: int | None = None,
     daily_limit: int = 0,
 ) -> list[Job]:
-    """Claim up to ``n`` due rows for this worker, in one short transaction.
+    """Claim up to ``n`` due rows for this worker, lowest ids first, in one short
+    transaction.
 
     With a ``daily_limit``, no more than the sliding 24 hours' headroom (sent plus in flight,
     see :func:`daily_headroom`), however many workers claim at once.
@@ -363,28 +307,83 @@ def claim(
     that used up ``max_attempts`` (a message whose sender keeps dying: each takeover or
     release of a dead claim counts an attempt), so neither is ever sent.
 
-    PostgreSQL: the subquery's ``FOR UPDATE SKIP LOCKED`` lets workers on several hosts take
-    disjoint batches without waiting on each other. SQLite: the single UPDATE runs under the
-    database's one write lock (its first statement, so it waits rather than failing on a stale
-    snapshot), and the state test is re-read under that lock, so two processes never claim the
-    same row.
+    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` lets workers on several hosts take disjoint
+    batches without waiting on each other. SQLite: the transaction starts with the
+    database's one write lock (``BEGIN IMMEDIATE``), so two processes never claim the same
+    row.
     """
-    give_up, due_ids, stmt = _claim_statements(max_attempts)
-    params = {"now": now, "n": n, "worker": worker_id, "lease_end": now + lease}
     with store.engine.begin() as s:
-        # an UPDATE first: on SQLite it takes the write lock, so both see the same rows
-        s.execute(give_up, params)
+        if s.dialect.name == "sqlite":
+            s.exec_driver_sql("BEGIN IMMEDIATE")
         if daily_limit:
             # the headroom must be read and spent in one step, or two workers reading it at
             # once would each spend all of it (SQLite already holds its write lock here)
             if s.dialect.name == "postgresql":
                 s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DAILY_LIMIT_LOCK})
-            params["n"] = min(n, _headroom(s, now, daily_limit))
-            if params["n"] <= 0:
+            n = min(n, _headroom(s, now, daily_limit))
+        while n > 0:
+            ids = _candidates(s, now, n)
+            if not ids:
                 return []
-        ids = list(s.scalars(due_ids, params))
-        rows = s.execute(stmt, {**params, "ids": ids}).all() if ids else []
-        return _jobs(s, rows, worker_id)
+            rows = _claim_ids(s, ids, worker_id, now, lease, max_attempts)
+            if rows:
+                return _jobs(s, rows, worker_id)
+            # every candidate was given up (readers gone, attempts used): look further
+        return []
+
+
+def _claim_ids(
+    s: Connection,
+    ids: list[int],
+    worker_id: str,
+    now: datetime,
+    lease: timedelta,
+    max_attempts: int | None,
+) -> Sequence[Any]:
+    """Fail the candidates that must not be sent, claim the others: their job columns."""
+    # a takeover of an expired claim counts as an attempt, so a message that kills its
+    # sender cannot loop
+    would_be = Digest.attempts + case((Digest.state == "sending", 1), else_=0)
+    mine = and_(Digest.id.in_(ids), _due(now))
+    gone = ~_reader_active()
+    stale = or_(gone, would_be >= max_attempts) if max_attempts is not None else gone
+    s.execute(
+        update(Digest)
+        .where(mine, stale)
+        .values(
+            state="failed",
+            attempts=would_be,
+            last_error=case(
+                (gone, "subscriber is not active"),
+                else_=f"gave up after {max_attempts} attempts: its sender stopped while sending it",
+            ),
+            claimed_by=None,
+            lease_until=None,
+        )
+    )
+    claimed = (
+        update(Digest)
+        .where(mine, _reader_active())
+        .values(
+            attempts=would_be,
+            state="sending",
+            claimed_by=worker_id,
+            lease_until=now + lease,
+        )
+        .returning(*_JOB_COLUMNS)
+    )
+    rows = s.execute(claimed).all()
+    # a reader who left or bounced will never get these: their bytes go now
+    s.execute(
+        delete(DigestMessage).where(
+            DigestMessage.digest_id.in_(
+                select(Digest.id).where(
+                    Digest.id.in_(ids), Digest.last_error == "subscriber is not active"
+                )
+            )
+        )
+    )
+    return rows
 
 
 def renew(
@@ -486,25 +485,31 @@ def _pid_alive(pid: int) -> bool:
 
 
 def release_dead_local_claims(store: Store) -> int:
-    """Claims held by processes of this host that no longer exist are released now.
+    """Claims held by dead processes of this machine are released now: same host, boot
+    and PID namespace and no such process, or the same host before its last boot.
 
-    Without this a rerun after a crash would wait out the lease; claims of other hosts (and
-    of live processes here) are left to their lease.
+    Without this a rerun after a crash would wait out the lease; claims of other hosts,
+    of other PID namespaces (containers) and of live processes here are left to their
+    lease.
     """
-    host = socket.gethostname()
+    machine = _machine()
+    host, boot = machine.split("/")[:2]
     with store.session() as s:
         owners = s.scalars(
             select(Digest.claimed_by).where(Digest.state == "sending").distinct()
         ).all()
     released = 0
     for owner in owners:
-        if not owner:
+        parts = (owner or "").rsplit(":", 2)
+        if len(parts) != 3 or not parts[1].isdigit():
             continue
-        parts = owner.rsplit(":", 2)
-        if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
-            continue
-        pid = int(parts[1])
-        if pid != os.getpid() and not _pid_alive(pid):
+        where, pid = parts[0], int(parts[1])
+        if where == machine:
+            dead = pid != os.getpid() and not _pid_alive(pid)
+        else:  # the same host name, an earlier boot: every process of it is gone
+            held = where.split("/")
+            dead = len(held) == 3 and held[0] == host and held[1] != boot
+        if dead:
             released += release(store, owner, count_attempt=True)
     return released
 
@@ -516,10 +521,14 @@ def stop_inactive(store: Store, now: datetime) -> int:
         update(Digest)
         .where(Digest.state.in_(("queued", "retry")), Digest.subscriber_id.in_(inactive))
         .values(state="failed", last_error="subscriber is not active", lease_until=None)
+        .returning(Digest.id)
         .execution_options(synchronize_session=False)
     )
     with store.session() as s:
-        return s.execute(stmt).rowcount or 0
+        stopped = list(s.scalars(stmt))
+        if stopped:  # never to be sent: the bytes go, the rows stay for history
+            s.execute(delete(DigestMessage).where(DigestMessage.digest_id.in_(stopped)))
+        return len(stopped)
 
 
 # --- reading -------------------------------------------------------------------------------

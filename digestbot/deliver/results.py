@@ -1,5 +1,5 @@
 """Recording send results: one short transaction per group of results (the sender's group
-commit), in SQLAlchemy Core statements built once.
+commit), in SQLAlchemy Core statements built at import.
 
 A busy sender commits a group every few milliseconds, so the per-commit overhead counts: built
 and compiled once, with expanding ``ids`` parameters, and run on a plain connection, these
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 
 from ..store import Digest, DigestItem, SentPaper, Store, Subscriber
-from ..store.models import UTCDateTime
+from ..store.models import DigestMessage, UTCDateTime
 
 if TYPE_CHECKING:
     from .outbox import Job
@@ -113,14 +113,20 @@ _STOP_BOUNCED = (
     )
     .values(state="failed", last_error=bindparam("error"))
 )
-_SENT_PAPERS: dict[str, Any] = {}
+# A message that can no longer be sent (sent, or its reader bounced) is not kept: the
+# row and its papers stay for history (until store.retention_days), the bytes go.
+_DROP_MESSAGES = delete(DigestMessage).where(DigestMessage.digest_id.in_(_ids))
+_DROP_BOUNCED_MESSAGES = delete(DigestMessage).where(
+    DigestMessage.digest_id.in_(
+        select(_digests.c.id).where(
+            _digests.c.subscriber_id == bindparam("sub_id"), _digests.c.state == "failed"
+        )
+    )
+)
 
 
 def _sent_papers(dialect: str) -> Any:
     """Record the papers of digests ``ids`` as sent to their readers at ``now``."""
-    stmt = _SENT_PAPERS.get(dialect)
-    if stmt is not None:
-        return stmt
     items = DigestItem.__table__
     papers = (
         select(_digests.c.subscriber_id, items.c.paper_id, _digests.c.id, _now)
@@ -131,13 +137,11 @@ def _sent_papers(dialect: str) -> Any:
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    stmt = (
+    return (
         insert(SentPaper.__table__)
         .from_select(["subscriber_id", "paper_id", "digest_id", "sent_at"], papers)
         .on_conflict_do_nothing()
     )
-    _SENT_PAPERS[dialect] = stmt
-    return stmt
 
 
 def record(
@@ -207,6 +211,7 @@ def _record_held(
         params = {"ids": sent, "now": now}
         conn.execute(_MARK_SENT, params)
         conn.execute(_sent_papers(conn.dialect.name), params)
+        conn.execute(_DROP_MESSAGES, params)
     if other_rows:
         conn.execute(_MARK_OTHER, other_rows)
     for subscriber_id, reason in bounced.items():
@@ -214,6 +219,7 @@ def _record_held(
         conn.execute(
             _STOP_BOUNCED, {"sub_id": subscriber_id, "error": f"subscriber bounced: {reason}"}
         )
+        conn.execute(_DROP_BOUNCED_MESSAGES, {"sub_id": subscriber_id})
 
 
 def _row(

@@ -167,7 +167,12 @@ def run_demo(folder: Path, seeds: Path, *, now: datetime | None = None) -> DemoR
                 # point waits for the next one, and the demo shows digests now
                 sub.created_at = sub.confirmed_at = now - timedelta(days=7)
         report = run_once(store, config, now=now)
-        readers = _results(store, folder / "html", config.path("digest.feeds_dir"))
+        readers = _results(
+            store,
+            folder / "html",
+            config.path("digest.feeds_dir"),
+            _delivered(config.path("delivery.maildir")),
+        )
     finally:
         store.dispose()
     feeds_dir = config.path("digest.feeds_dir")
@@ -175,7 +180,22 @@ def run_demo(folder: Path, seeds: Path, *, now: datetime | None = None) -> DemoR
     return DemoResult(folder, report, readers, config.path("delivery.maildir"), feeds, seeds)
 
 
-def _results(store: Store, html_dir: Path, feeds_dir: Path) -> list[ReaderResult]:
+def _delivered(maildir: Path) -> dict[str, bytes]:
+    """The messages in the demo's Maildir by Message-ID: the store keeps no message once
+    it is sent."""
+    if not (maildir / "new").is_dir():
+        return {}
+    out = {}
+    for path in sorted((maildir / "new").iterdir()):
+        data = path.read_bytes()
+        headers = email.message_from_bytes(data, policy=email.policy.default)
+        out[str(headers["Message-ID"] or "")] = data
+    return out
+
+
+def _results(
+    store: Store, html_dir: Path, feeds_dir: Path, delivered: dict[str, bytes]
+) -> list[ReaderResult]:
     out: list[ReaderResult] = []
     with store.session() as session:
         for sub in session.scalars(select(Subscriber).order_by(Subscriber.id)):
@@ -201,8 +221,9 @@ def _results(store: Store, html_dir: Path, feeds_dir: Path) -> list[ReaderResult
                 )
                 for title, score, why in rows:
                     result.papers.append((title, score, explain(why or {})))
-                if digest.message and sub.formats != "rss":
-                    result.html = _write_html(digest.message, html_dir, sub.id, sub.name)
+                message = delivered.get(digest.message_id)
+                if message and sub.formats != "rss":
+                    result.html = _write_html(message, html_dir, sub.id, sub.name)
             out.append(result)
     return out
 

@@ -36,6 +36,8 @@ class RunReport:
     send_failed: int = 0
     bounced: int = 0
     feeds: int = 0
+    feeds_failed: list[tuple[int, str]] = field(default_factory=list)  # reader id, why
+    pruned: int = 0  # digests past store.retention_days, deleted
     timings: dict[str, float] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     stopped: bool = False
@@ -65,6 +67,7 @@ class RunReport:
             + self.send_failed
             + self.retried
             + len(self.errors)
+            + len(self.feeds_failed)
         )
 
     @property
@@ -120,6 +123,8 @@ class RunReport:
                 "bounced": self.bounced,
             },
             "feeds": self.feeds,
+            "feeds_failed": [{"subscriber_id": i, "error": e} for i, e in self.feeds_failed],
+            "pruned": self.pruned,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "errors": list(self.errors),
             "stopped": self.stopped,
@@ -147,7 +152,9 @@ class RunReport:
             f"{self.count('empty')} empty, {self.digest_failed} failed{took('digests')}",
             f"send:    {self.sent} sent, {self.retried} retried, {self.send_failed} failed, "
             f"{self.bounced} bounced{took('send')}",
-            f"feeds:   {self.feeds} written{took('feeds')}",
+            f"feeds:   {self.feeds} written"
+            + (f", {len(self.feeds_failed)} failed" if self.feeds_failed else "")
+            + took("feeds"),
         ]
         lines += [f"error:   fetch: {f}" for f in self.fetch_failures]
         lines += [f"error:   {e}" for e in self.errors]

@@ -8,30 +8,32 @@ turns their reports into one :class:`RunReport`. Stages are imported when they r
 from __future__ import annotations
 
 import logging
+import resource
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack, contextmanager, nullcontext
-from datetime import datetime
+from contextlib import contextmanager, nullcontext
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import Config
 from ..deliver.safety import check_smtp_settings
 from ..errors import DigestbotError
 from ..periods import aware_utc
+from ..scoring.picks import Pick
 from ..store import RunLock, Store, Subscriber
 from ..tokens import Tokens
 from .due import Due, Selection, select_due
 from .report import DigestOutcome, RunReport
 
 if TYPE_CHECKING:
-    from ..render.many import Result
-    from .pool import Batch
+    from ..render import RenderedDigest
+
+Batch: TypeAlias = list[tuple[Subscriber, str, list[Pick]]]  # reader, period, picks
+Result: TypeAlias = "RenderedDigest | None | Exception"
 
 log = logging.getLogger("digestbot.run")
 T = TypeVar("T")
@@ -43,9 +45,6 @@ Progress = Callable[[str, int, int], None]
 BATCH = 200
 # Due subscribers are read this many at a time, so memory does not grow with their number.
 SUBSCRIBER_CHUNK = 1000
-# batches handed to render workers before the oldest is queued: enough to keep them busy
-# while this process queues, few enough to bound the messages held in memory
-AHEAD = 2
 
 
 def run_lock(store: Store, config: Config) -> RunLock:
@@ -129,6 +128,8 @@ def ingest_stage(
             progress=_stage_progress(progress, "ingest"),
             max_bytes=config["ingest.max_file_mb"] * 1024 * 1024,
         )
+    if result.papers_new or result.papers_updated:
+        store.analyze("papers", "sightings", "dumps")  # see digest_stage
     report.files += result.files
     report.papers_new += result.papers_new
     report.papers_updated += result.papers_updated
@@ -150,6 +151,25 @@ def _stream_subscribers(
             yield sub
 
 
+def render_batch(store: Store, config: Config, batch: Batch, now: datetime) -> list[Result]:
+    """Each reader's digest, ``None`` (nothing to send) or the exception that stopped it:
+    one reader's broken digest must not stop the others."""
+    from ..render import render_digest
+    from ..store import Paper
+
+    wanted = {p.paper_id for _, _, picks in batch for p in picks}
+    with store.session() as session:
+        papers = {p.id: p for p in session.scalars(select(Paper).where(Paper.id.in_(wanted)))}
+    results: list[Result] = []
+    for sub, period, picks in batch:
+        entries = [(papers[p.paper_id], p) for p in picks if p.paper_id in papers]
+        try:
+            results.append(render_digest(sub, entries, period=period, config=config, now=now))
+        except Exception as exc:  # noqa: BLE001 - recorded against this reader, logged
+            results.append(exc)
+    return results
+
+
 def digest_stage(
     store: Store,
     config: Config,
@@ -159,40 +179,22 @@ def digest_stage(
     progress: Progress | None = None,
     stop: threading.Event | None = None,
 ) -> None:
-    """Score, render and queue one digest per due subscriber.
-
-    With worker processes (see ``pool.py``), up to ``AHEAD`` batches are rendering while
-    this process queues the one before them."""
+    """Score, render and queue one digest per due subscriber, a batch at a time, in this
+    process: memory holds one batch of messages, whatever the number of readers."""
     from ..scoring import score_subscribers
-    from .pool import RenderPool, processes_for, render_batch
 
     period_of = {d.subscriber_id: d.period for d in due}
     subscribers: dict[int, Subscriber] = {}
-    processes = processes_for(config, len(due))
     done = 0
 
-    with _timed(report, "digests"), ExitStack() as stack:
-        pool = None
-        if processes > 1:
-            try:
-                pool = stack.enter_context(RenderPool(store, config, report.now, processes))
-                log.info("rendering in %d worker processes", processes)
-            except OSError as exc:  # no spool folder, no processes left: one is enough
-                log.warning("cannot start render workers (%s); rendering in this process", exc)
-        pending: deque[tuple[Batch, Any]] = deque()
+    def flush(batch: Batch) -> None:
+        nonlocal done
+        _queue_batch(store, batch, render_batch(store, config, batch, report.now), report)
+        done += len(batch)
+        if progress is not None:
+            progress("digests", done, len(due))
 
-        def flush() -> None:
-            nonlocal done
-            batch, futures = pending.popleft()
-            if pool is None:
-                results = render_batch(store, config, batch, report.now)
-            else:
-                results = pool.results(batch, futures)
-            _queue_batch(store, batch, results, report)
-            done += len(batch)
-            if progress is not None:
-                progress("digests", done, len(due))
-
+    with _timed(report, "digests"):
         picks_iter = score_subscribers(
             store, _stream_subscribers(store, due, subscribers), now=report.now, config=config
         )
@@ -201,17 +203,16 @@ def digest_stage(
             sub = subscribers.pop(item.subscriber_id)
             batch.append((sub, period_of[sub.id], list(item.picks)))
             if len(batch) >= BATCH:
-                pending.append((batch, None if pool is None else pool.submit(batch)))
+                flush(batch)
                 batch = []
-                while len(pending) > AHEAD:
-                    flush()
                 if stop is not None and stop.is_set():
                     report.stopped = True
                     break
         if batch and not report.stopped:
-            pending.append((batch, None if pool is None else pool.submit(batch)))
-        while pending:  # what is already rendering is queued, even when stopping
-            flush()
+            flush(batch)
+        # PostgreSQL plans the sender's joins from table statistics, which nothing else
+        # refreshes after a bulk write on a server without autovacuum
+        store.analyze("digests", "digest_items", "digest_messages")
 
 
 def _queue_batch(store: Store, batch: Batch, results: list[Result], report: RunReport) -> None:
@@ -219,27 +220,28 @@ def _queue_batch(store: Store, batch: Batch, results: list[Result], report: RunR
     rendered: list[tuple[Subscriber, str, list[Any], Any]] = []
     for (sub, period, picks), message in zip(batch, results, strict=True):
         if isinstance(message, Exception):
-            if not isinstance(message, DigestbotError):
-                log.error(
-                    "rendering the digest of subscriber %d failed",
-                    sub.id,
-                    exc_info=(type(message), message, message.__traceback__),
-                )
-            report.digests.append(DigestOutcome(sub.id, period, "failed", f"render: {message}"))
+            log.error(
+                "rendering the digest of subscriber %d failed",
+                sub.id,
+                exc_info=(type(message), message, message.__traceback__),
+            )
+            error = f"render: {type(message).__name__}: {message}"
+            report.digests.append(DigestOutcome(sub.id, period, "failed", error))
             continue
         rendered.append((sub, period, picks, message))
     try:
         report.digests.extend(_queue(store, rendered, report.now))
-    except SQLAlchemyError:
+    except Exception:  # noqa: BLE001 - whatever it was, it is one digest's: find which
         # one bad row spoils the transaction: redo the batch one subscriber at a time
         log.warning("queueing a batch failed; retrying its %d digests one by one", len(rendered))
         for one in rendered:
             try:
                 report.digests.extend(_queue(store, [one], report.now))
-            except SQLAlchemyError as exc:
+            except Exception as exc:  # noqa: BLE001 - recorded against this reader
                 sub, period = one[0], one[1]
-                log.error("queueing the digest of subscriber %d failed: %s", sub.id, exc)
-                report.digests.append(DigestOutcome(sub.id, period, "failed", f"queue: {exc}"))
+                log.exception("queueing the digest of subscriber %d failed", sub.id)
+                error = f"queue: {type(exc).__name__}: {exc}"
+                report.digests.append(DigestOutcome(sub.id, period, "failed", error))
 
 
 def _queue(
@@ -277,14 +279,16 @@ def _queue(
             if message is None:
                 outcomes.append(DigestOutcome(sub.id, period, "empty"))
             else:
+                feed_only = sub.formats == "rss"
                 out = Outgoing(
                     subscriber=sub,
                     period=period,
-                    message=message.as_bytes(),
+                    # a feed is built from the digest's papers: no message is stored
+                    message=None if feed_only else message.as_bytes(),
                     message_id=message.message_id,
                     subject=message.subject,
                     picks=picks,
-                    state="feed_only" if sub.formats == "rss" else "queued",
+                    state="feed_only" if feed_only else "queued",
                 )
                 outgoing.append(out)
                 outcomes.append(out)
@@ -318,6 +322,8 @@ def send_stage(
         result = send_due(
             store, config, stop=stop, now=clock, progress=_stage_progress(progress, "send")
         )
+    if result.sent:
+        store.analyze("sent_papers", "digests")  # see digest_stage
     report.sent += result.sent
     report.retried += result.retried
     report.send_failed += result.failed
@@ -327,12 +333,25 @@ def send_stage(
 
 
 def feeds_stage(
-    store: Store, config: Config, report: RunReport, *, progress: Progress | None = None
+    store: Store,
+    config: Config,
+    report: RunReport,
+    *,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
 ) -> None:
     from ..render.feeds import write_feeds
 
     with _timed(report, "feeds"):
-        report.feeds = write_feeds(store, config, progress=_stage_progress(progress, "feeds"))
+        report.feeds = write_feeds(
+            store,
+            config,
+            progress=_stage_progress(progress, "feeds"),
+            failed=report.feeds_failed,
+            stop=stop,
+        )
+    if stop is not None and stop.is_set():
+        report.stopped = True
 
 
 def run_once(store: Store, config: Config, **options: Any) -> RunReport:
@@ -397,8 +416,23 @@ def run_stages(
         # feeds change only when digests are made; write them also on the very first run
         fresh = not any(feeds_dir.iterdir())
         if (report.queued or report.feed_only or fresh) and _go(report, stop, "feeds"):
-            _guarded(report, "feeds", lambda: feeds_stage(store, config, report, progress=progress))
+            _guarded(
+                report,
+                "feeds",
+                lambda: feeds_stage(store, config, report, progress=progress, stop=stop),
+            )
+        if config["store.retention_days"] and _go(report, stop, "prune"):
+            _guarded(report, "prune", lambda: prune_stage(store, config, report))
     return report
+
+
+def prune_stage(store: Store, config: Config, report: RunReport) -> None:
+    """History past ``store.retention_days`` goes, so the store does not grow forever."""
+    from ..store.retention import prune
+
+    with _timed(report, "prune"):
+        before = report.now - timedelta(days=config["store.retention_days"])
+        report.pruned = prune(store, before).digests
 
 
 def _select(store: Store, report: RunReport) -> Selection:
@@ -420,12 +454,21 @@ def _go(report: RunReport, stop: threading.Event | None, stage: str) -> bool:
 
 
 def _guarded(report: RunReport, stage: str, work: Callable[[], T]) -> T | None:
+    log.debug("%s: started", stage)
     try:
         return work()
     except DigestbotError as exc:
         log.error("%s failed: %s", stage, exc)
         report.errors.append(f"{stage}: {exc}" + (f" (hint: {exc.hint})" if exc.hint else ""))
         return None
+    except Exception as exc:  # noqa: BLE001 - a bug: logged in full, and the run goes on
+        log.exception("%s failed", stage)
+        report.errors.append(f"{stage}: {type(exc).__name__}: {exc}")
+        return None
+    finally:
+        if log.isEnabledFor(logging.DEBUG):
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            log.debug("%s: done; peak RSS so far %.0f MiB", stage, peak)
 
 
 def send_once(

@@ -14,7 +14,6 @@ from .links import (
     preferences_url,
     unsubscribe_url,
 )
-from .many import render_many
 from .message import build_message
 from .templates import environment, get_template
 
@@ -32,7 +31,6 @@ __all__ = [
     "preferences_url",
     "public_feeds",
     "render_digest",
-    "render_many",
     "subscriber_feeds",
     "unsubscribe_url",
     "write_feeds",

@@ -5,8 +5,8 @@ digest. Most of what a template prints is the same for every reader (the card of
 the document around the papers), so it is rendered once with a marker where each reader's
 value goes, and split at the markers; filling the pieces with a reader's values, printed
 as Jinja prints them (escaped in HTML unless Markup, ``str()`` in text), gives exactly what
-rendering the template would. ``render_digest(..., cards=False)`` renders everything
-through Jinja instead, and the tests hold the two to byte-identical output.
+rendering the template would. This is the only way digests are rendered; the tests read
+the messages back with the stdlib parser and lxml, and hold them to golden files.
 
 An HTML card also keeps its statics as they travel in the message: ASCII, with character
 references (per character, so the pieces' encodings join to the whole's); the few reader

@@ -24,7 +24,6 @@ from . import feedcards, links, views
 from .cards import Card, document, fill_document
 from .cards import clear as clear_documents
 from .clean import Highlighter, clean_text, clean_word, shorten, wrap
-from .links import BulkSigner
 from .message import assemble, base_headers, encode_body, html_part, mime_bytes, sender_domain
 from .templates import get_template, styled_tag
 from .views import MONTHS, WRAP, PaperView, card, paper_view, static_card
@@ -48,35 +47,6 @@ def short_date(day: date) -> str:
 
 def long_date(day: date) -> str:
     return f"{WEEKDAYS[day.weekday()]} {day.day} {MONTHS[day.month - 1]} {day.year}"
-
-
-@dataclass(slots=True)
-class Entry:
-    """What the templates show for one paper in one reader's digest; strings cleaned."""
-
-    rank: int
-    paper_id: str
-    url: str
-    title: str
-    title_wrapped: str
-    meta: str
-    meta_wrapped: str
-    authors: str
-    authors_wrapped: str
-    abs_url: str
-    pdf_url: str
-    code_url: str
-    label: str
-    snippet: str
-    snippet_wrapped: str
-    title_html: Markup
-    snippet_html: Markup
-    scale: str
-    relevance: str
-    why: str
-    why_wrapped: str
-    more_url: str
-    less_url: str
 
 
 @dataclass
@@ -147,58 +117,6 @@ def relevance(score: float, top: float) -> tuple[str, str]:
     return _LEVELS[-1][1:]
 
 
-def _reader_fields(
-    rank: int,
-    view: PaperView,
-    pick: Pick,
-    top: float,
-    highlighter: Highlighter,
-    mark_open: str,
-    feedback: BulkSigner,
-    feedback_base: str,
-    pref_token: str,
-) -> dict[str, Any]:
-    """A card's reader fields as Jinja would get them (the reference path)."""
-    more, less = feedback.feedback_pair(pref_token, view.paper_id)
-    scale, words = relevance(pick.score, top)
-    why = why_pair(view.upvotes, pick)[0]
-    return {
-        "rank": rank,
-        "title_html": highlighter.mark_safe(
-            view.title_safe, view.title_low, mark_open, MARK_CLOSE, view.title_index
-        ),
-        "snippet_html": highlighter.mark_safe(
-            view.snippet_safe, view.snippet_low, mark_open, MARK_CLOSE, view.snippet_index
-        ),
-        "scale": scale,
-        "relevance": words,
-        "why": why,
-        "why_wrapped": _why_wrapped(why),
-        "more_url": feedback_base + more,
-        "less_url": feedback_base + less,
-    }
-
-
-def _entry(view: PaperView, fields: dict[str, Any]) -> Entry:
-    return Entry(
-        paper_id=view.paper_id,
-        url=view.url,
-        title=view.title,
-        title_wrapped=view.title_wrapped,
-        meta=view.meta,
-        meta_wrapped=view.meta_wrapped,
-        authors=view.authors,
-        authors_wrapped=view.authors_wrapped,
-        abs_url=view.abs_url,
-        pdf_url=view.pdf_url,
-        code_url=view.code_url,
-        label=view.label,
-        snippet=view.snippet,
-        snippet_wrapped=view.snippet_wrapped,
-        **fields,
-    )
-
-
 MARK_CLOSE = "</b>"
 
 
@@ -234,33 +152,19 @@ def _papers(
     highlighter: Highlighter,
     config: Config,
     subscriber: Subscriber,
-    cards: bool,
     full: int,
     marks: Marks | None = None,
     known: Sequence[PaperView] | None = None,
-) -> tuple[Filled | str, Filled | str, list[PaperView]]:
+) -> tuple[Filled, Filled, list[PaperView]]:
     """The papers of a digest as (HTML, text, views), the first ``full`` with full cards
-    and the rest with short ones. With ``cards``, each paper's card is rendered once per
-    process and the reader's values are returned with it, to be filled in; without, every
-    card goes through Jinja (``_papers.*.j2``), and HTML and text come back as strings:
-    the reference the tests hold the cards to."""
+    and the rest with short ones: each paper's card is rendered once per process and
+    returned with this reader's values, to be filled in."""
     top = max(pick.score for _, pick in entries)
     mark_open = _mark_open()
     feedback = links.signer(config, "feedback")
     base = f"{links.site(config)}/feedback/"
     pref = subscriber.pref_token
     views = list(known) if known is not None else [paper_view(paper) for paper, _ in entries]
-    if not cards:
-        objs = [
-            _entry(
-                view,
-                _reader_fields(rank, view, pick, top, highlighter, mark_open, feedback, base, pref),
-            )
-            for rank, (view, (_, pick)) in enumerate(zip(views, entries, strict=True), 1)
-        ]
-        html = get_template("_papers.html.j2").render(entries=objs, full=full)
-        text = get_template("_papers.txt.j2").render(entries=objs, full=full)
-        return html, text, views
     templates = {
         True: (get_template("_card.html.j2"), get_template("_card.txt.j2")),
         False: (get_template("_card_short.html.j2"), get_template("_card_short.txt.j2")),
@@ -458,13 +362,11 @@ def render_digest(
     period: str,
     config: Config,
     now: datetime,
-    cards: bool = True,
     whole: bool = False,
 ) -> RenderedDigest | None:
     """Render one reader's digest for ``period``.
 
-    ``cards=False`` renders every paper through Jinja instead of filling the per-paper
-    cards (same output, slower: for tests). The message holds as many papers as keep it
+    The message holds as many papers as keep it
     under 100 KB (full cards for the first ten, short ones after), and links to the whole
     digest on the web front; ``whole=True`` renders that page instead: every paper in full.
 
@@ -524,7 +426,6 @@ def render_digest(
             highlighter,
             config,
             subscriber,
-            cards,
             full,
             marks,
             all_views[:shown] if all_views is not None else None,
@@ -542,18 +443,14 @@ def render_digest(
             if rest
             else "",
         )
-        if isinstance(papers_html, str) or isinstance(papers_text, str):
-            html = get_template("digest.html.j2").render(context, papers_html=Markup(papers_html))
-            text = get_template("digest.txt.j2").render(context, papers_text=papers_text)
-        else:
-            html_cards = papers_html
-            lazy_html = _html(context, html_cards)
-            text = fill_document(
-                get_template("digest.txt.j2"),
-                {**context, "papers_text": _joined(papers_text)},
-                html=False,
-                block="papers_text",
-            )
+        html_cards = papers_html
+        lazy_html = _html(context, html_cards)
+        text = fill_document(
+            get_template("digest.txt.j2"),
+            {**context, "papers_text": _joined(papers_text)},
+            html=False,
+            block="papers_text",
+        )
     else:
         subject = f"Nothing new for you · {when}"
         headline = "Nothing new this week" if weekly else "Nothing new today"
@@ -627,4 +524,4 @@ def digest_message_id(config: Config, subscriber: Subscriber, period: str) -> st
     return f"<{digest}@{sender_domain(config)}>"
 
 
-__all__ = ["Entry", "RenderedDigest", "digest_message_id", "render_digest"]
+__all__ = ["RenderedDigest", "digest_message_id", "render_digest"]

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import html
+import logging
 import re
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -41,6 +43,7 @@ from .feedcards import (
 from .views import PaperView, paper_view
 from .why import why_text
 
+log = logging.getLogger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 PUBLIC = "new"
 KINDS = ("rss", "atom")
@@ -334,11 +337,21 @@ def _feeds_dir(config: Config) -> Path:
     return folder
 
 
-def write_feeds(store: Store, config: Config, *, progress: Progress | None = None) -> int:
+def write_feeds(
+    store: Store,
+    config: Config,
+    *,
+    progress: Progress | None = None,
+    failed: list[tuple[int, str]] | None = None,
+    stop: threading.Event | None = None,
+) -> int:
     """Write every feed reader's RSS and Atom files, and the public ``new.rss``/``new.atom``.
 
     Readers are the active subscribers whose ``formats`` is ``rss`` or ``both``; files of
     readers who left are removed. ``progress(done, total)`` is called after each reader.
+    A reader whose feed cannot be built is logged with the traceback, appended to
+    ``failed`` (id, reason) and keeps their files as they were; the others go on. Once
+    ``stop`` is set, no further chunk of readers is started and no file is removed.
     Returns the number of readers whose feeds were written.
     """
     folder = _feeds_dir(config)
@@ -359,10 +372,19 @@ def write_feeds(store: Store, config: Config, *, progress: Progress | None = Non
             write_atomic(folder / f"{PUBLIC}.atom", atom, skip_unchanged=True)
             done = 0
             for start in range(0, total, CHUNK):
+                if stop is not None and stop.is_set():
+                    return done
                 chunk = readers[start : start + CHUNK]
                 recent = recent_entries(session, [r.id for r in chunk], limit)
                 for reader in chunk:
-                    rss, atom = subscriber_feeds(reader, recent[reader.id], config=config)
+                    try:
+                        rss, atom = subscriber_feeds(reader, recent[reader.id], config=config)
+                    except Exception as exc:  # noqa: BLE001 - this reader's alone
+                        log.exception("building the feeds of subscriber %d failed", reader.id)
+                        if failed is not None:
+                            failed.append((reader.id, f"{type(exc).__name__}: {exc}"))
+                        keep.update(f"{reader.feed_token}.{kind}" for kind in KINDS)
+                        continue
                     for kind, data in (("rss", rss), ("atom", atom)):
                         name = f"{reader.feed_token}.{kind}"
                         write_atomic(folder / name, data, skip_unchanged=True)
@@ -370,6 +392,7 @@ def write_feeds(store: Store, config: Config, *, progress: Progress | None = Non
                     done += 1
                     if progress is not None:
                         progress(done, total)
+            total = done
         except OSError as exc:
             raise RenderError(
                 f"cannot write feeds in {folder}: {exc.strerror}",

@@ -51,7 +51,7 @@ class BulkSigner:
     A digest carries two dozen signed links and building them through itsdangerous took
     longer than rendering the rest of the message (a fresh signer, key derivation, a zlib
     attempt and a new HMAC per link). Here the key comes from itsdangerous itself, once,
-    and each link copies a prepared HMAC state. The token format is itsdangerous'
+    and each link continues from a copy of the keyed HMAC. The token format is itsdangerous'
     ``URLSafeTimedSerializer`` (payload.timestamp.signature); tests check the output is
     byte-identical to it and that ``Tokens.loads`` accepts it.
     """
@@ -59,8 +59,8 @@ class BulkSigner:
     def __init__(self, secret: str, purpose: str) -> None:
         self._reference = Tokens(secret)._serializer(purpose)
         signer = self._reference.make_signer()
+        # the key hashed in once; each link continues from a copy (public hmac API)
         self._mac = hmac.new(signer.derive_key(), digestmod=signer.digest_method().name)
-        self._state = getattr(self._mac, "_hmac", None) or self._mac
         self._sep = want_bytes(signer.sep)
         self._second = -1
         self._stamp = b""
@@ -97,9 +97,7 @@ class BulkSigner:
     def _fast(self, raw: bytes, stamp: bytes) -> str:
         # what URLSafeTimedSerializer writes: b64(payload) . b64(timestamp) . b64(hmac)
         signed = b2a_base64(raw, newline=False).translate(_URLSAFE).rstrip(b"=") + stamp
-        # the key already hashed in: cheaper than hmac.digest(), and the C object's own
-        # copy skips the Python wrapper's
-        mac = self._state.copy()
+        mac = self._mac.copy()
         mac.update(signed)
         sig = b2a_base64(mac.digest(), newline=False).translate(_URLSAFE).rstrip(b"=")
         return (signed + self._sep + sig).decode("ascii")

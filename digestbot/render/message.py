@@ -1,11 +1,11 @@
-"""MIME messages: the stdlib builder for one-off mail, a direct one for digests in bulk.
+"""MIME messages, for digests and every other email: one builder.
 
 ``EmailMessage`` with ``policy.default`` costs about two milliseconds per two-part message
-(header objects, content managers, the generator); a digest run builds one per reader. The
-bulk path writes the same structure directly: headers folded by the stdlib policy only when
-they need it (non-ASCII or long), bodies quoted-printable by ``binascii.b2a_qp``. Tests
-parse every message back with ``policy.default`` and require no defects; bench/render.py
-prints both speeds.
+(header objects, content managers, the generator); a digest run builds one per reader. So
+messages are written directly: headers folded by the stdlib policy only when they need it
+(non-ASCII or long), bodies 7-bit when they can be, else quoted-printable by
+``binascii.b2a_qp``. Tests parse every message back with ``policy.default`` and require no
+defects.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from email import policy
-from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid
 from functools import lru_cache
 
@@ -226,14 +225,11 @@ def build_message(
     html: str | None,
     message_id: str | None = None,
     headers: Mapping[str, str] = {},  # noqa: B006 - read only
-) -> EmailMessage:
-    """A complete message from the configured sender, for any email digestbot sends."""
-    msg = EmailMessage(policy=policy.default)
-    for name, value in base_headers(
-        config, to=to, subject=subject, message_id=message_id, headers=headers
-    ):
-        msg[name] = value
-    msg.set_content(text, cte="quoted-printable")
-    if html is not None:
-        msg.add_alternative(html, subtype="html", cte="quoted-printable")
-    return msg
+) -> bytes:
+    """A complete message from the configured sender, for any email digestbot sends
+    besides digests (confirmations): built as digests are, by :func:`mime_bytes`."""
+    return mime_bytes(
+        base_headers(config, to=to, subject=subject, message_id=message_id, headers=headers),
+        text,
+        html,
+    )

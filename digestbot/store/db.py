@@ -77,6 +77,14 @@ class Store:
         with self.sessions.begin() as session:
             yield session
 
+    def analyze(self, *tables: str) -> None:
+        """Refresh PostgreSQL's statistics of ``tables`` after a bulk write (SQLite's
+        planner does without them)."""
+        if self.dialect == "postgresql" and tables:
+            quote = self.engine.dialect.identifier_preparer.quote
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql("ANALYZE " + ", ".join(map(quote, tables)))
+
     def dispose(self) -> None:
         self.engine.dispose()
 
@@ -286,7 +294,12 @@ class RunLock:
             got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self._pg_key})
             if not got.scalar():
                 conn.close()
-                raise LockError(f"another digestbot {self.name} holds the lock on this database")
+                raise LockError(
+                    f"another digestbot {self.name} holds the lock on this store (schema {schema})"
+                )
+            # the check and the lock are on this connection: a session commit elsewhere
+            # must not end them
+            conn.commit()
             self._conn = conn
             return self
         from filelock import FileLock, Timeout

@@ -203,6 +203,9 @@ class Digest(Base):
     __table_args__ = (
         UniqueConstraint("subscriber_id", "period", name="uq_digests_subscriber_period"),
         Index("ix_digests_state_next", "state", "next_attempt_at"),
+        # claims read each due state in id order (outbox._candidates)
+        Index("ix_digests_state_id", "state", "id"),
+        Index("ix_digests_created_at", "created_at"),  # db prune
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -262,7 +265,7 @@ class SentPaper(Base):
         ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True
     )
     digest_id: Mapped[int | None] = mapped_column(ForeignKey("digests.id", ondelete="SET NULL"))
-    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, index=True)
 
 
 class UsedToken(Base):

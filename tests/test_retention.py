@@ -1,0 +1,174 @@
+"""Bounded storage: no bytes for feed-only digests, bytes dropped once they cannot be sent,
+and history past store.retention_days pruned by `db prune` and by every run."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from click.testing import CliRunner
+from sqlalchemy import func, select, update
+
+from digestbot.cli import main
+from digestbot.deliver import outbox
+from digestbot.deliver.outbox import Outcome
+from digestbot.pipeline import run_once
+from digestbot.store import Digest, DigestItem, SentPaper, Store, open_store
+from digestbot.store.models import DigestMessage
+
+from .conftest import make_config
+from .pipeline_helpers import add, fill_inbox
+from .test_deliver_support import seed_outbox
+
+NOON = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+LEASE = timedelta(minutes=10)
+
+
+def _count(store: Store, model: type) -> int:
+    with store.session() as s:
+        return int(s.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def test_a_run_keeps_no_message_bytes_once_sent_nor_for_feeds(tmp_path: Path, db_url: str) -> None:
+    config = make_config(tmp_path, db_url)
+    store = open_store(db_url)
+    try:
+        fill_inbox(config.path("ingest.inbox"))
+        add(store, "mail@example.org", send_hour=0, keywords=["diffusion"])
+        add(store, "feed@example.org", send_hour=0, keywords=["diffusion"], formats="rss")
+        report = run_once(store, config, now=NOON)
+        assert (report.sent, report.feed_only) == (1, 1), report.as_dict()
+        assert _count(store, DigestMessage) == 0
+        with store.session() as s:
+            states = dict(s.execute(select(Digest.recipient, Digest.state)).all())
+            items = s.scalar(select(func.count()).select_from(DigestItem))
+        assert states == {"mail@example.org": "sent", "feed@example.org": "feed_only"}
+        assert items and items >= 2  # the history stays: each digest's papers
+    finally:
+        store.dispose()
+
+
+def test_bytes_go_when_sent_or_bounced_and_stay_while_they_may_be_sent(store: Store) -> None:
+    seed_outbox(store, 3)
+    seed_outbox(store, 1, period="2026-11-23/daily", prefix="reader0x")  # kept queued
+    jobs = outbox.claim(store, "w", 3, NOW_CLAIM, LEASE)
+    sent, bounced, retried = jobs
+    outbox.record(
+        store,
+        [
+            (sent, Outcome("sent")),
+            (bounced, Outcome("bounced", "550 5.1.1 no such user")),
+            (retried, Outcome("retry", "451 later")),
+        ],
+        NOW_CLAIM,
+        max_attempts=5,
+        backoff_seconds=60,
+    )
+    with store.session() as s:
+        kept = set(s.scalars(select(DigestMessage.digest_id)))
+        papers = s.scalar(select(func.count()).select_from(SentPaper))
+    assert sent.id not in kept and bounced.id not in kept
+    assert retried.id in kept and len(kept) == 2  # the retry and the other queued digest
+    assert papers == 3  # the sent digest's papers were recorded before its bytes went
+
+
+NOW_CLAIM = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+
+
+def test_db_prune_removes_finished_history_past_the_age(
+    runner: CliRunner, tmp_path: Path, db_url: str
+) -> None:
+    store = open_store(db_url)
+    try:
+        seed_outbox(store, 4)
+        jobs = outbox.claim(store, "w", 3, NOW_CLAIM, LEASE)
+        outbox.record(
+            store,
+            [(j, Outcome("sent")) for j in jobs],
+            NOW_CLAIM,
+            max_attempts=5,
+            backoff_seconds=1,
+        )
+        with store.session() as s:
+            old = datetime(2026, 6, 1, tzinfo=UTC)
+            # two sent digests and the queued one are old; one sent digest is recent
+            ids = sorted(s.scalars(select(Digest.id)))
+            s.execute(update(Digest).where(Digest.id.in_(ids[:2] + ids[3:])).values(created_at=old))
+            s.execute(update(SentPaper).values(sent_at=old))
+        result = runner.invoke(
+            main,
+            [
+                "db",
+                "prune",
+                "--db",
+                db_url,
+                "--older-than",
+                "90d",
+                "--json",
+                "--now",
+                "2026-11-22T12:00Z",
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output) == {"digests": 2, "sent_papers": 9, "used_tokens": 0}
+        with store.session() as s:
+            left = dict(s.execute(select(Digest.id, Digest.state)).all())
+        # the queued digest stays, however old: it has not been sent yet
+        assert left == {ids[2]: "sent", ids[3]: "queued"}
+        assert _count(store, DigestItem) == 6
+        bad = runner.invoke(main, ["db", "prune", "--db", db_url, "--older-than", "soon"])
+        assert bad.exit_code == 2 and "90d" in bad.output
+    finally:
+        store.dispose()
+
+
+def test_a_run_prunes_past_store_retention_days(tmp_path: Path) -> None:
+    db = str(tmp_path / "r.db")
+    config = make_config(tmp_path, db, store__retention_days=30)
+    store = open_store(db)
+    try:
+        seed_outbox(store, 2)
+        jobs = outbox.claim(store, "w", 2, NOW_CLAIM, LEASE)
+        outbox.record(
+            store,
+            [(j, Outcome("sent")) for j in jobs],
+            NOW_CLAIM,
+            max_attempts=5,
+            backoff_seconds=1,
+        )
+        with store.session() as s:
+            s.execute(update(Digest).values(created_at=NOON - timedelta(days=31)))
+        report = run_once(store, config, now=NOON, ingest=False)
+        assert report.pruned == 2 and "prune" in report.timings
+        assert _count(store, Digest) == 0 and _count(store, DigestItem) == 0
+    finally:
+        store.dispose()
+
+
+def test_a_run_refreshes_postgresql_statistics_after_its_bulk_writes(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Without autovacuum nothing else runs ANALYZE: the planner would scan all of
+    digest_items for every group of results recorded."""
+    from sqlalchemy import text
+
+    config = make_config(tmp_path, pg_url)
+    store = open_store(pg_url)
+    try:
+        fill_inbox(config.path("ingest.inbox"))
+        add(store, "mail@example.org", send_hour=0, keywords=["diffusion"])
+        report = run_once(store, config, now=NOON)
+        assert report.sent == 1
+        with store.engine.connect() as conn:
+            analyzed = set(
+                conn.execute(
+                    text(
+                        "SELECT relname FROM pg_stat_user_tables WHERE schemaname = "
+                        "current_schema() AND last_analyze IS NOT NULL"
+                    )
+                ).scalars()
+            )
+        assert {"papers", "digests", "digest_items", "sent_papers"} <= analyzed
+    finally:
+        store.dispose()
