@@ -14,11 +14,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BindParameter,
     Connection,
+    Table,
     and_,
     bindparam,
     case,
@@ -29,6 +30,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -50,6 +52,7 @@ STATES = DIGEST_STATES
 
 def _insert(session: Session, model: Any) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING for the session's dialect."""
+    insert: Any
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
@@ -150,9 +153,9 @@ def enqueue_many(session: Session, digests: Sequence[Outgoing]) -> list[int | No
     # through the driver: SQLAlchemy's typed executemany spent more preparing ten items'
     # parameters per digest than the database spent writing them
     conn = session.connection()
-    insert_many(conn, DigestMessage.__table__, ["digest_id", "message"], messages)
+    insert_many(conn, cast(Table, DigestMessage.__table__), ["digest_id", "message"], messages)
     columns = ["digest_id", "paper_id", "rank", "score", "why"]
-    insert_many(conn, DigestItem.__table__, columns, items)
+    insert_many(conn, cast(Table, DigestItem.__table__), columns, items)
     return out
 
 
@@ -471,7 +474,7 @@ def release(
             return 0
         stmt = stmt.where(Digest.id.in_(id_list))
     with store.session() as s:
-        return s.execute(stmt).rowcount or 0
+        return cast(CursorResult[Any], s.execute(stmt)).rowcount or 0
 
 
 def _pid_alive(pid: int) -> bool:
@@ -509,7 +512,7 @@ def release_dead_local_claims(store: Store) -> int:
         else:  # the same host name, an earlier boot: every process of it is gone
             held = where.split("/")
             dead = len(held) == 3 and held[0] == host and held[1] != boot
-        if dead:
+        if dead and owner:
             released += release(store, owner, count_attempt=True)
     return released
 
@@ -586,4 +589,4 @@ def requeue(store: Store, *, ids: Sequence[int] | None = None, failed: bool = Fa
         state="queued", attempts=0, next_attempt_at=None, last_error=None
     ).execution_options(synchronize_session=False)
     with store.session() as s:
-        return s.execute(stmt).rowcount or 0
+        return cast(CursorResult[Any], s.execute(stmt)).rowcount or 0

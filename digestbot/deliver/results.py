@@ -13,9 +13,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Connection, bindparam, delete, select, update
+from sqlalchemy import BindParameter, Connection, Table, bindparam, delete, select, update
 
 from ..store import Digest, DigestItem, SentPaper, Store, Subscriber
 from ..store.models import DigestMessage, UTCDateTime
@@ -34,8 +34,8 @@ class Outcome:
 
 def backoff_delay(attempts: int, base: float, rng: random.Random | None = None) -> timedelta:
     """Exponential backoff with +-25% jitter, so retries of one outage spread out."""
-    rng = rng or random
-    delay = base * (2 ** max(attempts - 1, 0)) * rng.uniform(0.75, 1.25)
+    uniform = rng.uniform if rng is not None else random.uniform
+    delay = base * (2 ** max(attempts - 1, 0)) * uniform(0.75, 1.25)
     return min(timedelta(seconds=delay), MAX_BACKOFF)
 
 
@@ -57,8 +57,8 @@ class Tally:
         self.lost += other.lost
 
 
-_digests = Digest.__table__
-_ids = bindparam("ids", expanding=True)
+_digests = cast(Table, Digest.__table__)
+_ids: BindParameter[list[int]] = bindparam("ids", expanding=True)
 _now = bindparam("now", type_=UTCDateTime())
 
 # The claims a worker still holds among ``ids``. A no-op write: it takes the row locks (and
@@ -98,7 +98,7 @@ _MARK_OTHER = (
         lease_until=None,
     )
 )
-_subscribers = Subscriber.__table__
+_subscribers = cast(Table, Subscriber.__table__)
 _BOUNCE = (
     update(_subscribers)
     .where(_subscribers.c.id == bindparam("sub_id"))
@@ -133,6 +133,7 @@ def _sent_papers(dialect: str) -> Any:
         .join(items, items.c.digest_id == _digests.c.id)
         .where(_digests.c.id.in_(_ids))
     )
+    insert: Any
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:

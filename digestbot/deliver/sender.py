@@ -283,27 +283,28 @@ class _Run:
 
     async def channel_task(self) -> None:
         async with self.transport.channel() as channel:
-            split = isinstance(channel, SplitChannel)
+            # a split channel sends the envelope while the previous result is committed
+            split = channel if isinstance(channel, SplitChannel) else None
             committed: asyncio.Future[None] | None = None  # the previous message's result
             try:
                 while (job := await self.next_job()) is not None:
                     await self.limiter.acquire()
                     outcome: Outcome | None = None
                     sender = self.verp.address(job.id, job.message_id)
-                    if split:
+                    if split is not None:
                         # the envelope goes out while the previous result is being committed
-                        outcome = await self.attempt(channel.envelope(sender, job.recipient))
+                        outcome = await self.attempt(split.envelope(sender, job.recipient))
                     if committed is not None:
                         await committed
                         committed = None
-                    if outcome is None and split and (self.halt or self.stop.is_set()):
+                    if outcome is None and split is not None and (self.halt or self.stop.is_set()):
                         # told to stop meanwhile: this one was not sent, it goes back
-                        await channel.abandon()
+                        await split.abandon()
                         break
                     if outcome is None:
                         self.in_flight += 1
-                        if split:
-                            step = channel.content(job.message)
+                        if split is not None:
+                            step = split.content(job.message)
                         else:
                             step = channel.send(sender, job.recipient, job.message, job.message_id)
                         try:
@@ -512,7 +513,8 @@ def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
     thread.join()
     if "error" in box:
         raise box["error"]
-    return box["value"]  # type: ignore[no-any-return]
+    value: T = box["value"]
+    return value
 
 
 def send_due(
@@ -534,8 +536,9 @@ def send_due(
     """
     now = now or clock.now
     stop = stop or threading.Event()
-    transport = FileTransport(config.path("delivery.outdir")) if dry_run else None
-    transport = transport or make_transport(config)
+    transport: Transport = (
+        FileTransport(config.path("delivery.outdir")) if dry_run else make_transport(config)
+    )
     report = SendReport(
         dry_run=dry_run, transport=transport.name, worker_id=worker_id or outbox.new_worker_id()
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import inspect
 import logging
 from dataclasses import dataclass
-from email.message import EmailMessage
 
 from starlette.concurrency import run_in_threadpool
 
@@ -46,7 +45,7 @@ class _Sub:
         self.email = notice.email
 
 
-def compose(config: Config, tokens: Tokens, notice: Notice) -> EmailMessage:
+def compose(config: Config, tokens: Tokens, notice: Notice) -> bytes:
     sub = _Sub(notice)
     context = {
         "kind": notice.kind,
