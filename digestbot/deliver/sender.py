@@ -40,6 +40,7 @@ from .. import clock
 from ..config import Config
 from ..errors import DeliveryError, DigestbotError, StoreError
 from ..store import Store
+from ..store.db import store_error_from
 from . import outbox
 from .outbox import Job, Outcome, Tally
 from .ratelimit import RateLimiter
@@ -83,6 +84,7 @@ class SendReport(Tally):
     limited: bool = False  # stopped by smtp.daily_limit
     stopped: bool = False  # asked to stop (SIGTERM)
     error: str | None = None  # why the run ended early (server unreachable)
+    hint: str | None = None  # what to do about it, when more than "run again later"
     transport: str = ""
     worker_id: str = ""
     connections: int = 0
@@ -160,6 +162,8 @@ class _Run:
         self.held: set[int] = set()
         # ids whose result could not be committed: sent (maybe), so never released
         self.unrecorded: set[int] = set()
+        # and those results, recorded again at the end of the run if the store is back
+        self.lost_results: list[tuple[Job, Outcome]] = []
         self.renewed = time.monotonic()
         self.claimed = 0
         self.exhausted = False
@@ -229,16 +233,23 @@ class _Run:
             if n <= 0:
                 self.exhausted = True
                 return
-            jobs = await self.db(
-                outbox.claim,
-                self.store,
-                self.worker_id,
-                n,
-                self.now(),
-                self.lease,
-                max_attempts=self.config["delivery.max_attempts"],
-                daily_limit=self.daily_limit,
-            )
+            try:
+                jobs = await self.db(
+                    outbox.claim,
+                    self.store,
+                    self.worker_id,
+                    n,
+                    self.now(),
+                    self.lease,
+                    max_attempts=self.config["delivery.max_attempts"],
+                    daily_limit=self.daily_limit,
+                )
+            except Exception as exc:  # locked, full, gone: nothing was claimed, all stays queued
+                failure = store_error_from(exc, "cannot claim digests to send")
+                log.error("%s", failure)
+                self.halt = self.exhausted = True
+                self.report.error, self.report.hint = failure.message, failure.hint
+                return
             if not jobs:
                 if self.daily_limit:
                     # other workers may have spent the headroom read above
@@ -320,6 +331,29 @@ class _Run:
                     # leave only once the last result is committed (or known not to be)
                     await asyncio.gather(committed, return_exceptions=True)
             self.report.connections += getattr(channel, "opened", 0)
+
+    async def record_again(self) -> None:
+        """Results the store refused (locked, full, gone): the store may be back (a lock let
+        go), and the results are known, so record them rather than leave their rows
+        claimed, to be sent again when the lease runs out."""
+        for _ in range(3):  # each try waits up to the store's busy timeout for a lock
+            try:
+                tally = await self.db(
+                    outbox.record,
+                    self.store,
+                    self.lost_results,
+                    self.now(),
+                    max_attempts=self.config["delivery.max_attempts"],
+                    backoff_seconds=self.config["delivery.backoff_seconds"],
+                )
+            except Exception as exc:
+                log.error("recording delivery results failed again: %s", exc)
+            else:
+                self.report.add(tally)
+                ids = {job.id for job, _ in self.lost_results}
+                self.held -= ids
+                self.unrecorded -= ids
+                return
 
     def note_refusal(self, job: Job, outcome: Outcome) -> None:
         """Count refusals with the same permanent reply in a row; at smtp.max_refusals it
@@ -432,12 +466,8 @@ class _Run:
             self.halt = True
             # their results are unknown to the store: keep them claimed, not released
             self.unrecorded.update(job.id for job, _, _ in group)
-            error = StoreError(
-                f"cannot record delivery results: {exc}",
-                hint="Some of those messages were sent; their rows stay claimed until "
-                "delivery.lease_seconds runs out and are then sent again, so a reader "
-                "may get one twice.",
-            )
+            self.lost_results.extend((job, outcome) for job, outcome, _ in group)
+            error = store_error_from(exc or RuntimeError("?"), "cannot record delivery results")
             for _, _, future in group:
                 future.set_exception(error)
         else:
@@ -470,18 +500,33 @@ class _Run:
         self.closing = True
         renewer.cancel()
         await asyncio.gather(renewer, return_exceptions=True)
-        # claims not attempted (stop, halt, limit) go back to the queue untouched; those whose
-        # result could not be recorded stay claimed until their lease runs out
-        self.report.released = await self.db(
-            outbox.release, self.store, self.worker_id, self.held - self.unrecorded, now=self.now()
-        )
+        # claims not attempted (stop, halt, limit) go back to the queue untouched (below);
+        # those whose result could not be recorded stay claimed until their lease runs out
+        # or the next run on this host takes them back
+        # a broken store ends the send, not the process: the summary still says what was done
+        failure = next((r for r in results if isinstance(r, StoreError)), None)
+        if self.lost_results:
+            await self.record_again()
         if self.systemic is not None:
             # the refusals that revealed it were about the relay: they go back in the queue
             await self.db(outbox.requeue, self.store, ids=self.refused)
+        try:
+            self.report.released = await self.db(
+                outbox.release,
+                self.store,
+                self.worker_id,
+                self.held - self.unrecorded,
+                now=self.now(),
+            )
+        except Exception as exc:  # the store is still gone: the next run takes them back
+            failure = failure or store_error_from(exc, "cannot give back the claims")
         self.executor.shutdown(wait=True)
         self.report.stopped = self.stop.is_set()
+        if failure is not None:
+            self.report.error = failure.message
+            self.report.hint = failure.hint
         for result in results:
-            if isinstance(result, BaseException):
+            if isinstance(result, BaseException) and not isinstance(result, StoreError):
                 raise result
         if self.systemic is not None:
             raise self.systemic

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import Config
 from ..deliver.safety import check_smtp_settings
@@ -25,6 +26,7 @@ from ..errors import DigestbotError
 from ..periods import aware_utc
 from ..scoring.picks import Pick
 from ..store import RunLock, Store, Subscriber
+from ..store.db import store_error_from
 from ..tokens import Tokens
 from .due import Due, Selection, select_due
 from .report import DigestOutcome, RunReport
@@ -329,7 +331,8 @@ def send_stage(
     report.send_failed += result.failed
     report.bounced += result.bounced
     if result.error:
-        report.errors.append(f"send: {result.error}")
+        hint = f" (hint: {result.hint})" if result.hint else ""
+        report.errors.append(f"send: {result.error}{hint}")
 
 
 def feeds_stage(
@@ -457,7 +460,9 @@ def _guarded(report: RunReport, stage: str, work: Callable[[], T]) -> T | None:
     log.debug("%s: started", stage)
     try:
         return work()
-    except DigestbotError as exc:
+    except (DigestbotError, SQLAlchemyError) as raised:
+        # a store that is locked, full or gone: said with its fix, and the later stages try
+        exc = raised if isinstance(raised, DigestbotError) else store_error_from(raised)
         log.error("%s failed: %s", stage, exc)
         report.errors.append(f"{stage}: {exc}" + (f" (hint: {exc.hint})" if exc.hint else ""))
         return None

@@ -120,13 +120,14 @@ _DB_HINTS = (
 )
 
 
-def store_error_from(exc: BaseException) -> StoreError:
+def store_error_from(exc: BaseException, doing: str = "the store failed") -> StoreError:
     """A database error the stages did not expect, as a StoreError with the fix."""
-    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    raw = str(getattr(exc, "orig", None) or exc).strip()
+    text = raw.splitlines()[0] if raw else type(exc).__name__
     low = text.lower()
     hint = next((h for needle, h in _DB_HINTS if needle in low), None)
     return StoreError(
-        f"the store failed: {text}",
+        f"{doing}: {text}",
         field="store.db",
         hint=hint or "Run the command again; if it keeps failing, run with -v for details.",
     )
