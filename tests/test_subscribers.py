@@ -310,3 +310,11 @@ def test_a_long_import_commits_as_it_goes(tmp_path: Path) -> None:
     store.dispose()
     assert report.added == 2500
     assert seen == [1000]
+
+
+def test_tokens_never_start_with_a_dash_so_the_command_line_takes_them() -> None:
+    from digestbot.store.subscribers.core import new_token
+
+    tokens = [new_token() for _ in range(5000)]  # about 78 would start with "-" otherwise
+    assert not any(t.startswith("-") for t in tokens)
+    assert {len(t) for t in tokens} == {32} and len(set(tokens)) == 5000

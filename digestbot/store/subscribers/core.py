@@ -27,7 +27,12 @@ EDITABLE = tuple(CHECKS)
 
 
 def new_token() -> str:
-    return secrets.token_urlsafe(24)
+    """32 URL-safe characters (192 random bits) that never start with "-": operators pass
+    tokens on the command line (`subscribers show TOKEN`), where a leading dash reads as an
+    option."""
+    while (token := secrets.token_urlsafe(24)).startswith("-"):
+        pass
+    return token
 
 
 def find_subscriber(session: Session, email: str) -> Subscriber | None:
