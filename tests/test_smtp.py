@@ -289,3 +289,14 @@ def test_a_login_over_a_plain_connection_warns(
     caplog.clear()
     SmtpSettings.from_config(plain.replace(smtp__security="starttls"))
     assert "clear text" not in caplog.text
+
+
+@pytest.mark.parametrize("section", ["smtp", "mailbox"])
+def test_an_unreadable_ca_file_names_its_setting(tmp_path: Path, section: str) -> None:
+    from digestbot.deliver.tls import client_context
+
+    assert client_context(section, "none", str(tmp_path / "missing.pem")) is None
+    with pytest.raises(ConfigError) as err:
+        client_context(section, "starttls", str(tmp_path / "missing.pem"))
+    assert err.value.field == f"{section}.cafile"
+    assert err.value.hint is not None and f"{section}.cafile" in err.value.hint

@@ -11,7 +11,6 @@ again next time.
 from __future__ import annotations
 
 import logging
-import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -25,6 +24,7 @@ from ..config import Config
 from ..errors import ConfigError, DeliveryError, DigestbotError
 from ..store import Store
 from . import bounces
+from .tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -112,16 +112,7 @@ class MailboxSettings:
 def connect(s: MailboxSettings) -> Iterator[IMAPClient]:
     """A logged-in IMAP connection; DeliveryError naming the setting when it cannot be."""
     where = f"{s.host}:{s.port}"
-    context = None
-    if s.security != "none":
-        try:
-            context = ssl.create_default_context(cafile=s.cafile or None)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(
-                f"cannot load CA file {s.cafile}: {exc}",
-                field="mailbox.cafile",
-                hint="Point mailbox.cafile at a PEM bundle holding your server's CA.",
-            ) from None
+    context = client_context("mailbox", s.security, s.cafile)
     try:
         client = IMAPClient(
             s.host, port=s.port, ssl=s.security == "tls", ssl_context=context, timeout=s.timeout

@@ -29,6 +29,7 @@ from aiosmtplib import (
 from ..config import Config
 from ..errors import DeliveryError
 from .safety import is_loopback_host
+from .tls import client_context
 from .transports import Channel, SendFailure, TimedOut, Unavailable
 
 log = logging.getLogger(__name__)
@@ -132,20 +133,7 @@ class SmtpSettings:
         )
 
     def tls_context(self) -> ssl.SSLContext | None:
-        if self.security == "none":
-            return None
-        try:
-            ctx = ssl.create_default_context(cafile=self.cafile or None)
-        except (OSError, ssl.SSLError) as exc:
-            raise DeliveryError(
-                f"cannot load CA file {self.cafile}: {exc}",
-                field="smtp.cafile",
-                hint="Point smtp.cafile at a PEM bundle holding your server's CA.",
-            ) from None
-        if not self.validate_certs:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        return ctx
+        return client_context("smtp", self.security, self.cafile, verify=self.validate_certs)
 
 
 class SmtpChannel:
