@@ -4,9 +4,7 @@ exits 0, and leaves no process of its own behind (its process group is empty).""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +15,7 @@ from sqlalchemy import update
 from digestbot import clock
 from digestbot.store import Subscriber, open_store
 
-from .pipeline_helpers import fill_inbox
+from .pipeline_helpers import digestbot_process, fill_inbox, stop_with_sigterm, subprocess_env
 from .smtp_sink import SinkHandler, SmtpSink
 from .test_deliver_support import add_subscribers
 
@@ -25,18 +23,7 @@ STOP_WITHIN = 10.0
 
 
 def _env(tmp_path: Path, **settings: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGESTBOT_") and k != "CI"}
-    env.update(
-        DIGESTBOT_DB=str(tmp_path / "d.db"),
-        DIGESTBOT_SECRET_KEY="test-secret-key-not-for-production",
-        DIGESTBOT_INGEST_INBOX=str(tmp_path / "inbox"),
-        DIGESTBOT_DIGEST_FEEDS_DIR=str(tmp_path / "feeds"),
-        DIGESTBOT_DELIVERY_MAILDIR=str(tmp_path / "maildir"),
-        XDG_CONFIG_HOME=str(tmp_path / "xdg"),
-        DIGESTBOT_LOG_LEVEL="debug",  # each stage's start
-    )
-    env.update(settings)
-    return env
+    return subprocess_env(tmp_path, DIGESTBOT_LOG_LEVEL="debug", **settings)  # stage starts
 
 
 def _readers(tmp_path: Path, n: int, formats: str = "email") -> None:
@@ -62,18 +49,8 @@ def _readers(tmp_path: Path, n: int, formats: str = "email") -> None:
 
 def _stop_during(tmp_path: Path, stage: str, env: dict[str, str]) -> str:
     """Start the daemon, SIGTERM it once its run logs ``stage: started``; its stderr."""
-    digestbot = str(Path(sys.executable).with_name("digestbot"))
-    proc = subprocess.Popen(
-        [digestbot, "schedule"],
-        cwd=tmp_path,
-        env=env,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,  # its own process group: what is left of it can be found
-    )
     seen: list[str] = []
-    try:
+    with digestbot_process(["schedule"], tmp_path, env, stdout=subprocess.DEVNULL) as proc:
         assert proc.stderr is not None
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -84,14 +61,7 @@ def _stop_during(tmp_path: Path, stage: str, env: dict[str, str]) -> str:
             if f"{stage}: started" in line:
                 break
         assert any(f"{stage}: started" in line for line in seen), "".join(seen)
-        sent_at = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        _, rest = proc.communicate(timeout=60)
-        took = time.monotonic() - sent_at
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _, rest, took = stop_with_sigterm(proc, timeout=60)
     err = "".join(seen) + rest
     assert proc.returncode == 0, err
     assert took < STOP_WITHIN, f"took {took:.1f} s to stop during {stage}\n{err}"

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -22,7 +18,14 @@ from digestbot.pipeline import run_lock, run_once, select_due
 from digestbot.store import Digest, Store, Subscriber, open_store
 
 from .conftest import PUBLIC_MAIL_ENV, make_config
-from .pipeline_helpers import add, fill_inbox, maildir_recipients
+from .pipeline_helpers import (
+    add,
+    digestbot_process,
+    fill_inbox,
+    maildir_recipients,
+    stop_with_sigterm,
+    subprocess_env,
+)
 from .smtp_sink import SmtpSink
 
 NOON = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)  # a Sunday
@@ -436,37 +439,22 @@ def test_sigterm_during_a_run_finishes_in_flight_and_gives_back_the_rest(
     for i in range(40):
         add(store, f"reader{i}@example.org", send_hour=0)
     store.dispose()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGESTBOT_")}
-    env.update(PUBLIC_MAIL_ENV)
-    env.update(
+    env = subprocess_env(
+        tmp_path,
+        **PUBLIC_MAIL_ENV,
         DIGESTBOT_DB=db,
         DIGESTBOT_DELIVERY_TRANSPORT="smtp",
         DIGESTBOT_SMTP_HOST=sink.host,
         DIGESTBOT_SMTP_PORT=str(sink.port),
-        XDG_CONFIG_HOME=str(tmp_path / "xdg"),
-    )
-    digestbot = str(Path(sys.executable).with_name("digestbot"))
-    proc = subprocess.Popen(
-        [digestbot, "run", "--now", "2026-11-22T12:00:00Z"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
     )
     try:
-        deadline = time.monotonic() + 120
-        while not sink.received and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        assert sink.received, "no message arrived before the deadline"
-        sent_at = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-        took = time.monotonic() - sent_at
+        with digestbot_process(["run", "--now", "2026-11-22T12:00:00Z"], tmp_path, env) as proc:
+            deadline = time.monotonic() + 120
+            while not sink.received and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.05)
+            assert sink.received, "no message arrived before the deadline"
+            out, err, took = stop_with_sigterm(proc, timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         sink.stop()
     assert took < 10, f"took {took:.1f} s to stop"
     assert proc.returncode == 3, (out, err)  # partial: the rest waits for the next run

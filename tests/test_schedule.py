@@ -3,10 +3,6 @@ controlled clock, and a clean exit on SIGTERM."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,7 +18,14 @@ from digestbot.schedule import Jobs, build_scheduler
 from digestbot.store import Store, open_store
 
 from .conftest import make_config
-from .pipeline_helpers import add, fill_inbox, maildir_recipients
+from .pipeline_helpers import (
+    add,
+    digestbot_process,
+    fill_inbox,
+    maildir_recipients,
+    stop_with_sigterm,
+    subprocess_env,
+)
 
 
 @pytest.fixture
@@ -168,22 +171,8 @@ def test_a_held_lock_skips_the_job(setup: tuple, caplog: pytest.LogCaptureFixtur
 
 
 def test_sigterm_stops_the_daemon_promptly_with_exit_0(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGESTBOT_") and k != "CI"}
-    env.update(
-        DIGESTBOT_DB=str(tmp_path / "d.db"),
-        DIGESTBOT_SECRET_KEY="test-secret-key-not-for-production",
-        XDG_CONFIG_HOME=str(tmp_path / "xdg"),
-    )
-    digestbot = str(Path(sys.executable).with_name("digestbot"))
-    proc = subprocess.Popen(
-        [digestbot, "schedule"],
-        cwd=tmp_path,
-        env=env,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    env = subprocess_env(tmp_path)
+    with digestbot_process(["schedule"], tmp_path, env) as proc:
         assert proc.stderr is not None
         seen = []
         deadline = time.monotonic() + 60
@@ -195,14 +184,7 @@ def test_sigterm_stops_the_daemon_promptly_with_exit_0(tmp_path: Path) -> None:
             if "scheduler started" in line:
                 break
         assert any("scheduler started" in line for line in seen), "".join(seen)
-        sent_at = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-        took = time.monotonic() - sent_at
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _out, err, took = stop_with_sigterm(proc, timeout=30)
     assert proc.returncode == 0, err
     assert took < 15, f"took {took:.1f} s to stop"
     assert "SIGTERM received: finishing the job in progress" in err
