@@ -30,6 +30,15 @@ def _count(store: Store, model: type) -> int:
         return int(s.scalar(select(func.count()).select_from(model)) or 0)
 
 
+def _seed_and_send(store: Store, queued: int, *, sent: int) -> None:
+    """``queued`` digests in the outbox, the first ``sent`` of them recorded as sent."""
+    seed_outbox(store, queued)
+    jobs = outbox.claim(store, "w", sent, NOW_CLAIM, LEASE)
+    outbox.record(
+        store, [(j, Outcome("sent")) for j in jobs], NOW_CLAIM, max_attempts=5, backoff_seconds=1
+    )
+
+
 def test_a_run_keeps_no_message_bytes_once_sent_nor_for_feeds(tmp_path: Path, db_url: str) -> None:
     config = make_config(tmp_path, db_url)
     store = open_store(db_url)
@@ -81,15 +90,7 @@ def test_db_prune_removes_finished_history_past_the_age(
 ) -> None:
     store = open_store(db_url)
     try:
-        seed_outbox(store, 4)
-        jobs = outbox.claim(store, "w", 3, NOW_CLAIM, LEASE)
-        outbox.record(
-            store,
-            [(j, Outcome("sent")) for j in jobs],
-            NOW_CLAIM,
-            max_attempts=5,
-            backoff_seconds=1,
-        )
+        _seed_and_send(store, 4, sent=3)
         with store.session() as s:
             old = datetime(2026, 6, 1, tzinfo=UTC)
             # two sent digests and the queued one are old; one sent digest is recent
@@ -128,15 +129,7 @@ def test_a_run_prunes_past_store_retention_days(tmp_path: Path) -> None:
     config = make_config(tmp_path, db, store__retention_days=30)
     store = open_store(db)
     try:
-        seed_outbox(store, 2)
-        jobs = outbox.claim(store, "w", 2, NOW_CLAIM, LEASE)
-        outbox.record(
-            store,
-            [(j, Outcome("sent")) for j in jobs],
-            NOW_CLAIM,
-            max_attempts=5,
-            backoff_seconds=1,
-        )
+        _seed_and_send(store, 2, sent=2)
         with store.session() as s:
             s.execute(update(Digest).values(created_at=NOON - timedelta(days=31)))
         report = run_once(store, config, now=NOON, ingest=False)
