@@ -25,13 +25,20 @@ FLAGS = [
 
 
 @contextmanager
-def chromium() -> Iterator[Any]:
-    """A launched headless Chromium (a Playwright Browser); screenshots go to ARTIFACTS."""
+def chromium(force_dark: bool = False) -> Iterator[Any]:
+    """A launched headless Chromium (a Playwright Browser); screenshots go to ARTIFACTS.
+
+    ``force_dark``: Chromium's auto dark mode, which darkens a page that does not claim a
+    dark scheme of its own, as the mail apps' dark modes do."""
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=FLAGS + (["--blink-settings=forceDarkModeEnabled=true"] if force_dark else []),
+        )
         try:
             yield browser
         finally:

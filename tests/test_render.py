@@ -149,16 +149,23 @@ def test_html_and_text_carry_the_same_content() -> None:
     assert "/feeds/" not in render(reader(formats="email")).text
 
 
-def test_css_is_inlined_and_dark_mode_kept() -> None:
+def test_css_is_inlined_and_dark_mode_only_on_the_browser_page() -> None:
     html = render().html
     assert 'class="title-link" href="https://huggingface.co/papers/2411.00000" style="' in html
-    assert "prefers-color-scheme: dark" in html
-    assert '<meta name="color-scheme" content="light dark">' in html
     assert '<b\nclass="kw" style="background-color: #fef3c7' in html
     # Jinja in <title> (raw text to the inliner's parser) survives inlining
     assert "<title>3 new papers for you · Mon 23 Nov · sparse autoencoders</title>" in html
-    # only the @media block stays in <style>; ordinary rules went into the elements
-    style = html[html.index("<style>") : html.index("</style>")]
+    # mail: every rule inlined, no <style> (Gmail's mobile web drops it) and no claim of a
+    # dark scheme it could not honour without one
+    assert "<style" not in html and "color-scheme" not in html
+    page = render_digest(
+        reader(), entries(), period="2026-11-23/daily", config=CONFIG, now=NOW, whole=True
+    )
+    assert page is not None
+    assert '<meta name="color-scheme" content="light dark">' in page.html
+    style = page.html[page.html.index("<style>") : page.html.index("</style>")]
+    assert "prefers-color-scheme: dark" in style
+    # only the @media rules stay in <style>; ordinary rules went into the elements
     assert ".hero-title {" not in style.split("@media")[0]
 
 

@@ -1,14 +1,15 @@
 """A rendered digest in real headless Chromium: desktop, phone and dark mode screenshots.
 
-Writes test-artifacts/digest-desktop.png, digest-phone.png and digest-dark.png (also via
-``make screenshot``) and checks the layout a reader would see.
+Writes test-artifacts/digest-desktop.png and digest-phone.png (the mail), digest-dark.png
+(the digest's browser page in dark mode) and digest-dark-mail.png (the mail as a mail app's
+dark mode paints it), also via ``make screenshot``, and checks what a reader would see.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,22 +104,21 @@ def digest_file() -> Path:
         if i % 2 == 0:
             p.github_url = f"https://github.com/example/paper-{i}"
         entries.append((p, Pick(p.id, 0.82 - 0.03 * i, matched, None, similar)))
-    rendered = render_digest(
-        reader(max_items=20),
-        entries,
-        period="2026-11-23/daily",
-        config=config,
-        now=datetime(2026, 11, 23, 7, tzinfo=UTC),
-    )
-    assert rendered is not None
-    assert len(rendered.as_bytes()) < LIMIT
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / "digest.html"
-    path.write_text(rendered.html, encoding="utf-8")
-    # as a client that drops the <style> block shows it (Gmail's mobile web version)
-    bare = re.sub(r"<style>.*?</style>", "", rendered.html, flags=re.S)
-    (ARTIFACTS / "digest-nostyle.html").write_text(bare, encoding="utf-8")
-    return path
+    for whole, name in ((False, "digest.html"), (True, "digest-page.html")):
+        rendered = render_digest(
+            reader(max_items=20),
+            entries,
+            period="2026-11-23/daily",
+            config=config,
+            now=datetime(2026, 11, 23, 7, tzinfo=UTC),
+            whole=whole,
+        )
+        assert rendered is not None
+        if not whole:
+            assert len(rendered.as_bytes()) < LIMIT
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / name).write_text(rendered.html, encoding="utf-8")
+    return ARTIFACTS / "digest.html"
 
 
 # The WCAG contrast ratio of every element's own text against the background behind it
@@ -150,50 +150,72 @@ CONTRAST = """() => {
 }"""
 
 
+LAYOUT = """() => ({
+    container: document.querySelector('.container').getBoundingClientRect().width,
+    overflow: document.documentElement.scrollWidth,
+    page: getComputedStyle(document.querySelector('.page')).backgroundColor,
+    title: getComputedStyle(document.querySelector('.title-link')).color,
+    papers: document.querySelectorAll('h2').length,
+    full: document.querySelectorAll('.paper').length,
+})"""
+
+
+def shoot(browser: Any, name: str, file: Path, width: int, scheme: str) -> dict[str, Any]:
+    """Screenshot ``file`` as test-artifacts/digest-NAME.png; its layout and text contrast."""
+    page = browser.new_page(viewport={"width": width, "height": 900}, color_scheme=scheme)
+    # an email must not fetch anything: fail on any request but the file itself
+    requests: list[str] = []
+    page.on("request", lambda r, seen=requests: seen.append(r.url))
+    page.goto(file.as_uri())
+    shot = ARTIFACTS / f"digest-{name}.png"
+    page.screenshot(path=str(shot), full_page=True)
+    found: dict[str, Any] = page.evaluate(LAYOUT)
+    found["text"] = page.evaluate(CONTRAST)
+    found["brightness"] = brightness(shot)
+    assert requests == [file.as_uri()]
+    assert shot.stat().st_size > 20_000
+    page.close()
+    return found
+
+
+def brightness(png: Path) -> float:
+    """The mean grey level (0 to 255) of a screenshot, as painted."""
+    from PIL import Image, ImageStat
+
+    with Image.open(png) as image:
+        return float(ImageStat.Stat(image.convert("L")).mean[0])
+
+
 @pytest.mark.browser
 def test_screenshots_in_chromium(digest_file: Path) -> None:
+    web_page = digest_file.with_name("digest-page.html")
     with chromium() as browser:
-        shots = {}
-        for name, width, scheme, file in (
-            ("desktop", 760, "light", digest_file),
-            ("phone", 390, "light", digest_file),
-            ("dark", 760, "dark", digest_file),
-            ("phone-nostyle", 390, "light", digest_file.with_name("digest-nostyle.html")),
-        ):
-            page = browser.new_page(viewport={"width": width, "height": 900}, color_scheme=scheme)
-            # an email must not fetch anything: fail on any request but the file itself
-            requests: list[str] = []
-            page.on("request", lambda r, seen=requests: seen.append(r.url))
-            page.goto(file.as_uri())
-            shot = ARTIFACTS / f"digest-{name}.png"
-            page.screenshot(path=str(shot), full_page=True)
-            shots[name] = page.evaluate(
-                """() => ({
-                    container: document.querySelector('.container')
-                        .getBoundingClientRect().width,
-                    overflow: document.documentElement.scrollWidth,
-                    page: getComputedStyle(document.querySelector('.page')).backgroundColor,
-                    title: getComputedStyle(document.querySelector('.title-link')).color,
-                    papers: document.querySelectorAll('h2').length,
-                    full: document.querySelectorAll('.paper').length,
-                })"""
-            )
-            shots[name]["text"] = page.evaluate(CONTRAST)
-            assert requests == [file.as_uri()]
-            assert shot.stat().st_size > 20_000
-            page.close()
+        shots = {
+            "desktop": shoot(browser, "desktop", digest_file, 760, "light"),
+            "phone": shoot(browser, "phone", digest_file, 390, "light"),
+            # the whole digest on the web front follows the reader's scheme
+            "dark": shoot(browser, "dark", web_page, 760, "dark"),
+        }
+    # A mail in dark mode, as the mail apps show it: mail cannot restyle itself (no <style>,
+    # see _base.html.j2), so the app darkens it; Chromium's auto dark mode does the same.
+    with chromium(force_dark=True) as browser:
+        shots["dark-mail"] = shoot(browser, "dark-mail", digest_file, 390, "dark")
+    assert "<style" not in digest_file.read_text(encoding="utf-8")
     assert shots["desktop"]["container"] == 600
     assert shots["desktop"]["papers"] == len(PAPERS + EXTRA)
     assert shots["desktop"]["full"] == 10  # the rest are shorter
-    for name in ("phone", "phone-nostyle"):
-        assert shots[name]["container"] <= 390
-        assert shots[name]["overflow"] <= 390, name  # nothing wider than the phone
+    assert shots["dark"]["full"] == len(PAPERS + EXTRA)  # the page shows every card in full
+    assert shots["phone"]["container"] <= 390
+    assert shots["phone"]["overflow"] <= 390  # nothing wider than the phone
     assert shots["desktop"]["page"] == "rgb(238, 241, 245)"
     assert shots["dark"]["page"] == "rgb(15, 17, 21)"
     assert shots["dark"]["title"] == "rgb(138, 180, 255)"
+    assert shots["desktop"]["brightness"] > 180
+    assert shots["dark"]["brightness"] < 60
+    assert shots["dark-mail"]["brightness"] < 60
     # WCAG AA: 4.5:1 for text (3:1 only for large text, which none of ours needs), and
     # body text at least 14 px, light and dark
-    for name in ("desktop", "dark", "phone-nostyle"):
+    for name in ("desktop", "phone", "dark"):
         texts = shots[name]["text"]
         assert len(texts) > 100
         low = [t for t in texts if t["ratio"] < 4.5]

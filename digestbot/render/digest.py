@@ -402,6 +402,9 @@ def render_digest(
         if subscriber.formats in ("rss", "both")
         else "",
         "view_url": "",
+        # the browser page may carry a stylesheet (dark mode, narrow screens); mail may not:
+        # Gmail's mobile web client drops every <style> block (doiuse-email)
+        "web_page": whole,
     }
 
     lazy_html: Callable[[], str] | None = None

@@ -104,7 +104,6 @@ def environment(folder: str | None = None) -> jinja2.Environment:
         lstrip_blocks=True,
         auto_reload=False,
     )
-    env.globals["css_inlined"] = True
     return env
 
 
