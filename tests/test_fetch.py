@@ -488,7 +488,7 @@ def test_a_big_feed_goes_in_whole(tmp_path: Path, sqlite_store: Store) -> None:
         (
             b'<feed xmlns="http://www.w3.org/2005/Atom"><entry>'
             b"<id>http://arxiv.org/abs/2610.00001v1</id><title>T</title></entry></feed>",
-            "the paper has no abstract",
+            "entry[0].summary: the paper has no abstract",
         ),
     ],
 )

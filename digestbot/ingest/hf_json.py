@@ -183,6 +183,7 @@ def _item(path: Path, where: str, item: Any) -> tuple[ParsedPaper, date | None]:
             comments=count(item, "numComments", where),
             links=links,
             github_url=github,
+            github_stars=count(paper, "githubStars", pwhere) if github else None,
         ),
         _day(path, f"{where}.publishedAt", item.get("publishedAt")) if "paper" in item else None,
     )

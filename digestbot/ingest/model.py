@@ -89,6 +89,7 @@ class ParsedPaper:
     comments: int | None = None
     links: list[str] = field(default_factory=list)
     github_url: str | None = None
+    github_stars: int | None = None
 
     def __post_init__(self) -> None:
         if not self.key:
@@ -122,6 +123,7 @@ MERGED_FIELDS = (
     "comments",
     "links",
     "github_url",
+    "github_stars",
 )
 
 
@@ -133,7 +135,7 @@ def merge_fields(old: dict[str, object], new: dict[str, object]) -> dict[str, ob
     """The fields of ``old`` that ``new`` improves: a paper keeps the best of every listing.
 
     Order does not matter, so ingesting dumps again, or in another order, ends the same.
-    Counts only grow (upvotes and comments rise over time); the longer abstract wins (a
+    Counts only grow (upvotes, comments and stars rise over time); the longer abstract wins (a
     cut-off copy is repaired by a complete one); missing facts are filled in; the earliest
     listing date stays; links are the union.
     """
@@ -149,7 +151,7 @@ def merge_fields(old: dict[str, object], new: dict[str, object]) -> dict[str, ob
             value = b if len(b) > len(a or "") else a  # type: ignore[arg-type]
         elif name == "authors":
             value = b if a is None or len(b) > len(a) else a  # type: ignore[arg-type]
-        elif name in ("author_count", "upvotes", "comments"):
+        elif name in ("author_count", "upvotes", "comments", "github_stars"):
             value = _max(a, b)  # type: ignore[arg-type]
         elif name == "listed_on":
             value = b if a is None or b < a else a  # type: ignore[operator]

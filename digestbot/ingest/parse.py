@@ -171,4 +171,5 @@ def _fields(paper: ParsedPaper) -> dict[str, object]:
         "comments": paper.comments,
         "links": paper.links,
         "github_url": paper.github_url,
+        "github_stars": paper.github_stars,
     }

@@ -49,6 +49,7 @@ def list_papers(
             "comments": p.comments,
             "links": p.links,
             "github_url": p.github_url,
+            "github_stars": p.github_stars,
             "first_seen_at": p.first_seen_at,
             "sightings": seen.get(p.id, []),
         }

@@ -18,10 +18,12 @@ class FailedDump:
 
     @classmethod
     def from_error(cls, file: str, error: DigestbotError) -> FailedDump:
+        # a JSON dump has no lines: the field ("papers[3].paper.upvotes") says where
+        message = f"{error.field}: {error.message}" if error.field else error.message
         return cls(
             printable_name(error.file or file),
             error.line,
-            printable_name(error.message),
+            printable_name(message),
             error.hint and printable_name(error.hint),
         )
 

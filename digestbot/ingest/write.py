@@ -260,6 +260,7 @@ class DumpWriter:
                 "comments": p.comments,
                 "links": p.links,
                 "github_url": p.github_url,
+                "github_stars": p.github_stars,
             }
             if row is None:
                 pid = paper_id_for(arxiv_id, key)

@@ -258,6 +258,7 @@ def _paper_sizes(view: PaperView) -> list[int]:
         full = FULL_OVERHEAD + _sent(view.title, 0, 1) + _sent(view.snippet, 0, 1)
         full += _sent(view.meta, 1, 1) + _sent(view.authors, 1, 1)
         full += _sent(view.label, 5, 0) + _sent(view.code_url, 1, 1)
+        full += _sent(view.code_label, 1, 1)
         full += 2 * _sent(view.url + view.abs_url, 2, 1)
         short = SHORT_OVERHEAD + _sent(view.title, 0, 1) + _sent(view.authors, 1, 0)
         short += _sent(view.label, 1, 0) + _sent(view.url + view.abs_url, 1, 1)

@@ -94,11 +94,8 @@ def _entry(
     # abstract shows as text): RSS readers take <description> as HTML, and Atom's summary
     # says type="html". Plain text with blank lines ran together in readers.
     parts = [why, view.authors, view.meta, view.snippet]
-    links_line = " · ".join(
-        f'<a href="{html.escape(url)}">{name}</a>'
-        for name, url in (("arXiv", view.abs_url), ("PDF", view.pdf_url), ("Code", view.code_url))
-        if url
-    )
+    named = (("arXiv", view.abs_url), ("PDF", view.pdf_url), (view.code_label, view.code_url))
+    links_line = " · ".join(f'<a href="{html.escape(u)}">{name}</a>' for name, u in named if u)
     body = "".join(f"<p>{html.escape(p, quote=False)}</p>" for p in parts if p)
     fe.summary(body + (f"<p>{links_line}</p>" if links_line else ""), type="html")
     for name in view.author_names:

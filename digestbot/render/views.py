@@ -61,6 +61,7 @@ class PaperView:
     abs_url: str  # arXiv abstract and PDF, "" without an arXiv id
     pdf_url: str
     code_url: str  # the GitHub repository, "" when none is known
+    code_label: str  # "Code", or "Code (1.2k stars)"
     label: str  # the title, short, for the labels of a card's links
     snippet: str
     snippet_wrapped: str
@@ -93,6 +94,23 @@ def paper_authors(paper: Paper) -> str:
     return shown + " et al." if count > FIRST_AUTHORS else shown
 
 
+def star_count(stars: int) -> str:
+    """A star count as GitHub shows it: 950, 1.2k, 15k, 1.3M."""
+    for size, suffix in ((1_000_000, "M"), (1_000, "k")):
+        if stars >= size:
+            value = f"{stars / size:.1f}".removesuffix(".0")
+            return f"{value}{suffix}" if float(value) < 100 else f"{stars // size}{suffix}"
+    return str(stars)
+
+
+def code_label(paper: Paper) -> str:
+    """The code link's words, with the repository's stars when a listing gave them."""
+    stars = paper.github_stars
+    if stars is None:
+        return "Code"
+    return f"Code ({star_count(stars)} star{'s' if stars != 1 else ''})"
+
+
 def paper_meta(paper: Paper) -> str:
     parts: list[str] = []
     org = clean_text(paper.organization)
@@ -122,6 +140,7 @@ _KEY_NAMES = (
     "upvotes",
     "comments",
     "github_url",
+    "github_stars",
     "authors",
 )
 _KEY_SET = frozenset(_KEY_NAMES)
@@ -167,6 +186,7 @@ def paper_view(paper: Paper) -> PaperView:
             abs_url=links.arxiv_url(paper, "abs"),
             pdf_url=links.arxiv_url(paper, "pdf"),
             code_url=links.code_url(paper),
+            code_label=code_label(paper),
             label=shorten(title, 60),
             snippet=snippet,
             snippet_wrapped=wrap(snippet, WRAP) if snippet else "",
@@ -221,6 +241,7 @@ class _Slots:
     abs_url: str
     pdf_url: str
     code_url: str
+    code_label: str
     label: str
     paper_id: str = ""
 
@@ -249,6 +270,7 @@ def card(template: Any, view: PaperView, *, html: bool) -> tuple[Card, Picker]:
             view.abs_url,
             view.pdf_url,
             view.code_url,
+            view.code_label,
             view.label,
         )
         shown = split(template.render(e=slots), READER_FIELDS, template.name, html=html)

@@ -80,6 +80,7 @@ class Paper(Base):
     comments: Mapped[int | None] = mapped_column(Integer)
     links: Mapped[list[str]] = mapped_column(JSON, default=list)
     github_url: Mapped[str | None] = mapped_column(String(500))
+    github_stars: Mapped[int | None] = mapped_column(Integer)
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, onupdate=clock.now)
 
