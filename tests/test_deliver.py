@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import mailbox
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
+from digestbot.clock import now as clock_now
 from digestbot.config import Config
 from digestbot.deliver import outbox, send_due, send_now, state_counts
 from digestbot.deliver.ratelimit import RateLimiter
@@ -473,6 +476,82 @@ def test_a_slow_batch_renews_its_leases_so_nothing_is_sent_twice(
         t.join(60)
     assert smtp_sink.recipients() == Counter(dict.fromkeys(addresses, 1))
     assert sum(r.sent for r in reports) == 40 and state_counts(store) == {"sent": 40}
+
+
+def test_one_sender_never_says_its_claims_were_taken_over(
+    store: Store, tmp_path: Path, smtp_sink: SmtpSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    # leases renewed every third of a second while results are committed: a renewal that
+    # raced a group's commit took the rows just recorded for claims another sender took
+    addresses = seed_outbox(store, 300)
+    cfg = smtp_config(
+        tmp_path, store, smtp_sink, smtp__rate=200.0, smtp__pool_size=4, delivery__lease_seconds=1
+    )
+    with caplog.at_level("WARNING", logger="digestbot"):
+        report = send_due(store, cfg)
+    assert [r.getMessage() for r in caplog.records if "taken over" in r.getMessage()] == []
+    assert (report.sent, report.lost) == (300, 0)
+    assert smtp_sink.recipients() == Counter(dict.fromkeys(addresses, 1))
+
+
+def test_claims_another_sender_really_took_are_reported_and_not_sent(
+    store: Store, tmp_path: Path, smtp_sink: SmtpSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed_outbox(store, 30)
+    # slow (5 a second), so most claims wait in this sender's queue past a renewal
+    cfg = smtp_config(
+        tmp_path, store, smtp_sink, smtp__rate=5.0, smtp__pool_size=1, delivery__lease_seconds=3
+    )
+    reports: list[Any] = []
+    with caplog.at_level("WARNING", logger="digestbot"):
+        thread = threading.Thread(target=lambda: reports.append(send_due(store, cfg)))
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not smtp_sink.recipients() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # another sender whose clock says the leases ran out takes what is still claimed
+        taken = outbox.claim(
+            store, "other", 30, clock_now() + timedelta(hours=1), timedelta(hours=1)
+        )
+        thread.join(30)
+    assert taken
+    (report,) = reports
+    warnings = [r.getMessage() for r in caplog.records if "taken over" in r.getMessage()]
+    assert warnings and report.lost > 0
+    sent_to = smtp_sink.recipients()
+    assert max(sent_to.values()) == 1
+    # what the other sender holds was not sent by this one, nor recorded by it
+    taken_ids = {j.id for j in taken}
+    with store.session() as s:
+        rows = s.scalars(select(Digest).where(Digest.id.in_(taken_ids))).all()
+    assert {r.claimed_by for r in rows if r.state == "sending"} <= {"other"}
+    assert report.sent + len([r for r in rows if r.state == "sending"]) <= 30
+
+
+def test_a_dead_local_workers_claims_are_served_before_the_queue(
+    store: Store, tmp_path: Path, smtp_sink: SmtpSink
+) -> None:
+    addresses = seed_outbox(store, 40)
+    # a worker of this machine that claimed the last ten rows, then died (a real process
+    # that has exited: its pid is free), long before its lease would run out
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    owner = f"{outbox.new_worker_id().rsplit(':', 2)[0]}:{dead.pid}:dead00"
+    with store.session() as s:
+        last = s.scalars(select(Digest.id).order_by(Digest.id.desc()).limit(10)).all()
+        s.execute(
+            update(Digest)
+            .where(Digest.id.in_(last))
+            .values(state="sending", claimed_by=owner, lease_until=T0 + timedelta(days=1))
+        )
+    cfg = smtp_config(tmp_path, store, smtp_sink, smtp__pool_size=1)
+    report = send_due(store, cfg, limit=10)
+    assert report.sent == 10
+    # the ten readers whose sender died got theirs first; the fresh queue waits
+    assert set(smtp_sink.recipients()) == set(addresses[-10:])
+    report = send_due(store, cfg)
+    assert report.sent == 30 and state_counts(store) == {"sent": 40}
+    assert smtp_sink.recipients() == Counter(dict.fromkeys(addresses, 1))
 
 
 def test_a_refused_envelope_sender_stops_the_run_and_bounces_nobody(

@@ -261,24 +261,28 @@ def _jobs(s: Session | Connection, rows: Sequence[Any], worker_id: str = "") -> 
 
 
 def _candidates(s: Connection, now: datetime, n: int) -> list[int]:
-    """The ``n`` lowest ids among due rows, locked (PostgreSQL: skipping rows other workers
-    hold). One LIMITed range per due state, each read in id order off the (state, id)
-    index: the cost does not grow with the outbox, as ordering every due row would."""
+    """Up to ``n`` due rows, locked (PostgreSQL: skipping rows other workers hold): first
+    claims whose worker died and retries that are due, then queued rows, each in id order.
+    Readers whose sender died, or whose relay said "later", have waited longest: they go
+    before the fresh queue, never after it. One LIMITed range per due state, each read in
+    id order off the (state, id) index: the cost does not grow with the outbox."""
     ranges = (
-        Digest.state == "queued",
-        and_(
-            Digest.state == "retry",
-            # a retry without a time (an old takeover given back) is due at once
-            or_(Digest.next_attempt_at.is_(None), Digest.next_attempt_at <= now),
-        ),
         # a claim whose worker died: taken over once its lease runs out
         and_(Digest.state == "sending", Digest.lease_until < now),
+        and_(
+            Digest.state == "retry",
+            # a retry without a time (a dead worker's claim given back) is due at once
+            or_(Digest.next_attempt_at.is_(None), Digest.next_attempt_at <= now),
+        ),
+        Digest.state == "queued",
     )
     ids: list[int] = []
     for where in ranges:
-        query = select(Digest.id).where(where).order_by(Digest.id).limit(n)
+        if len(ids) >= n:
+            break
+        query = select(Digest.id).where(where).order_by(Digest.id).limit(n - len(ids))
         ids.extend(s.scalars(query.with_for_update(skip_locked=True)))
-    return sorted(ids)[:n]
+    return ids
 
 
 def _reader_active() -> Any:
@@ -300,8 +304,8 @@ def claim(
     max_attempts: int | None = None,
     daily_limit: int = 0,
 ) -> list[Job]:
-    """Claim up to ``n`` due rows for this worker, lowest ids first, in one short
-    transaction.
+    """Claim up to ``n`` due rows for this worker in one short transaction: rows whose
+    sender died and due retries first, then queued rows, each in id order.
 
     With a ``daily_limit``, no more than the sliding 24 hours' headroom (sent plus in flight,
     see :func:`daily_headroom`), however many workers claim at once.

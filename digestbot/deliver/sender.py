@@ -270,7 +270,10 @@ class _Run:
         self.renewed = time.monotonic()
         held = set(self.held)
         kept = await self.db(outbox.renew, self.store, self.worker_id, held, self.now(), self.lease)
-        lost = held - kept
+        # a group committed meanwhile (the store's thread runs it before the renewal) is no
+        # longer 'sending', so not renewed, and not held either: only claims still held
+        # and not renewed were taken over
+        lost = (held - kept) & self.held
         if lost:
             log.warning("%d claims were taken over by another sender; not sending them", len(lost))
             self.held -= lost
