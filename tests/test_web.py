@@ -336,3 +336,32 @@ async def test_healthz_and_error_pages(tmp_path: Path, db_url: str) -> None:
     assert missing_json.status_code == 404 and missing_json.json()["status"] == 404
     assert gone.status_code == 404 and "no longer exists" in gone.text
     assert wrong_method.status_code == 405 and "Error 405" in wrong_method.text
+
+
+@pytest.mark.parametrize("utf8", [False, True], ids=["relay-without-smtputf8", "relay-with-it"])
+async def test_a_non_ascii_address_is_refused_on_the_form_when_the_relay_cannot_take_it(
+    tmp_path: Path, db_url: str, utf8: bool
+) -> None:
+    sink = SmtpSink(enable_SMTPUTF8=utf8).start()
+    try:
+        app = web_app(tmp_path, db_url, sink)
+        async with client_for(app) as client:
+            token = await csrf(client)
+            page = await client.post("/subscribe", data=subscribe_form(token, "josé@example.org"))
+            # an ASCII address on the same relay goes on as before
+            token = await csrf(client)
+            plain = await client.post("/subscribe", data=subscribe_form(token, "jose@example.org"))
+        assert plain.status_code == 200 and _sub(db_url, "jose@example.org") is not None
+        if utf8:
+            assert page.status_code == 200 and "Check your inbox" in page.text
+            assert _sub(db_url, "josé@example.org") is not None
+            assert sink.recipients() == {"josé@example.org": 1, "jose@example.org": 1}
+        else:
+            # told the truth on the form, not "check your inbox" for a mail that never comes
+            assert page.status_code == 422
+            assert "Check your inbox" not in page.text
+            assert "cannot deliver to such addresses" in page.text
+            assert _sub(db_url, "josé@example.org") is None
+            assert sink.recipients() == {"jose@example.org": 1}
+    finally:
+        sink.stop()

@@ -159,5 +159,8 @@ class SigningTransport:
             else:
                 yield _SignedChannel(channel, self.signer)
 
+    async def takes_utf8_local_parts(self) -> bool:
+        return await self.inner.takes_utf8_local_parts()
+
 
 __all__ = ["SIGNED_HEADERS", "Signer", "SigningTransport"]

@@ -315,6 +315,21 @@ class SmtpTransport:
     def from_config(cls, config: Config) -> SmtpTransport:
         return cls(SmtpSettings.from_config(config))
 
+    async def takes_utf8_local_parts(self) -> bool:
+        """Whether the relay offers SMTPUTF8 (RFC 6531), asked over a new connection;
+        Unavailable or DeliveryError when it cannot be asked."""
+        channel = SmtpChannel(self.settings, self._tls)
+        client = await channel._connect()
+        channel.client = client
+        try:
+            if client.is_ehlo_or_helo_needed:
+                await client.ehlo()
+            return client.supports_extension("smtputf8")
+        except (SMTPException, OSError, TimeoutError) as exc:
+            raise Unavailable(f"cannot ask {self.settings.host} what it offers: {exc}") from None
+        finally:
+            await channel.close()
+
     @asynccontextmanager
     async def channel(self) -> AsyncIterator[Channel]:
         channel = SmtpChannel(self.settings, self._tls)

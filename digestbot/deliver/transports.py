@@ -73,6 +73,10 @@ class Transport(Protocol):
 
     def channel(self) -> AbstractAsyncContextManager[Channel]: ...
 
+    async def takes_utf8_local_parts(self) -> bool:
+        """Whether an address with non-ASCII characters before the @ can be delivered."""
+        ...
+
 
 def _atomic_write(folder: Path, name: str, data: bytes) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
@@ -110,6 +114,9 @@ class FileTransport:
     async def channel(self) -> AsyncIterator[Channel]:
         yield _FileChannel(self.folder)
 
+    async def takes_utf8_local_parts(self) -> bool:
+        return True  # a file takes any address
+
 
 class _MaildirChannel:
     def __init__(self, box: mailbox.Maildir, folder: Path) -> None:
@@ -140,6 +147,9 @@ class MaildirTransport:
         except OSError as exc:
             raise _local_error(self.folder, exc, "delivery.maildir") from None
         yield _MaildirChannel(box, self.folder)
+
+    async def takes_utf8_local_parts(self) -> bool:
+        return True  # a local folder takes any address
 
 
 def _local_error(folder: Path, exc: OSError, field: str) -> DeliveryError:

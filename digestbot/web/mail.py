@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
 
 from ..config import Config
 from ..deliver import send_now
+from ..deliver.transports import SendFailure, make_transport
 from ..errors import DigestbotError
 from ..render import build_message
 from ..render.links import confirm_url, preferences_url, unsubscribe_url
 from ..render.templates import get_template
 from ..tokens import Tokens
+from .site import Site
 
 log = logging.getLogger("digestbot.web")
 
@@ -70,6 +73,35 @@ def compose(config: Config, tokens: Tokens, notice: Notice) -> bytes:
     html = get_template("confirm.html.j2").render(context)
     text = get_template("confirm.txt.j2").render(context)
     return build_message(config, to=notice.email, subject=subject, text=text, html=html)
+
+
+# How long the relay's answer to "do you offer SMTPUTF8?" is trusted before asking again
+UTF8_CHECK_SECONDS = 600.0
+UTF8_LOCAL_PART = (
+    "This address has characters other than plain ASCII letters before the @, and our mail "
+    "server cannot deliver to such addresses, so the confirmation email would never reach "
+    "you. Please use another address."
+)
+
+
+async def address_problem(site: Site, email: str) -> str | None:
+    """Why the confirmation email could not reach ``email``, said on the form rather than
+    "check your inbox" for a mail that will never come; None when it can be sent.
+
+    Only a non-ASCII local part depends on the relay (SMTPUTF8); its answer is kept for
+    ``UTF8_CHECK_SECONDS``. A relay that cannot be asked is not an answer: the request
+    goes on, and the sending reports the failure as for any address."""
+    if email.rpartition("@")[0].isascii():
+        return None
+    known = site.utf8_mail
+    if known is None or time.monotonic() - known[0] > UTF8_CHECK_SECONDS:
+        try:
+            takes = await make_transport(site.config).takes_utf8_local_parts()
+        except (DigestbotError, SendFailure) as error:
+            log.warning("cannot ask the mail server about SMTPUTF8: %s", error)
+            return None
+        site.utf8_mail = known = (time.monotonic(), takes)
+    return None if known[1] else UTF8_LOCAL_PART
 
 
 async def deliver_notice(config: Config, tokens: Tokens, notice: Notice) -> None:

@@ -33,7 +33,7 @@ from ..store.subscribers import (
     update_subscriber,
 )
 from .forms import LABELS, SUBSCRIBE_FIELDS, FormResult, check_form, read_form
-from .mail import Notice, send_notice
+from .mail import Notice, address_problem, send_notice
 from .ratelimit import client_key, mailbox_key
 from .security import check_csrf, client_address
 from .site import VERSION, Site
@@ -158,6 +158,10 @@ async def subscribe(request: Request) -> Response:
         return await _subscribe_page(request, site, result, status=422)
     _rate_limit(site, "address:" + email_key(result.values["email"]))
     _rate_limit(site, "mailbox:" + mailbox_key(result.values["email"]))
+    problem = await address_problem(site, result.values["email"])
+    if problem:
+        result.errors["email"] = problem
+        return await _subscribe_page(request, site, result, status=422)
     # Recorded before the answer, so "check your inbox" is never said for a request that
     # was lost; the same page either way, and the email goes after the response: neither
     # the wording nor the timing says whether the address was here.

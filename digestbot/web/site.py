@@ -56,6 +56,9 @@ class Site:
     trusted: list[Network]
     limiter: RateLimiter
     templates: Jinja2Templates = field(repr=False)
+    # whether the mail transport takes non-ASCII local parts, and when that was asked
+    # (time.monotonic): see mail.address_problem
+    utf8_mail: tuple[float, bool] | None = None
 
     @property
     def secure(self) -> bool:
