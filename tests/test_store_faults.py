@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import socket
 import sqlite3
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -224,3 +226,94 @@ def test_postgresql_lost_mid_send_ends_the_run_with_a_summary(tmp_path: Path, pg
         direct.dispose()
     # repeated: at most the messages in flight when the link went, one per connection
     assert first + rest.sent - 200 <= 2
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``folder``: a real file system that fills up. Needs
+    root, as `make test` is run (tools/test-machine)."""
+    folder.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, f"cannot mount a tmpfs (run the tests as root): {done.stderr}"
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill_up(folder: Path) -> Path:
+    """Write a file until the file system is full; returns it, to free the space."""
+    filler = folder / "filler"
+    with filler.open("wb", buffering=0) as out:
+        block = b"\0" * 65536
+        with contextlib.suppress(OSError):
+            while True:
+                out.write(block)
+    with contextlib.suppress(OSError), filler.open("ab", buffering=0) as out:
+        while True:  # the last few bytes, one at a time
+            out.write(b"\0")
+    return filler
+
+
+class FillingSink(SinkHandler):
+    """Fills the store's file system when the nth message arrives."""
+
+    def __init__(self, folder: Path, nth: int) -> None:
+        super().__init__()
+        self.folder, self.nth = folder, nth
+        self.filler: Path | None = None
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        reply = await super().handle_DATA(server, session, envelope)
+        if len(self.received) == self.nth and self.filler is None:
+            self.filler = fill_up(self.folder)
+        return reply
+
+
+def test_a_disk_that_fills_mid_send_ends_the_run_and_the_next_run_delivers_the_rest(
+    tmp_path: Path,
+) -> None:
+    with small_disk(tmp_path / "disk", "32m") as disk:
+        path = disk / "d.db"
+        store = open_store(path)
+        addresses = seed_outbox(store, 300)
+        handler = FillingSink(disk, nth=40)
+        sink = SmtpSink(handler).start()
+        try:
+            cfg = smtp_config(tmp_path, store, sink, smtp__pool_size=2, smtp__rate=100.0)
+            report = send_due(store, cfg)
+        finally:
+            sink.stop()
+        assert handler.filler is not None
+        # the disk filled after the first claims and results went in: mid-send
+        assert report.sent >= 1
+        assert report.error is not None and "database or disk is full" in report.error
+        assert report.hint is not None and "free space" in report.hint.lower()
+        first = sink.recipients()
+        # stopped at once: no more than what was in flight went out after the disk filled
+        assert sum(first.values()) <= 40 + 2 and set(first.values()) == {1}
+        store.dispose()
+        # space again (the operator cleaned up); the next run, in a new process as cron runs
+        # it, takes back the dead run's claims and delivers the rest
+        handler.filler.unlink()
+        second = SmtpSink().start()
+        try:
+            later = clock.now() + timedelta(seconds=601)
+            again = open_store(path)
+            rest = send_due(again, smtp_config(tmp_path, again, second), now=lambda: later)
+            counts = state_counts(again)
+            again.dispose()
+        finally:
+            second.stop()
+        assert counts == {"sent": 300}
+        every = first + second.recipients()
+        assert set(every) == set(addresses)
+        # repeated: only the messages whose result the full disk kept from being recorded,
+        # at most the pool size
+        assert sum(every.values()) - 300 <= 2
+        assert rest.sent == sum(second.recipients().values())
