@@ -367,6 +367,14 @@ def test_daily_limit_is_a_sliding_window(store: Store, tmp_path: Path, smtp_sink
     assert len(smtp_sink.received) == 8
 
 
+def test_every_transport_the_setting_offers_is_registered() -> None:
+    from digestbot.config import SETTINGS
+    from digestbot.deliver.transports import TRANSPORTS
+
+    (setting,) = [s for s in SETTINGS if s.name == "delivery.transport"]
+    assert sorted(setting.choices) == sorted(TRANSPORTS)
+
+
 def test_maildir_is_the_default_transport(store: Store, tmp_path: Path) -> None:
     addresses = seed_outbox(store, 5)
     cfg = make_config(tmp_path, store.url)

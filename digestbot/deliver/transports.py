@@ -10,7 +10,7 @@ from __future__ import annotations
 import mailbox
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -160,27 +160,35 @@ def _local_error(folder: Path, exc: OSError, field: str) -> DeliveryError:
     )
 
 
+# Each transport is built from the settings by a factory registered under the name that
+# ``delivery.transport`` takes; SMTP's module is imported only when it is chosen.
+def _smtp(config: Config) -> Transport:
+    from .safety import check_smtp_settings
+    from .smtp import SmtpTransport
+
+    check_smtp_settings(config)
+    return SmtpTransport.from_config(config)
+
+
+TRANSPORTS: dict[str, Callable[[Config], Transport]] = {
+    "maildir": lambda config: MaildirTransport(config.path("delivery.maildir")),
+    "smtp": _smtp,
+    "file": lambda config: FileTransport(config.path("delivery.outdir")),
+}
+
+
 def make_transport(config: Config) -> Transport:
     """The transport named by ``delivery.transport``, signing with DKIM when configured."""
-    from .safety import check_smtp_settings
     from .signing import Signer, SigningTransport
 
     kind = config["delivery.transport"]
-    transport: Transport
-    if kind == "smtp":
-        from .smtp import SmtpTransport
-
-        check_smtp_settings(config)
-        transport = SmtpTransport.from_config(config)
-    elif kind == "file":
-        transport = FileTransport(config.path("delivery.outdir"))
-    elif kind == "maildir":
-        transport = MaildirTransport(config.path("delivery.maildir"))
-    else:
+    factory = TRANSPORTS.get(kind)
+    if factory is None:
         raise DeliveryError(
             f"unknown transport {kind!r}",
             field="delivery.transport",
-            hint="Use maildir, smtp or file.",
+            hint=f"Use one of: {', '.join(TRANSPORTS)}.",
         )
+    transport = factory(config)
     signer = Signer.from_config(config)
     return transport if signer is None else SigningTransport(transport, signer)
