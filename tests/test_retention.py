@@ -165,3 +165,43 @@ def test_a_run_refreshes_postgresql_statistics_after_its_bulk_writes(
         assert {"papers", "digests", "digest_items", "sent_papers"} <= analyzed
     finally:
         store.dispose()
+
+
+def test_postgresql_reuses_the_space_of_sent_messages_without_autovacuum(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """A server without autovacuum (as the issue's, and this one): each send's dead rows
+    (every digest updated, every message's bytes deleted) must be vacuumed by digestbot, or
+    the store grows by every message ever sent."""
+    from sqlalchemy import text
+
+    from digestbot.deliver import send_due
+
+    store = open_store(pg_url)
+    try:
+        with store.engine.begin() as conn:  # whatever the server's setting
+            conn.execute(
+                text(
+                    "ALTER TABLE digest_messages SET (autovacuum_enabled = false,"
+                    " toast.autovacuum_enabled = false)"
+                )
+            )
+        config = make_config(tmp_path, pg_url)
+        sizes = []
+        for day in range(4):
+            # a day's digests, 40 KB each, sent and their bytes dropped
+            seed_outbox(
+                store, 300, size=40_000, period=f"2026-11-{20 + day}/daily", prefix=f"d{day}r"
+            )
+            report = send_due(store, config)
+            assert report.sent == 300
+            with store.engine.connect() as conn:
+                sizes.append(
+                    conn.execute(
+                        text("SELECT pg_total_relation_size('digest_messages')")
+                    ).scalar_one()
+                )
+        # the first day's space is reused by the next days: flat, not four days' worth
+        assert sizes[-1] <= sizes[0] * 1.5, sizes
+    finally:
+        store.dispose()

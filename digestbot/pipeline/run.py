@@ -324,8 +324,6 @@ def send_stage(
         result = send_due(
             store, config, stop=stop, now=clock, progress=_stage_progress(progress, "send")
         )
-    if result.sent:
-        store.analyze("sent_papers", "digests")  # see digest_stage
     report.sent += result.sent
     report.retried += result.retried
     report.send_failed += result.failed

@@ -77,13 +77,23 @@ class Store:
         with self.sessions.begin() as session:
             yield session
 
-    def analyze(self, *tables: str) -> None:
+    def analyze(self, *tables: str, vacuum: bool = False) -> None:
         """Refresh PostgreSQL's statistics of ``tables`` after a bulk write (SQLite's
-        planner does without them)."""
-        if self.dialect == "postgresql" and tables:
-            quote = self.engine.dialect.identifier_preparer.quote
+        planner does without them); ``vacuum``: also make the space of the rows a bulk
+        update or delete left dead reusable (sent messages' bytes, digests' old states).
+
+        A server may run without autovacuum (this one's tests and benchmarks do), and
+        then nothing else would: the store would grow by every message ever sent."""
+        if self.dialect != "postgresql" or not tables:
+            return
+        names = ", ".join(map(self.engine.dialect.identifier_preparer.quote, tables))
+        if vacuum:
+            # VACUUM cannot run inside a transaction block
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql(f"VACUUM (ANALYZE) {names}")
+        else:
             with self.engine.begin() as conn:
-                conn.exec_driver_sql("ANALYZE " + ", ".join(map(quote, tables)))
+                conn.exec_driver_sql(f"ANALYZE {names}")
 
     def dispose(self) -> None:
         self.engine.dispose()

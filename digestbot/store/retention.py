@@ -54,6 +54,8 @@ def prune(store: Store, before: datetime) -> Pruned:
         pruned.sent_papers = int(result.rowcount or 0)  # type: ignore[attr-defined]
         result = s.execute(delete(UsedToken).where(UsedToken.used_at < before))
         pruned.used_tokens = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    if pruned.digests or pruned.sent_papers:
+        store.analyze("digests", "digest_items", "digest_messages", "sent_papers", vacuum=True)
     return pruned
 
 
