@@ -194,8 +194,12 @@ def run_core(n_subs: int, n_papers: int, chunk: int, seed: int = 1) -> None:
         )
 
 
-def run_end_to_end(n_subs: int, n_papers: int, chunk: int, seed: int = 2) -> None:
-    """Profiles from typed phrases, explanations and Pick objects, through rank()."""
+def run_end_to_end(
+    n_subs: int, n_papers: int, chunk: int, seed: int = 2, liked_pool: int = 0
+) -> tuple[float, float]:
+    """Profiles from typed phrases, explanations and Pick objects, through rank(); with
+    ``liked_pool``, every reader also liked 1 to 3 papers drawn from that many. Returns the
+    seconds and the peak memory allocated (MiB, tracemalloc)."""
     rng = np.random.default_rng(seed)
     words = [f"w{i}" for i in range(VOCAB)]
     papers = zipf_terms(rng, n_papers, TERMS_PER_PAPER, skip=0)
@@ -213,7 +217,14 @@ def run_end_to_end(n_subs: int, n_papers: int, chunk: int, seed: int = 2) -> Non
     p = 1.0 / np.arange(1, PHRASE_POOL + 1)
     chosen = rng.choice(PHRASE_POOL, size=(n_subs, 8), p=p / p.sum())
     keywords = [[pool[c] for c in row] for row in chosen.tolist()]
+    liked = (
+        [rng.choice(liked_pool, rng.integers(1, 4), replace=False).tolist() for _ in range(n_subs)]
+        if liked_pool
+        else [[] for _ in range(n_subs)]
+    )
     config = default_config()
+    gc.collect()
+    tracemalloc.start()
     t0 = time.perf_counter()
     made = 0
     for lo in range(0, n_subs, chunk):
@@ -221,7 +232,7 @@ def run_end_to_end(n_subs: int, n_papers: int, chunk: int, seed: int = 2) -> Non
         n = len(part)
         profiles = Profiles(
             keywords=part,
-            liked=[[]] * n,
+            liked=liked[lo : lo + chunk],
             disliked=[[]] * n,
             start=np.zeros(n, dtype=np.int64),
             end=n_papers,
@@ -231,9 +242,26 @@ def run_end_to_end(n_subs: int, n_papers: int, chunk: int, seed: int = 2) -> Non
         )
         made += sum(len(p) for p in rank(model, profiles, now=float(n_papers), config=config))
     elapsed = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    kind = f"liking 1-3 of {liked_pool:,} papers" if liked_pool else "keywords only"
     print(
-        f"full  {n_subs:>9,} subscribers x {n_papers:>5,} papers: {elapsed:6.2f} s "
-        f"({n_subs / elapsed:,.0f} subscribers/s), {made:,} Pick objects with explanations"
+        f"full  {n_subs:>9,} subscribers x {n_papers:>5,} papers, {kind}: {elapsed:6.2f} s "
+        f"({n_subs / elapsed:,.0f} subscribers/s), peak {peak:,.0f} MiB, {made:,} Pick objects"
+    )
+    return elapsed, peak
+
+
+def run_liked(n_subs: int, n_papers: int, chunk: int) -> None:
+    """What liked papers cost against keywords alone, and whether memory grows with how
+    many distinct papers the readers liked (issue 18: at most 2x the time, flat memory)."""
+    base, base_peak = run_end_to_end(n_subs, n_papers, chunk)
+    few, few_peak = run_end_to_end(n_subs, n_papers, chunk, liked_pool=100)
+    many, many_peak = run_end_to_end(n_subs, n_papers, chunk, liked_pool=n_papers)
+    print(
+        f"  every reader with liked papers: {max(few, many) / base:.2f}x the time of keywords "
+        f"only (target <= 2x); peak {few_peak:,.0f} MiB liking from 100 papers, "
+        f"{many_peak:,.0f} MiB from {n_papers:,} (keywords only {base_peak:,.0f} MiB)"
     )
 
 
@@ -258,11 +286,11 @@ def main() -> None:
         run_core(args.subscribers, args.papers, args.chunk)
     elif args.quick:
         run_core(50_000, 1000, args.chunk)
-        run_end_to_end(5_000, 1000, args.chunk)
+        run_liked(5_000, 1000, args.chunk)
     else:
         run_core(1_000_000, 1000, args.chunk)
         run_core(100_000, 2000, args.chunk)
-        run_end_to_end(100_000, 1000, args.chunk)
+        run_liked(20_000, 1000, args.chunk)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"process peak RSS {rss:,.0f} MiB (includes the synthetic inputs)")
 

@@ -319,7 +319,7 @@ def claim(
     database's one write lock (``BEGIN IMMEDIATE``), so two processes never claim the same
     row.
     """
-    with store.engine.begin() as s:
+    with store.outbox_transaction() as s:
         if s.dialect.name == "sqlite":
             s.exec_driver_sql("BEGIN IMMEDIATE")
         if daily_limit:

@@ -164,7 +164,7 @@ def record(
     by_worker: dict[str, list[int]] = {}
     for job, _ in results:
         by_worker.setdefault(job.worker, []).append(job.id)
-    with store.engine.begin() as conn:
+    with store.outbox_transaction() as conn:
         held: set[int] = set()
         for worker, ids in by_worker.items():
             held.update(conn.scalars(_HOLD, {"worker": worker, "ids": ids}))

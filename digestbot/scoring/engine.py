@@ -624,9 +624,11 @@ def _similar(
         return best
     offsets = np.repeat(likes.indptr[pick_rows] - np.cumsum(per_pick) + per_pick, per_pick)
     liked_row = likes.indices[offsets + np.arange(len(pick_of))]
-    uniq, inverse = np.unique(liked_row, return_inverse=True)
-    sims = (model.matrix[pick_papers] @ model.matrix[uniq].T).tocsr()
-    sim = _lookup(sims, pick_of, inverse)
+    # one dot product per (pick, liked paper of its reader) pair, nothing more: a product
+    # of every pick by every distinct liked paper of the chunk grew with how many papers
+    # the chunk's readers liked (4.6 GB for 20,000 readers liking from a pool of 1,000)
+    pairs = model.matrix[pick_papers[pick_of]].multiply(model.matrix[liked_row])
+    sim = np.asarray(pairs.sum(axis=1)).ravel()
     order = np.lexsort((liked_row, -sim, pick_of))
     first = order[np.r_[True, pick_of[order][1:] != pick_of[order][:-1]]]
     first = first[sim[first] > 0]
