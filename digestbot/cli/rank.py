@@ -84,6 +84,8 @@ def rank_command(
         why.extend(f"matched '{used}' for '{typed}'" for typed, used in p.respelled)
         if p.similar_title:
             why.append(f"like '{p.similar_title}'")
+        if p.for_meaning:
+            why.append("picked for meaning (semantic), no keyword in it")
         if why:
             click.echo("       " + "; ".join(why))
 

@@ -83,7 +83,10 @@ class Encoder:
                 hint="Point scoring.model_dir at a complete sentence-transformers model folder.",
             ) from None
         self.key = f"{folder.parent.name}/{folder.name}"[-200:]
-        self.dim = int(self.model.get_sentence_embedding_dimension())
+        # renamed in sentence-transformers 6; the old name warns
+        width = getattr(self.model, "get_embedding_dimension", None)
+        width = width or self.model.get_sentence_embedding_dimension
+        self.dim = int(width())
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-length float32 rows, one per text."""
