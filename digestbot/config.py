@@ -296,20 +296,31 @@ SETTINGS: tuple[Setting, ...] = (
         "scoring",
         "semantic_weight",
         "float",
-        0.06,
+        0.01,
         "Weight of the semantic part: the reader's z-scored embedding similarity to a paper "
-        "(how many standard deviations above that reader's mean over the papers).",
+        "(how many standard deviations above that reader's mean over the papers); chosen on "
+        "the tuning half of the judged set.",
         minimum=0,
     ),
     _s(
         "scoring",
         "semantic_min_z",
         "float",
-        3.0,
+        2.5,
         "With require_match, a paper no keyword matches may still be picked for its meaning "
         "when its embedding similarity is at least this many standard deviations above the "
         "reader's mean (0: never).",
         minimum=0,
+    ),
+    _s(
+        "scoring",
+        "semantic_floor_z",
+        "float",
+        0.75,
+        "With require_match and scoring.semantic, a paper a keyword matches is still left out "
+        "when its embedding similarity z-score is under this (a keyword met in an off-topic "
+        "paper); -10 keeps every match.",
+        minimum=-10,
     ),
     _s(
         "scoring",

@@ -378,7 +378,7 @@ def rank(model: PaperModel, profiles: Profiles, *, now: float, config: Config) -
     if meaning is not None:
         profile, candidates = fused(meaning, profile, candidates)
         if allowed is not None:
-            allowed = (allowed + meaning.meaningful()).tocsr()
+            allowed = meaning.allowed(allowed)
     feedback = None
     if config["scoring.feedback_weight"] and (phrases or any(profiles.liked)):
         matched = (

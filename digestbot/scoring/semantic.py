@@ -123,6 +123,7 @@ class Fusion:
     scale: np.ndarray  # per reader: 1 / standard deviation (0 where it is 0)
     weight: float
     min_z: float
+    floor_z: float
 
     def profile_columns(self) -> sp.csr_matrix:
         w = self.weight * self.scale[:, None]
@@ -137,18 +138,29 @@ class Fusion:
         cos = np.einsum("ij,ij->i", self.readers[rows], self.papers[cols])
         return (cos - self.mean[rows]) * self.scale[rows]
 
-    def meaningful(self) -> sp.csr_matrix:
-        """readers x candidates, 1 where z >= min_z (readers with no vector have none)."""
+    def allowed(self, matched: sp.csr_matrix) -> sp.csr_matrix:
+        """require_match's readers x candidates mask, read with meaning: a matched pair
+        stays if its z is at least floor_z (a keyword met in an off-topic paper is dropped),
+        and a pair with z at least min_z joins (picked for meaning). A reader without a
+        vector (nothing to embed) keeps their matches as they are."""
         n_rows, n_cols = self.readers.shape[0], self.papers.shape[0]
-        if self.min_z <= 0 or not n_cols:
-            return sp.csr_matrix((n_rows, n_cols), dtype=np.float32)
+        if not n_cols or (self.min_z <= 0 and self.floor_z <= -np.inf):
+            return matched
+        matched = matched.tocsr()
         step = max(1, PAIRS_PER_BLOCK // n_cols)
         parts = []
         for lo in range(0, n_rows, step):
             hi = min(lo + step, n_rows)
             cos = self.readers[lo:hi] @ self.papers.T
             z = (cos - self.mean[lo:hi, None]) * self.scale[lo:hi, None]
-            parts.append(sp.csr_matrix((z >= self.min_z).astype(np.float32)))
+            blind = (self.scale[lo:hi] == 0)[:, None]
+            keep = (z >= self.floor_z) | blind
+            if self.min_z > 0:
+                join = (z >= self.min_z) & ~blind
+            else:
+                join = np.zeros_like(keep)
+            ok = matched[lo:hi].toarray() != 0
+            parts.append(sp.csr_matrix(((ok & keep) | join).astype(np.float32)))
         return sp.vstack(parts).tocsr()
 
 
@@ -188,6 +200,7 @@ def fusion(
         scale=scale.astype(np.float32),
         weight=float(config["scoring.semantic_weight"]),
         min_z=float(config["scoring.semantic_min_z"]),
+        floor_z=float(config["scoring.semantic_floor_z"]),
     )
 
 
