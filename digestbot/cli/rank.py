@@ -116,6 +116,8 @@ def _explain(
         click.echo(f"  {part.name:<9} {part.contribution:+.4f}")
         for term, mine, theirs, product in part.terms:
             click.echo(f"      {term:<28} {mine:.4f} x {theirs:.4f} = {product:+.4f}")
+    if found.semantic_z is not None:
+        click.echo(f"      embedding similarity z-score {found.semantic_z:+.4f} (scoring.semantic)")
     click.echo(f"  allowed: {found.why_allowed}")
     for typed, used in found.respelled:
         click.echo(f"  matched '{used}' for '{typed}'")
