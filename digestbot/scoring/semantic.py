@@ -50,7 +50,11 @@ def attach(store: Store, model: PaperModel, config: Config) -> None:
         found = _vectors.get(model)
         if found is not None and found[0] is enc:
             return
-    vectors = load_embeddings(store, enc, [str(i) for i in model.ids.tolist()])
+    use_vectors(model, enc, load_embeddings(store, enc, [str(i) for i in model.ids.tolist()]))
+
+
+def use_vectors(model: PaperModel, enc: Encoder, vectors: np.ndarray) -> None:
+    """Score ``model``'s papers with these vectors (rows in the model's order)."""
     with _lock:
         _vectors[model] = (enc, vectors)
 
