@@ -4,10 +4,11 @@ A reader's embedding is the mean of their keyword phrases' embeddings plus the R
 their liked and disliked papers' (as the lexical profile is made). Its cosine with each
 candidate paper is z-scored per reader (how many standard deviations above that reader's mean
 over the candidates), so that a broad and a narrow profile weigh alike, and
-``semantic_weight x z`` is added to the lexical cosine. The addition happens inside the one
-sparse product scoring already does, for every reader of a chunk at once: the profiles gain
-the columns ``w/sd x reader vector`` and ``-w x mean/sd``, the papers ``their vector`` and
-``1``. With scoring.require_match, a paper no keyword matches may still be picked when its z
+``semantic_weight x z`` is added to the lexical cosine. The z-scores of a chunk's readers x
+candidates come from one dense matrix product (BLAS), and are added inside the one sparse
+product scoring already does: the profiles gain them as columns, the candidates an identity
+block, so that the product is the lexical cosine plus ``w x z`` (a sparse product over the
+embedding's 384 dense columns would be several times slower). With scoring.require_match, a paper no keyword matches may still be picked when its z
 is at least scoring.semantic_min_z: it was picked for its meaning rather than its words.
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -27,8 +28,6 @@ from ..ingest.embed import Encoder, encoder, load_embeddings
 from ..store import Store
 from .model import PaperModel
 
-# dense reader x paper similarities are computed this many pairs at a time (64 MB float32)
-PAIRS_PER_BLOCK = 16_000_000
 # distinct keyword phrases whose embeddings a process remembers; past this it starts over
 PHRASE_MEMO = 100_000
 
@@ -128,14 +127,12 @@ class Fusion:
     weight: float
     min_z: float
     floor_z: float
+    all_z: np.ndarray = field(init=False)  # readers x candidates
 
-    def profile_columns(self) -> sp.csr_matrix:
-        w = self.weight * self.scale[:, None]
-        return sp.csr_matrix(np.hstack([w * self.readers, -w * self.mean[:, None]]))
-
-    def paper_columns(self) -> sp.csr_matrix:
-        ones = np.ones((self.papers.shape[0], 1), dtype=np.float32)
-        return sp.csr_matrix(np.hstack([self.papers, ones]))
+    def __post_init__(self) -> None:
+        # readers x candidates, in one BLAS product; readers without a vector get 0
+        cos = self.readers @ self.papers.T
+        self.all_z = ((cos - self.mean[:, None]) * self.scale[:, None]).astype(np.float32)
 
     def z(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """The z-scores of pairs (reader row, candidate column)."""
@@ -147,25 +144,14 @@ class Fusion:
         stays if its z is at least floor_z (a keyword met in an off-topic paper is dropped),
         and a pair with z at least min_z joins (picked for meaning). A reader without a
         vector (nothing to embed) keeps their matches as they are."""
-        n_rows, n_cols = self.readers.shape[0], self.papers.shape[0]
-        if not n_cols or (self.min_z <= 0 and self.floor_z <= -np.inf):
+        if not self.papers.shape[0]:
             return matched
-        matched = matched.tocsr()
-        step = max(1, PAIRS_PER_BLOCK // n_cols)
-        parts = []
-        for lo in range(0, n_rows, step):
-            hi = min(lo + step, n_rows)
-            cos = self.readers[lo:hi] @ self.papers.T
-            z = (cos - self.mean[lo:hi, None]) * self.scale[lo:hi, None]
-            blind = (self.scale[lo:hi] == 0)[:, None]
-            keep = (z >= self.floor_z) | blind
-            if self.min_z > 0:
-                join = (z >= self.min_z) & ~blind
-            else:
-                join = np.zeros_like(keep)
-            ok = matched[lo:hi].toarray() != 0
-            parts.append(sp.csr_matrix(((ok & keep) | join).astype(np.float32)))
-        return sp.vstack(parts).tocsr()
+        z = self.all_z
+        blind = (self.scale == 0)[:, None]
+        keep = (z >= self.floor_z) | blind
+        join = (z >= self.min_z) & ~blind if self.min_z > 0 else np.zeros_like(keep)
+        ok = matched.toarray() != 0
+        return sp.csr_matrix(((ok & keep) | join).astype(np.float32))
 
 
 def fusion(
@@ -213,7 +199,9 @@ def fused(
 ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """The profiles and candidate papers with the semantic columns appended: their product
     is the lexical cosine plus ``weight x z``."""
+    added = sp.csr_matrix(fusion_.weight * fusion_.all_z)
+    block = sp.identity(papers.shape[0], dtype=np.float32, format="csr")
     return (
-        sp.hstack([profile, fusion_.profile_columns()], format="csr", dtype=np.float32),
-        sp.hstack([papers, fusion_.paper_columns()], format="csr", dtype=np.float32),
+        sp.hstack([profile, added], format="csr", dtype=np.float32),
+        sp.hstack([papers, block], format="csr", dtype=np.float32),
     )
