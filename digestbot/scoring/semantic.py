@@ -8,8 +8,10 @@ over the candidates), so that a broad and a narrow profile weigh alike, and
 candidates come from one dense matrix product (BLAS), and are added inside the one sparse
 product scoring already does: the profiles gain them as columns, the candidates an identity
 block, so that the product is the lexical cosine plus ``w x z`` (a sparse product over the
-embedding's 384 dense columns would be several times slower). With scoring.require_match, a paper no keyword matches may still be picked when its z
-is at least scoring.semantic_min_z: it was picked for its meaning rather than its words.
+embedding's 384 dense columns would be several times slower). With scoring.require_match, a
+paper no keyword matches may still be picked when its z is at least scoring.semantic_min_z:
+it was picked for its meaning rather than its words; a matched paper whose z is under
+scoring.semantic_floor_z is dropped.
 """
 
 from __future__ import annotations
