@@ -86,6 +86,27 @@ def test_embeddings_are_stored_once_at_ingest(
         store.dispose()
 
 
+def test_the_run_s_inbox_ingest_embeds_the_new_papers(tmp_path: Path, minilm_dir: str) -> None:
+    from digestbot.pipeline import ingest_once
+
+    from .conftest import make_config, new_store
+    from .pipeline_helpers import fill_inbox
+
+    db = new_store(tmp_path / "run.db")
+    config = make_config(tmp_path, db, scoring__semantic=True, scoring__model_dir=minilm_dir)
+    fill_inbox(config.path("ingest.inbox"), 1)
+    store = open_store(db)
+    try:
+        report = ingest_once(store, config)
+        with store.session() as s:
+            embedded = s.scalar(select(func.count()).select_from(PaperEmbedding))
+            papers = s.scalar(select(func.count()).select_from(Paper))
+    finally:
+        store.dispose()
+    assert report.papers_new > 0
+    assert embedded == papers == report.papers_new
+
+
 def test_papers_ingested_before_are_embedded_by_db_embed(
     runner: CliRunner, tmp_path: Path, minilm_dir: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
