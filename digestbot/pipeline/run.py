@@ -130,6 +130,11 @@ def ingest_stage(
             progress=_stage_progress(progress, "ingest"),
             max_bytes=config["ingest.max_file_mb"] * 1024 * 1024,
         )
+        if result.papers_new or result.papers_updated:
+            # scoring.semantic: new papers are embedded once, here
+            from ..ingest.embed import embed_if_on
+
+            embed_if_on(store, config)
     if result.papers_new or result.papers_updated:
         store.analyze("papers", "sightings", "dumps")  # see digest_stage
     report.files += result.files

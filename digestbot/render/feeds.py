@@ -272,6 +272,7 @@ def stored_pick(paper_id: str, score: float, why: Any) -> Pick:
         respelled=tuple(
             (str(p[0]), str(p[1])) for p in respelled if isinstance(p, list) and len(p) == 2
         ),
+        for_meaning=why.get("for_meaning") is True,
     )
 
 

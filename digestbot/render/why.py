@@ -18,6 +18,7 @@ def _reasons(
     matched: tuple[str, ...],
     similar_title: str | None,
     respelled: tuple[tuple[str, str], ...] = (),
+    for_meaning: bool = False,
 ) -> tuple[str, str] | None:
     """Why a pick is there, as text and HTML-escaped, or None when it says nothing: a
     reader's picks share a few keyword sets, so each is worded once per process."""
@@ -31,6 +32,9 @@ def _reasons(
         reasons.append(f"Matches your {noun} {shown}{more}{fixed}")
     if similar_title:
         reasons.append(f"Similar to “{clean_title(similar_title, 80)}”, which you liked")
+    if for_meaning:
+        # scoring.semantic let it in though none of the reader's words is in it
+        reasons.append("Close in meaning to your interests, without your keywords")
     if not reasons:
         return None
     text = "; ".join(reasons)
@@ -39,7 +43,7 @@ def _reasons(
 
 def why_pair(upvotes: int | None, pick: Pick) -> tuple[str, str]:
     """:func:`why_line` as (text, HTML-escaped)."""
-    found = _reasons(pick.matched, pick.similar_title, pick.respelled)
+    found = _reasons(pick.matched, pick.similar_title, pick.respelled, pick.for_meaning)
     if found is not None:
         return found
     if upvotes:

@@ -35,6 +35,8 @@ from .model import (
     strongest_terms,
 )
 from .picks import Pick, SubscriberPicks
+from .semantic import attach as attach_embeddings
+from .semantic import fused, fusion
 from .topk import topk_rows
 
 # digests whose papers count as taken even before the server accepted them
@@ -370,6 +372,13 @@ def rank(model: PaperModel, profiles: Profiles, *, now: float, config: Config) -
     allowed = None
     if config["scoring.require_match"]:
         allowed = _allowed(model, profiles.liked, typed, hits, lo, hi)
+    # scoring.semantic: the embedding part joins the same product (see semantic.py)
+    meaning = fusion(model, profiles.keywords, profiles.liked, profiles.disliked, lo, hi, config)
+    candidates = model.matrix[lo:hi]
+    if meaning is not None:
+        profile, candidates = fused(meaning, profile, candidates)
+        if allowed is not None:
+            allowed = meaning.allowed(allowed)
     feedback = None
     if config["scoring.feedback_weight"] and (phrases or any(profiles.liked)):
         matched = (
@@ -393,7 +402,7 @@ def rank(model: PaperModel, profiles: Profiles, *, now: float, config: Config) -
         banned = np.unique(pairs[inside, 0] * (hi - lo) + pairs[inside, 1] - lo)
     indptr, pick_cols, pick_scores = top_papers(
         profile,
-        model.matrix[lo:hi],
+        candidates,
         profiles.ks,
         start=profiles.start - lo,
         min_scores=profiles.min_scores,
@@ -418,7 +427,14 @@ def rank(model: PaperModel, profiles: Profiles, *, now: float, config: Config) -
         similar_ids = similar_titles = [None] * len(ids)
     respelled = _respelled(model, profiles.keywords, matched)
     # one Pick per pick, made by map (no per-pick Python body), then sliced per reader
-    picks = list(map(Pick, ids, scores, matched, similar_ids, similar_titles, respelled))
+    for_meaning = [False] * len(ids)
+    if meaning is not None and len(ids):
+        # picked for meaning: no keyword in it, and semantically far above the reader's mean
+        close = meaning.z(pick_rows, pick_cols) >= meaning.min_z
+        for_meaning = [bool(c) and not m for c, m in zip(close.tolist(), matched, strict=True)]
+    picks = list(
+        map(Pick, ids, scores, matched, similar_ids, similar_titles, respelled, for_meaning)
+    )
     ends = indptr.tolist()
     result = [picks[a:b] for a, b in zip(ends[:-1], ends[1:], strict=True)]
     return result
@@ -712,6 +728,7 @@ def score_subscribers(
     and ``min_score``: an ORM Subscriber, or a light row from :func:`iter_subscriber_chunks`.
     """
     model = load_model(store, title_weight=config["scoring.title_weight"])
+    attach_embeddings(store, model, config)
     for chunk in batched(subscribers, config["scoring.chunk_size"]):
         profiles = _store_profiles(store, model, chunk, now, config)
         picks = rank(model, profiles, now=_timestamp(now), config=config)
@@ -734,6 +751,7 @@ def rank_profile(
 
     words = parse_keywords(keywords)
     model = load_model(store, title_weight=config["scoring.title_weight"])
+    attach_embeddings(store, model, config)
     unknown = [p for p in [*liked, *disliked] if p not in model.index]
     if unknown:
         raise ScoringError(

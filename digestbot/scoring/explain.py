@@ -29,13 +29,14 @@ from .engine import (
     rank_profile,
 )
 from .model import PaperModel, keyword_matrix, load_model, near_words, phrase_match_matrix
+from .semantic import fusion
 
 TERMS_SHOWN = 6
 
 
 @dataclass
 class Part:
-    name: str  # keywords, liked, disliked, feedback
+    name: str  # keywords, liked, disliked, feedback, semantic
     contribution: float  # its share of the score (they add up to the similarity)
     # (term, weight in the reader's profile, weight in the paper, product), largest first
     terms: list[tuple[str, float, float, float]] = field(default_factory=list)
@@ -56,6 +57,8 @@ class Explanation:
     close_share: float
     why_allowed: str  # how the paper may be picked, or why it may not
     rank: int | None  # its place among the picks (1-based), None if not picked
+    # scoring.semantic: the z-score of the paper's embedding similarity for this reader
+    semantic_z: float | None = None
 
     def as_dict(self) -> dict[str, object]:
         out = dict(self.__dict__)
@@ -140,9 +143,18 @@ def explain(
     out_parts = [_part(name, piece * s1, paper, names) for name, piece in pieces]
     profile = (total * s1).tocsr()
     similarity = float((profile @ paper.T).toarray()[0, 0])
+    meaning = fusion(model, [words], [liked_rows], profiles.disliked, 0, n, config)
+    z = None
+    if meaning is not None:
+        z = float(meaning.z(np.zeros(1, np.int64), np.array([row]))[0])
+        out_parts.append(Part("semantic", round(meaning.weight * z, 6)))
+        similarity += meaning.weight * z
     boosts = _boosts(model, row, row + 1, float(model.first_seen.max(initial=0.0)), config)
     boost = float(boosts[0]) if boosts is not None and similarity > 0 else 0.0
     everything = (profile @ model.matrix.T).toarray().ravel()
+    if meaning is not None:
+        everything += meaning.weight * meaning.z(np.zeros(n, np.int64), np.arange(n))
+        allowed = meaning.allowed(allowed)
     mask = allowed.toarray().ravel() != 0
     best = float(everything[mask].max(initial=0.0))
     matched = []
@@ -160,8 +172,15 @@ def explain(
         why = "not shown: the reader liked or disliked it"
     elif not require:
         why = "any paper may be picked (scoring.require_match is off)"
+    elif meaning is not None and z is not None and matched and z < meaning.floor_z:
+        why = (
+            f"not shown: matches {', '.join(matched)} but its meaning is far from the "
+            f"reader's (z {z:.2f} < scoring.semantic_floor_z {meaning.floor_z:g})"
+        )
     elif matched:
         why = "matches the keywords " + ", ".join(matched)
+    elif meaning is not None and z is not None and meaning.min_z > 0 and z >= meaning.min_z:
+        why = f"picked for meaning: z {z:.2f} >= scoring.semantic_min_z {meaning.min_z:g}"
     elif near is not None and near >= LIKED_MIN_SIMILARITY:
         why = f"{near:.3f} similar to a liked paper (at least {LIKED_MIN_SIMILARITY})"
     elif share and best > 0 and similarity >= share * best and _near_words_in(model, parts, row):
@@ -188,6 +207,7 @@ def explain(
         close_share=share,
         why_allowed=why,
         rank=place,
+        semantic_z=None if z is None else round(z, 6),
     )
 
 

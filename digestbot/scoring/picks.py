@@ -16,6 +16,8 @@ class Pick:
     similar_title: str | None = None
     # (typed, used): a misspelt keyword word read as a word the papers use
     respelled: tuple[tuple[str, str], ...] = ()
+    # scoring.semantic: picked for its meaning, no keyword of the reader being in it
+    for_meaning: bool = False
 
     def why(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -25,6 +27,8 @@ class Pick:
         }
         if self.respelled:
             out["respelled"] = [list(pair) for pair in self.respelled]
+        if self.for_meaning:
+            out["for_meaning"] = True
         return out
 
 

@@ -285,3 +285,18 @@ class Meta(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class PaperEmbedding(Base):
+    """A paper's sentence embedding (scoring.semantic): float32 bytes, unit length, computed
+    once per paper and model (a different model directory re-embeds)."""
+
+    __tablename__ = "paper_embeddings"
+
+    paper_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True
+    )
+    # the model's folder name and width: vectors of another model are never mixed in
+    model: Mapped[str] = mapped_column(String(200))
+    dim: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
