@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from digestbot.store import Feedback, Paper, Subscriber, open_store  # noqa: E402
-from tests.smtp_sink import SinkProcess  # noqa: E402
+from tests.process_sink import SinkProcess  # noqa: E402
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 HEADER = (

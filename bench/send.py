@@ -33,7 +33,7 @@ from digestbot.deliver import Outgoing, enqueue_many, send_due, state_counts  # 
 from digestbot.render import render_digest  # noqa: E402
 from digestbot.scoring.picks import Pick  # noqa: E402
 from digestbot.store import Paper, Store, Subscriber, open_store  # noqa: E402
-from tests.smtp_sink import SinkProcess  # noqa: E402
+from tests.process_sink import SinkProcess  # noqa: E402
 from tests.test_deliver_support import add_subscribers, seed_outbox  # noqa: E402
 
 SIZE = 16_000

@@ -19,7 +19,7 @@ from digestbot.deliver import state_counts
 from digestbot.store import Store, open_store
 
 from .conftest import PUBLIC_MAIL_ENV
-from .smtp_sink import SinkProcess
+from .process_sink import SinkProcess
 from .test_deliver_support import seed_outbox
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,7 +1,7 @@
 """paper embeddings: one float32 vector per paper for scoring.semantic
 
-Revision ID: 0004_embeddings
-Revises: 0002_simplify
+Revision ID: 0006_embeddings
+Revises: 0005_message_compression
 """
 
 from collections.abc import Sequence
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_embeddings"
-down_revision: str | None = "0002_simplify"
+revision: str = "0006_embeddings"
+down_revision: str | None = "0005_message_compression"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
