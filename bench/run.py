@@ -263,7 +263,8 @@ def main() -> None:
     print(f"peak RSS of the run: {rss:,.0f} MiB ({rss * 1024 / args.readers:,.1f} KiB per reader)")
     print(
         f"store grew {grown / 2**20:,.1f} MiB in use: {grown / args.readers / 1024:,.2f} KiB "
-        f"per reader-day (target <= 5 KB once messages are sent); on disk, file and WAL "
+        f"per reader-day, {grown / args.readers * 1000 / 2**20:,.2f} MiB per 1,000 readers "
+        f"per day (target <= 5 KB a reader once messages are sent); on disk, file and WAL "
         f"{grown_disk / 2**20:,.1f} MiB (freed pages are reused by the next run)"
     )
     if args.keep:
