@@ -138,6 +138,24 @@ def evaluate(
     }
 
 
+def digestbot_ranker(
+    store: Store, liked_of: Callable[[dict], list[str]], config: Config
+) -> Callable[[dict], list[str]]:
+    """digestbot's own ranking of a judged profile, with ``config``."""
+
+    def run(profile: dict) -> list[str]:
+        picks = rank_profile(
+            store,
+            keywords=profile.get("keywords", ""),
+            liked=liked_of(profile),
+            top=K,
+            config=config,
+        )
+        return [p.paper_id for p in picks]
+
+    return run
+
+
 def semantic_rankers(
     args: argparse.Namespace,
     config: Config,
@@ -190,24 +208,13 @@ def semantic_rankers(
         query = profile.get("keywords") or "\n".join(text[i] for i in liked)
         return ranked(zscores(bm25(query)) + zscores(cosines(profile)), profile)
 
-    def digestbot(config: Config) -> Callable[[dict], list[str]]:
-        def run(profile: dict) -> list[str]:
-            picks = rank_profile(
-                store,
-                keywords=profile.get("keywords", ""),
-                liked=liked_of(profile),
-                top=K,
-                config=config,
-            )
-            return [p.paper_id for p in picks]
-
-        return run
-
     return {
         "minilm": minilm,
         "bm25+minilm": summed,
-        "+semantic": digestbot(on),
-        "+close+semantic": digestbot(on.replace(scoring__close_share=CLOSE_ON)),
+        "+semantic": digestbot_ranker(store, liked_of, on),
+        "+close+semantic": digestbot_ranker(
+            store, liked_of, on.replace(scoring__close_share=CLOSE_ON)
+        ),
     }
 
 
@@ -253,17 +260,7 @@ def main() -> None:
             return run
 
         def digestbot(config: Config) -> Callable[[dict], list[str]]:
-            def run(profile: dict) -> list[str]:
-                picks = rank_profile(
-                    store,
-                    keywords=profile.get("keywords", ""),
-                    liked=liked_of(profile),
-                    top=K,
-                    config=config,
-                )
-                return [p.paper_id for p in picks]
-
-            return run
+            return digestbot_ranker(store, liked_of, config)
 
         semantic = semantic_rankers(args, config, store, ids, docs, text, liked_of)
         rankers: dict[str, Callable[[dict], list[str]]] = {
