@@ -81,7 +81,8 @@ async def test_sqlite_to_postgresql_and_back(
     assert copied.exit_code == 0, copied.output
     lines = copied.output.splitlines()
     papers = len(before["papers"])
-    assert f"papers:          {papers:>9} rows  (source {papers})" in lines
+    # the names are padded to the longest table's: any run of spaces
+    assert f"papers: {papers} rows (source {papers})" in [" ".join(x.split()) for x in lines]
     assert lines[-1].startswith(f"Copied {sum(map(len, before.values()))} rows in ")
     assert lines[-1].endswith("every count matches.")
     assert _dump(pg_url) == before

@@ -54,11 +54,12 @@ def db_embed(app: App) -> None:
     """Embed the papers that have no embedding yet (scoring.semantic must be on).
 
     Papers ingested while scoring.semantic is on are embedded then; this catches up on those
-    ingested before (scoring also embeds them when it first meets them).
+    ingested before (scoring also embeds them when it first meets them). The configuration
+    (or DIGESTBOT_SCORING_SEMANTIC and DIGESTBOT_SCORING_MODEL_DIR) turns it on.
 
     \b
     Example:
-      DIGESTBOT_SCORING_SEMANTIC=true DIGESTBOT_SCORING_MODEL_DIR=/srv/minilm digestbot db embed
+      digestbot db embed --config /etc/digestbot/digestbot.toml
     """
     from ..errors import ConfigError
     from ..ingest.embed import embed_missing, encoder
