@@ -6,7 +6,6 @@ shown, and pseudo-relevance feedback works for all readers at once."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,10 +16,9 @@ from digestbot.scoring import rank_profile, score_subscribers
 from digestbot.scoring.model import PaperModel, load_model, phrase_match_matrix
 from digestbot.scoring.text import fold, phrase_terms, words
 from digestbot.store import Store, open_store
-from digestbot.store.subscribers import add_subscriber
 
 from .test_scoring import add_papers
-from .test_scoring_seeds import load_seeds
+from .test_scoring_seeds import load_seeds, scored_in_one_chunk_and_alone
 
 CLOSE_ON = {"scoring__close_share": 0.2}
 FEEDBACK_ON = {**CLOSE_ON, "scoring__feedback_weight": 1.5}
@@ -159,21 +157,7 @@ def test_feedback_scores_every_reader_at_once_alike(seeds: Store) -> None:
         "contrastive learnig",
         "CTR",
     ]
-    with seeds.session() as s:
-        subs = [
-            add_subscriber(s, email=f"r{i}@example.org", keywords=kw)
-            for i, kw in enumerate(keywords)
-        ]
-    # just after the seeds were first seen, so that all of them are new to these readers
-    newest = float(load_model(seeds).first_seen.max())
-    later = datetime.fromtimestamp(newest + 3600, tz=UTC)
-    together = [x.picks for x in score_subscribers(seeds, subs, now=later, config=config)]
-    alone = [
-        x.picks
-        for x in score_subscribers(
-            seeds, subs, now=later, config=config.replace(scoring__chunk_size=1)
-        )
-    ]
+    together, alone, subs, later = scored_in_one_chunk_and_alone(seeds, keywords, config)
     assert together == alone and all(together)
     # feedback moves picks: the reader's best matches count as liked
     off = config.replace(scoring__feedback_weight=0)

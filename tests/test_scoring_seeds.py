@@ -9,7 +9,9 @@ import unicodedata
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from digestbot.store import Paper, Store
+from digestbot.config import Config
+from digestbot.scoring.picks import Pick
+from digestbot.store import Paper, Store, Subscriber
 
 from .conftest import SEEDS
 
@@ -65,6 +67,32 @@ def load_seeds(store: Store) -> int:
                     )
     with store.session() as session:
         return session.query(Paper).count()
+
+
+def scored_in_one_chunk_and_alone(
+    seeds: Store, keywords: list[str], config: Config
+) -> tuple[list[list[Pick]], list[list[Pick]], list[Subscriber], datetime]:
+    """Readers with these keywords scored together in one chunk, and one reader a chunk,
+    just after the seeds were first seen (all of them new to the readers): (together,
+    alone, the readers, that moment)."""
+    from digestbot.scoring import load_model, score_subscribers
+    from digestbot.store.subscribers import add_subscriber
+
+    with seeds.session() as s:
+        subs = [
+            add_subscriber(s, email=f"r{i}@example.org", keywords=kw)
+            for i, kw in enumerate(keywords)
+        ]
+    newest = float(load_model(seeds).first_seen.max())
+    later = datetime.fromtimestamp(newest + 3600, tz=UTC)
+    together = [x.picks for x in score_subscribers(seeds, subs, now=later, config=config)]
+    alone = [
+        x.picks
+        for x in score_subscribers(
+            seeds, subs, now=later, config=config.replace(scoring__chunk_size=1)
+        )
+    ]
+    return together, alone, subs, later
 
 
 def seed_titles() -> list[str]:

@@ -10,7 +10,6 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +23,9 @@ from digestbot.ingest.embed import embed_missing, encoder, paper_text
 from digestbot.render.why import why_text
 from digestbot.scoring import load_model, rank_profile, score_subscribers
 from digestbot.store import Paper, PaperEmbedding, Store, open_store
-from digestbot.store.subscribers import add_subscriber
 
 from .conftest import ROOT, SEEDS
-from .test_scoring_seeds import load_seeds
+from .test_scoring_seeds import load_seeds, scored_in_one_chunk_and_alone
 
 INSTALL = "pip install 'digestbot[semantic]'"
 
@@ -169,20 +167,7 @@ def test_fusion_scores_every_reader_at_once_as_one_by_one(seeds: Store, minilm_d
         "sparse autoencoders, mechanistic interpretability",
         "speech synthesis",
     ]
-    with seeds.session() as s:
-        subs = [
-            add_subscriber(s, email=f"sem{i}@example.org", keywords=kw)
-            for i, kw in enumerate(keywords)
-        ]
-    newest = float(load_model(seeds).first_seen.max())
-    later = datetime.fromtimestamp(newest + 3600, tz=UTC)
-    together = [x.picks for x in score_subscribers(seeds, subs, now=later, config=config)]
-    alone = [
-        x.picks
-        for x in score_subscribers(
-            seeds, subs, now=later, config=config.replace(scoring__chunk_size=1)
-        )
-    ]
+    together, alone, subs, later = scored_in_one_chunk_and_alone(seeds, keywords, config)
     assert together == alone and all(together)
     plain = [x.picks for x in score_subscribers(seeds, subs, now=later, config=default_config())]
     assert [[p.paper_id for p in r] for r in plain] != [[p.paper_id for p in r] for r in together]
