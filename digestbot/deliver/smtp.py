@@ -193,6 +193,19 @@ class SmtpChannel:
         self.count = 0
         return client
 
+    async def offers(self, extension: str) -> bool:
+        """Whether the server announces ``extension`` in its EHLO reply (connecting first)."""
+        if self.client is None or not self.client.is_connected:
+            self._drop()
+            self.client = await self._connect()
+        try:
+            if self.client.is_ehlo_or_helo_needed:
+                await self.client.ehlo()
+        except (SMTPException, OSError, TimeoutError) as exc:
+            self._drop()
+            raise Unavailable(f"cannot ask {self.s.host} what it offers: {exc}") from None
+        return self.client.supports_extension(extension)
+
     def _drop(self) -> None:
         if self.client is not None:
             self.client.close()
@@ -319,14 +332,8 @@ class SmtpTransport:
         """Whether the relay offers SMTPUTF8 (RFC 6531), asked over a new connection;
         Unavailable or DeliveryError when it cannot be asked."""
         channel = SmtpChannel(self.settings, self._tls)
-        client = await channel._connect()
-        channel.client = client
         try:
-            if client.is_ehlo_or_helo_needed:
-                await client.ehlo()
-            return client.supports_extension("smtputf8")
-        except (SMTPException, OSError, TimeoutError) as exc:
-            raise Unavailable(f"cannot ask {self.settings.host} what it offers: {exc}") from None
+            return await channel.offers("smtputf8")
         finally:
             await channel.close()
 

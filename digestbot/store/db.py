@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import LockError, StoreError
@@ -90,23 +90,33 @@ class Store:
                 conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             yield conn
 
-    def analyze(self, *tables: str, vacuum: bool = False) -> None:
+    def analyze(self, *tables: str, vacuum: bool = False) -> bool:
         """Refresh PostgreSQL's statistics of ``tables`` after a bulk write (SQLite's
         planner does without them); ``vacuum``: also make the space of the rows a bulk
         update or delete left dead reusable (sent messages' bytes, digests' old states).
 
         A server may run without autovacuum (this one's tests and benchmarks do), and
-        then nothing else would: the store would grow by every message ever sent."""
+        then nothing else would: the store would grow by every message ever sent.
+
+        Housekeeping after work that is done: a failure (the server gone, a lock) is logged
+        as a warning and returns False, never undoes or hides that work."""
         if self.dialect != "postgresql" or not tables:
-            return
+            return True
         names = ", ".join(map(self.engine.dialect.identifier_preparer.quote, tables))
-        if vacuum:
-            # VACUUM cannot run inside a transaction block
-            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.exec_driver_sql(f"VACUUM (ANALYZE) {names}")
-        else:
-            with self.engine.begin() as conn:
-                conn.exec_driver_sql(f"ANALYZE {names}")
+        try:
+            if vacuum:
+                # VACUUM cannot run inside a transaction block
+                with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                    conn.exec_driver_sql(f"VACUUM (ANALYZE) {names}")
+            else:
+                with self.engine.begin() as conn:
+                    conn.exec_driver_sql(f"ANALYZE {names}")
+        except SQLAlchemyError as exc:
+            what = "VACUUM (ANALYZE)" if vacuum else "ANALYZE"
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.warning("%s %s failed: %s; the next run tries again", what, names, first)
+            return False
+        return True
 
     def dispose(self) -> None:
         self.engine.dispose()
