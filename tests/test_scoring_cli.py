@@ -102,12 +102,10 @@ def test_judged_set_is_well_formed() -> None:
         assert not set(p.get("liked", ())) & set(p["judged"])
 
 
-# the judged-irrelevant papers a digest showed, on average, on the reporting half before
-# issue 14: the scorer may not show more
-OFF_TOPIC_BEFORE = 2.95
-
-
-def test_scorer_beats_both_baselines_on_the_reporting_half(capsys: pytest.CaptureFixture) -> None:
+def test_scorer_beats_the_baselines_on_the_reporting_half(capsys: pytest.CaptureFixture) -> None:
+    """Issue 14's targets on judgments the parameters were not chosen on: the default
+    install 0.03 above BM25, the semantic extra (set up as the README says) 0.03 above the
+    BM25 + MiniLM z-score sum, neither showing more off-topic papers than before issue 14."""
     bench = _bench()
     import sys
 
@@ -121,7 +119,12 @@ def test_scorer_beats_both_baselines_on_the_reporting_half(capsys: pytest.Captur
     for baseline in ("tfidf-cosine", "bm25"):
         assert ours["ndcg@10"] > results[baseline]["ndcg@10"], baseline
         assert ours["p@10"] > results[baseline]["p@10"], baseline
-    assert ours["off_topic"] <= OFF_TOPIC_BEFORE
+    assert ours["off_topic"] <= bench.BEFORE_OFF_TOPIC
+    extra = results["+close+semantic"]
+    assert extra["ndcg@10"] >= results["bm25+minilm"]["ndcg@10"] + 0.03
+    assert extra["ndcg@10"] > results["minilm"]["ndcg@10"]
+    assert extra["off_topic"] <= bench.BEFORE_OFF_TOPIC
+    assert all(line.endswith(": met") for line in bench.targets(results))
 
 
 def test_rank_explain_shows_every_part_of_the_score(runner: CliRunner, seeded: str) -> None:
