@@ -325,19 +325,19 @@ def run_semantic(n_subs: int, n_papers: int, chunk: int) -> None:
     fused, _ = run_end_to_end(
         n_subs, n_papers, chunk, config=config, pool_size=pool, label="sem", prepare=vectors
     )
-    # the extra as the README sets it up: close papers too (scoring.close_share 0.2)
+    # the extra as the README sets it up: close papers too (scoring.close_share 0.15)
     close, _ = run_end_to_end(
         n_subs,
         n_papers,
         chunk,
-        config=config.replace(scoring__close_share=0.2),
+        config=config.replace(scoring__close_share=0.15),
         pool_size=pool,
         label="sem+close",
         prepare=vectors,
     )
     print(
         f"  fused scoring {fused:.2f} s vs lexical {plain:.2f} s ({fused / plain:.1f}x) at "
-        f"{n_subs:,} x {n_papers:,}; with scoring.close_share 0.2 too {close:.2f} s "
+        f"{n_subs:,} x {n_papers:,}; with scoring.close_share 0.15 too {close:.2f} s "
         f"({close / plain:.1f}x); the first run also encoded up to {pool:,} reader "
         f"phrases: {first:.2f} s"
     )

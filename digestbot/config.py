@@ -282,7 +282,7 @@ SETTINGS: tuple[Setting, ...] = (
         False,
         "Fuse a sentence-embedding similarity with the lexical score (needs "
         "`pip install 'digestbot[semantic]'` and scoring.model_dir); papers are embedded once, "
-        "when ingested or by `digestbot db embed`. Tuned with scoring.close_share 0.2.",
+        "when ingested or by `digestbot db embed`. Tuned with scoring.close_share 0.15.",
     ),
     _s(
         "scoring",

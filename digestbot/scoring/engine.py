@@ -35,8 +35,8 @@ from .model import (
     strongest_terms,
 )
 from .picks import Pick, SubscriberPicks
+from .semantic import Fusion, fused, fusion
 from .semantic import attach as attach_embeddings
-from .semantic import fused, fusion
 from .topk import topk_rows
 
 # digests whose papers count as taken even before the server accepted them
@@ -410,7 +410,7 @@ def rank(model: PaperModel, profiles: Profiles, *, now: float, config: Config) -
         boost=_boosts(model, lo, hi, now, config),
         allowed=allowed,
         close_share=config["scoring.close_share"],
-        near=_near(model, phrases, typed, lo, hi) if config["scoring.close_share"] else None,
+        near=_close_candidates(model, phrases, typed, lo, hi, meaning, config),
         feedback=feedback,
         threads=os.cpu_count(),
     )
@@ -554,6 +554,23 @@ def _near(
     once = typed.copy()
     once.data[:] = 1.0
     return (once @ rows @ model.binary[lo:hi].T).tocsr()
+
+
+def _close_candidates(
+    model: PaperModel,
+    phrases: list[str],
+    typed: sp.csr_matrix,
+    lo: int,
+    hi: int,
+    meaning: Fusion | None,
+    config: Config,
+) -> sp.csr_matrix | None:
+    """With scoring.close_share, the readers x papers[lo:hi] that may be picked as close
+    (:func:`_near`); with scoring.semantic, none whose meaning is under the floor."""
+    if not config["scoring.close_share"]:
+        return None
+    near = _near(model, phrases, typed, lo, hi)
+    return near if meaning is None else meaning.within_floor(near)
 
 
 def _binary(matrix: sp.csr_matrix) -> sp.csr_matrix:

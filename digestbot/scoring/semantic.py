@@ -141,6 +141,13 @@ class Fusion:
         cos = np.einsum("ij,ij->i", self.readers[rows], self.papers[cols])
         return (cos - self.mean[rows]) * self.scale[rows]
 
+    def off_topic(self) -> np.ndarray:
+        """readers x candidates, True where the meaning is under floor_z: such a paper is
+        never picked, whether a keyword matches it or it is only close (scoring.close_share),
+        so that close papers cannot bring back what the floor dropped. A reader without a
+        vector has no off-topic papers."""
+        return (self.all_z < self.floor_z) & (self.scale != 0)[:, None]
+
     def allowed(self, matched: sp.csr_matrix) -> sp.csr_matrix:
         """require_match's readers x candidates mask, read with meaning: a matched pair
         stays if its z is at least floor_z (a keyword met in an off-topic paper is dropped),
@@ -148,12 +155,17 @@ class Fusion:
         vector (nothing to embed) keeps their matches as they are."""
         if not self.papers.shape[0]:
             return matched
-        z = self.all_z
         blind = (self.scale == 0)[:, None]
-        keep = (z >= self.floor_z) | blind
-        join = (z >= self.min_z) & ~blind if self.min_z > 0 else np.zeros_like(keep)
+        keep = ~self.off_topic()
+        join = (self.all_z >= self.min_z) & ~blind if self.min_z > 0 else np.zeros_like(keep)
         ok = matched.toarray() != 0
         return sp.csr_matrix(((ok & keep) | join).astype(np.float32))
+
+    def within_floor(self, near: sp.csr_matrix | None) -> sp.csr_matrix | None:
+        """``near`` without the pairs under the floor."""
+        if near is None or not self.papers.shape[0]:
+            return near
+        return near.multiply(sp.csr_matrix(~self.off_topic(), dtype=np.float32)).tocsr()
 
 
 def fusion(
