@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from functools import cache
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -125,6 +126,7 @@ _DROP_BOUNCED_MESSAGES = delete(DigestMessage).where(
 )
 
 
+@cache  # one statement per dialect: building it anew cost more than running it
 def _sent_papers(dialect: str) -> Any:
     """Record the papers of digests ``ids`` as sent to their readers at ``now``."""
     items = DigestItem.__table__
