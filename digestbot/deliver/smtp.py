@@ -1,8 +1,10 @@
-"""SMTP through our client (.smtpclient): a pool of reused connections, each a channel of the sender.
+"""SMTP through our own client (.smtpclient): a pool of reused connections, each a channel of
+the sender.
 
 A connection carries up to ``smtp.per_connection`` messages, then is renewed. A connection the
 server closed is noticed at the next MAIL FROM, before any of the message left, so the message
-goes out on a fresh connection at once. Replies are sorted into retry (4xx, timeouts, dropped
+goes out on a fresh connection at once. The envelope (MAIL, RCPT, DATA) goes out while the
+previous result is committed; the message itself only after. Replies are sorted into retry (4xx, timeouts, dropped
 or refused connections), failed (other 5xx) and bounced (the address does not exist). Only
 RCPT and DATA replies can bounce a reader: a 5xx to MAIL FROM is about the sender address, a
 setting, and stops the run with a DeliveryError.
@@ -13,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import ssl
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -147,6 +149,7 @@ class SmtpChannel:
         self.tls = tls
         self.local_hostname = local
         self.client: SmtpClient | None = None
+        self.in_data = False  # an envelope's DATA was answered 354: the message is next
         self.count = 0
         self.opened = 0
 
@@ -217,6 +220,7 @@ class SmtpChannel:
         return (await self._connected()).offers(extension)
 
     def _drop(self) -> None:
+        self.in_data = False
         if self.client is not None:
             self.client.close()
             self.client = None
@@ -226,7 +230,8 @@ class SmtpChannel:
         await self.content(message)
 
     async def envelope(self, sender: str, recipient: str) -> None:
-        """MAIL FROM and RCPT TO: the first half of :meth:`send`, nothing of the message."""
+        """MAIL FROM, RCPT TO and DATA: the first half of :meth:`send`. The server waits for
+        the message then, and has nothing of it yet."""
         recipient = ascii_domain(recipient)
         utf8 = not recipient.isascii()
         for fresh in (False, True):
@@ -241,7 +246,8 @@ class SmtpChannel:
                     f"{self.s.host} does not offer SMTPUTF8",
                 )
             try:
-                await client.envelope(sender, recipient, utf8=utf8)
+                await client.begin(sender, recipient, utf8=utf8)
+                self.in_data = True
                 return
             except SmtpReplyError as exc:
                 await self._reset()
@@ -268,14 +274,15 @@ class SmtpChannel:
                 raise SendFailure("failed", str(exc)) from None
 
     async def content(self, message: bytes) -> None:
-        """DATA, after :meth:`envelope`: the server accepts the message, or it raises."""
+        """The message, after :meth:`envelope`: the server accepts it, or it raises."""
         client = self.client
-        if client is None or not client.is_connected:
-            raise SendFailure("retry", "connection dropped before DATA")
-        # a broken connection during DATA: the message may or may not have arrived, and the
-        # stable Message-ID covers a repeat
+        if client is None or not client.is_connected or not self.in_data:
+            raise SendFailure("retry", "connection dropped before the message")
+        self.in_data = False
+        # a broken connection now: the message may or may not have arrived, and the stable
+        # Message-ID covers a repeat
         try:
-            await client.data(message)
+            await client.finish(message)
         except SmtpReplyError as exc:
             await self._reset()
             raise classify(exc.code, exc.message) from None
@@ -293,8 +300,14 @@ class SmtpChannel:
             await self.close()
 
     async def abandon(self) -> None:
-        """Give up an envelope without its message (RSET): the server keeps nothing of it."""
-        await self._reset()
+        """Give up an envelope without its message: the server keeps nothing of it. Inside
+        DATA no RSET can be said; a connection closed before the message's end line is a
+        transaction the server drops (RFC 5321 4.1.1.4), so it is closed."""
+        if self.in_data:
+            self.in_data = False
+            self._drop()
+        else:
+            await self._reset()
 
     async def _reset(self) -> None:
         if self.client is None:
@@ -305,6 +318,8 @@ class SmtpChannel:
             self._drop()
 
     async def close(self) -> None:
+        if self.in_data:  # a QUIT now would be read as the message: drop it unsaid
+            self._drop()
         client, self.client = self.client, None
         if client is None:
             return

@@ -3,8 +3,8 @@
 Our own rather than a library's because of the data path: a rendered digest has bare LF line
 ends, and a general client turns them into CRLF and doubles leading dots with regular
 expressions, which cost more sender CPU than everything else about a message (0.85 ms of
-about 1 ms for a 60 KB digest). Here that is three ``bytes.replace`` calls (0.07 ms). And with
-PIPELINING (RFC 2920) offered, MAIL FROM and RCPT TO go out in one write, one round trip.
+about 1 ms for a 60 KB digest). Here that is a ``bytes.replace`` and a search (0.04 ms). And
+with PIPELINING (RFC 2920) offered, MAIL FROM, RCPT TO and DATA go out in one write.
 
 What it speaks: EHLO (HELO if refused), STARTTLS or implicit TLS, AUTH PLAIN and LOGIN,
 SMTPUTF8 (RFC 6531), MAIL, RCPT, DATA, RSET, QUIT. Every reply is awaited for at most
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import ssl
 from collections import deque
 from typing import NamedTuple
@@ -58,16 +59,23 @@ class SmtpDisconnected(SmtpError, ConnectionError):
     """The connection is closed (by the server, by a timeout or by us)."""
 
 
+# a literal search through the regular expression engine: twice as fast as bytes.find for
+# a two-byte needle whose first byte (a line end) is frequent
+_LINE_DOT = re.compile(rb"\n\.")
+
+
 def wire_message(message: bytes) -> bytes:
     """``message`` as DATA carries it (RFC 5321 4.5.2): every line end CRLF (a lone CR or LF
     is one), leading dots doubled, ending in CRLF, then the end line ``.``."""
-    data = message.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
-    if data.startswith(b"."):
-        data = b"." + data
-    data = data.replace(b"\n.", b"\n..")
-    if data and not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    return data + b".\r\n"
+    if b"\r" in message:  # rendered messages have none: bare LFs
+        message = message.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    if _LINE_DOT.search(message):
+        message = message.replace(b"\n.", b"\n..")
+    if message.startswith(b"."):
+        message = b"." + message
+    if message and not message.endswith(b"\n"):
+        message += b"\n"
+    return message.replace(b"\n", b"\r\n") + b".\r\n"
 
 
 def _clean(value: bytes) -> bytes:
@@ -286,33 +294,35 @@ class SmtpClient:
         except SmtpReplyError as exc:
             raise SmtpAuthError(exc.code, exc.message) from None
 
-    async def envelope(self, sender: str, recipient: str, *, utf8: bool = False) -> None:
-        """MAIL FROM and RCPT TO, in one write if the server offers PIPELINING. Raises
-        SmtpReplyError for a refusal (``command`` MAIL or RCPT); the server holds nothing of a refused envelope after :meth:`rset`."""
+    async def begin(self, sender: str, recipient: str, *, utf8: bool = False) -> None:
+        """MAIL FROM, RCPT TO and DATA, all in one write if the server offers PIPELINING (DATA
+        last, RFC 2920 3.1): the server then waits for the message, and nothing is delivered
+        until :meth:`finish` ends it. A refusal raises SmtpReplyError (``command`` MAIL, RCPT
+        or DATA) with every reply read, so :meth:`rset` leaves nothing behind. Given up
+        after it returned, the message is dropped by closing the connection (RSET cannot be
+        sent inside DATA, and a server delivers nothing that did not end)."""
         encoding = "utf-8" if utf8 else "ascii"
         mail = b"MAIL FROM:<" + _clean(sender.encode(encoding)) + b">"
         if utf8:
             mail += b" SMTPUTF8"
-        rcpt = b"RCPT TO:<" + _clean(recipient.encode(encoding)) + b">"
+        commands = (mail, b"RCPT TO:<" + _clean(recipient.encode(encoding)) + b">", b"DATA")
+        expected = ((250,), (250, 251), (354,))
+        names = ("MAIL", "RCPT", "DATA")
         if self.offers("pipelining"):
-            futures = self._send(mail, rcpt)
-        else:
-            futures = self._send(mail)
-        reply = await self._reply(futures[0])
-        if len(futures) > 1:
-            rcpt_reply = await self._reply(futures[1])  # read even when MAIL was refused
-        if reply.code != 250:
-            raise _refused("MAIL", reply)
-        if len(futures) == 1:
-            rcpt_reply = await self._reply(self._send(rcpt)[0])
-        if rcpt_reply.code not in (250, 251):
-            raise _refused("RCPT", rcpt_reply)
+            replies = [await self._reply(f) for f in self._send(*commands)]
+            for name, codes, reply in zip(names, expected, replies, strict=True):
+                if reply.code not in codes:
+                    if replies[2].code == 354:  # a server that opened DATA all the same
+                        self.close()
+                    raise _refused(name, reply)
+            return
+        for name, codes, command in zip(names, expected, commands, strict=True):
+            reply = await self._reply(self._send(command)[0])
+            if reply.code not in codes:
+                raise _refused(name, reply)
 
-    async def data(self, message: bytes) -> None:
-        """DATA: the message is accepted (250), or SmtpReplyError (``command`` "DATA")."""
-        reply = await self._reply(self._send(b"DATA")[0])
-        if reply.code != 354:
-            raise _refused("DATA", reply)
+    async def finish(self, message: bytes) -> None:
+        """The message for :meth:`begin`'s DATA: accepted (250), or SmtpReplyError."""
         future = self.wire.expect()
         assert self.wire.transport is not None
         self.wire.transport.write(wire_message(message))
