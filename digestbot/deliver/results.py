@@ -62,8 +62,8 @@ _digests = cast(Table, Digest.__table__)
 _ids: BindParameter[list[int]] = bindparam("ids", expanding=True)
 _now = bindparam("now", type_=UTCDateTime())
 
-# The claims a worker still holds among ``ids``. A no-op write: it takes the row locks (and
-# SQLite's write lock) before anything else is read or written.
+# The claims a worker still holds among ``ids`` (other outcomes than sent). A no-op write:
+# it takes the row locks before they are read and written.
 _HOLD = (
     update(_digests)
     .where(
@@ -74,9 +74,15 @@ _HOLD = (
     .values(lease_until=_digests.c.lease_until)
     .returning(_digests.c.id)
 )
+# Sent: marked in the statement that checks the claim is still the worker's (the ids it
+# returns), one statement fewer per group than holding first
 _MARK_SENT = (
     update(_digests)
-    .where(_digests.c.id.in_(_ids))
+    .where(
+        _digests.c.state == "sending",
+        _digests.c.claimed_by == bindparam("worker"),
+        _digests.c.id.in_(_ids),
+    )
     .values(
         state="sent",
         sent_at=_now,
@@ -85,6 +91,7 @@ _MARK_SENT = (
         last_error=None,
         attempts=_digests.c.attempts + 1,
     )
+    .returning(_digests.c.id)
 )
 # one row of another outcome (executemany): retry, failed or bounced
 _MARK_OTHER = (
@@ -163,20 +170,29 @@ def record(
     tally = Tally()
     if not results:
         return tally
-    by_worker: dict[str, list[int]] = {}
-    for job, _ in results:
-        by_worker.setdefault(job.worker, []).append(job.id)
+    sent: dict[str, list[int]] = {}
+    others: dict[str, list[int]] = {}
+    for job, outcome in results:
+        (sent if outcome.kind == "sent" else others).setdefault(job.worker, []).append(job.id)
     with store.outbox_transaction() as conn:
-        held: set[int] = set()
-        for worker, ids in by_worker.items():
+        sent_ids: list[int] = []
+        for worker, ids in sent.items():
+            sent_ids.extend(conn.scalars(_MARK_SENT, {"worker": worker, "ids": ids, "now": now}))
+        held = set(sent_ids)
+        for worker, ids in others.items():
             held.update(conn.scalars(_HOLD, {"worker": worker, "ids": ids}))
         tally.lost = sum(1 for job, _ in results if job.id not in held)
-        results = [(job, outcome) for job, outcome in results if job.id in held]
-        _record_held(conn, results, now, tally, max_attempts, backoff_seconds)
+        tally.sent = len(sent_ids)
+        if sent_ids:
+            params = {"ids": sent_ids, "now": now}
+            conn.execute(_sent_papers(conn.dialect.name), params)
+            conn.execute(_DROP_MESSAGES, params)
+        failed = [(j, o) for j, o in results if j.id in held and o.kind != "sent"]
+        _record_failures(conn, failed, now, tally, max_attempts, backoff_seconds)
     return tally
 
 
-def _record_held(
+def _record_failures(
     conn: Connection,
     results: Sequence[tuple[Job, Outcome]],
     now: datetime,
@@ -184,14 +200,11 @@ def _record_held(
     max_attempts: int,
     backoff_seconds: float,
 ) -> None:
-    sent: list[int] = []
+    """Retries, failures and bounces of claims still held."""
     other_rows: list[dict[str, Any]] = []
     bounced: dict[int, str] = {}
     for job, outcome in results:
-        if outcome.kind == "sent":
-            tally.sent += 1
-            sent.append(job.id)
-        elif outcome.kind == "retry":
+        if outcome.kind == "retry":
             attempts = job.attempts + 1
             if attempts >= max_attempts:
                 tally.failed += 1
@@ -209,12 +222,6 @@ def _record_held(
         else:
             tally.failed += 1
             other_rows.append(_row(job, "failed", job.attempts + 1, None, outcome.error))
-
-    if sent:
-        params = {"ids": sent, "now": now}
-        conn.execute(_MARK_SENT, params)
-        conn.execute(_sent_papers(conn.dialect.name), params)
-        conn.execute(_DROP_MESSAGES, params)
     if other_rows:
         conn.execute(_MARK_OTHER, other_rows)
     for subscriber_id, reason in bounced.items():
