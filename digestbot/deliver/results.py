@@ -92,6 +92,11 @@ _MARK_SENT = (
         attempts=_digests.c.attempts + 1,
     )
     .returning(_digests.c.id)
+    # SQLite: without it, an UPDATE of several rows that could break a NOT NULL constraint
+    # half-way writes a statement journal (a temporary file, opened and deleted each time:
+    # half of a group commit's cost) to undo only itself. A failure raises all the same and
+    # the whole transaction is rolled back, so nothing half-done is ever committed.
+    .prefix_with("OR FAIL", dialect="sqlite")
 )
 # one row of another outcome (executemany): retry, failed or bounced
 _MARK_OTHER = (
