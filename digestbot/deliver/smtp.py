@@ -4,10 +4,10 @@ the sender.
 A connection carries up to ``smtp.per_connection`` messages, then is renewed. A connection the
 server closed is noticed at the next MAIL FROM, before any of the message left, so the message
 goes out on a fresh connection at once. The envelope (MAIL, RCPT, DATA) goes out while the
-previous result is committed; the message itself only after. Replies are sorted into retry (4xx, timeouts, dropped
-or refused connections), failed (other 5xx) and bounced (the address does not exist). Only
-RCPT and DATA replies can bounce a reader: a 5xx to MAIL FROM is about the sender address, a
-setting, and stops the run with a DeliveryError.
+previous result is committed; the message itself only after. Replies are sorted into retry
+(4xx, timeouts, dropped or refused connections), failed (other 5xx) and bounced (the address
+does not exist). Only RCPT and DATA replies can bounce a reader: a 5xx to MAIL FROM is about
+the sender address, a setting, and stops the run with a DeliveryError.
 """
 
 from __future__ import annotations

@@ -273,7 +273,7 @@ class SmtpClient:
         )
         if transport is None:  # pragma: no cover - only when the connection went meanwhile
             raise SmtpDisconnected("the connection closed during the TLS handshake")
-        self.wire.transport = transport  # type: ignore[assignment]
+        self.wire.transport = transport
         self.tls = True
         await self.ehlo()  # what the server offers may differ under TLS (RFC 3207 4.2)
 
