@@ -139,6 +139,9 @@ class _Wire(asyncio.Protocol):
             future = self.waiting.popleft()
             if not future.done():
                 future.set_exception(self.lost)
+                # marked as seen: the replies after a pipelined group's first failure are
+                # no longer awaited, and asyncio would log each as never retrieved
+                future.exception()
         if self.transport is not None:
             self.transport.close()
 
