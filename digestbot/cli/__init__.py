@@ -7,6 +7,8 @@ stderr and exit code 1, here and nowhere else.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import json
 import logging
 import signal
@@ -44,6 +46,10 @@ EXIT_PARTIAL = 3  # the job ran but some items failed (a dump, a digest)
 EXIT_NOTHING = 4  # the job ran and there was nothing to do (--nothing-exit-code 0 turns it off)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# At exit, before the interpreter's last garbage collections: they then skip every object the
+# command made (SQLAlchemy's alone are many), 50-100 ms of each command's wall time.
+atexit.register(gc.freeze)
 
 
 @dataclass
