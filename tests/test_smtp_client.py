@@ -5,6 +5,8 @@ inside DATA, a login where only AUTH LOGIN is offered."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ from digestbot.deliver.smtp import SmtpChannel, SmtpSettings
 from digestbot.deliver.smtpclient import SmtpClient, wire_message
 from digestbot.deliver.transports import SendFailure
 from digestbot.errors import DeliveryError
-from digestbot.store import Store
+from digestbot.store import Store, open_store
 
 from .conftest import PUBLIC_MAIL, make_config
 from .smtp_sink import PipeliningSinkHandler, SmtpSink, password_authenticator
@@ -242,3 +244,26 @@ def test_login_where_only_auth_login_is_offered(tmp_path: Path) -> None:
     finally:
         sink.stop()
     assert sink.recipients() == Counter({"a@example.org": 1})
+
+
+def test_a_send_imports_neither_alembic_nor_dkim_when_unsigned(tmp_path: Path) -> None:
+    """Start-up counts in every `digestbot send`: the schema check reads the store's revision
+    without alembic (100 ms of imports), and DKIM's modules load only for a signer."""
+    db = tmp_path / "s.db"
+    open_store(db, create=True).dispose()
+    script = f"""
+import sys
+from digestbot.deliver.transports import make_transport
+from digestbot.store import open_store
+from tests.conftest import PUBLIC_MAIL, make_config
+from pathlib import Path
+open_store({str(db)!r}).dispose()
+make_transport(make_config(Path({str(tmp_path)!r}), {str(db)!r}, delivery__transport="smtp",
+    smtp__host="127.0.0.1", smtp__allow_test_settings=True, **PUBLIC_MAIL))
+print(sorted(m for m in ("alembic", "dkim", "aiosmtplib") if m in sys.modules))
+"""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stderr

@@ -297,12 +297,13 @@ def head_revision(store: Store) -> str | None:
 
 
 def upgrade(store: Store, revision: str = "head") -> None:
-    """Apply pending migrations; cheap when the schema is current."""
-    from alembic import command
-
+    """Apply pending migrations; cheap when the schema is current (alembic is not even
+    imported then)."""
     try:
-        if revision == "head" and current_revision(store) == head_revision(store):
+        if revision == "head" and current_revision(store) == SCHEMA_HEAD:
             return
+        from alembic import command
+
         command.upgrade(_alembic_config(store), revision)
     except OperationalError as exc:
         raise StoreError(
