@@ -1,8 +1,15 @@
 """digestbot: get trending papers in your email inbox."""
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-try:
-    __version__ = version("digestbot")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
+
+def __getattr__(name: str) -> str:
+    # looked up when asked for: importlib.metadata costs every command 20 ms at start-up
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("digestbot")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0.0.0"

@@ -97,6 +97,18 @@ class SinkHandler:
         return "250 OK"
 
 
+@dataclass
+class PipeliningSinkHandler(SinkHandler):
+    """A sink that announces PIPELINING (RFC 2920), as production relays do, through
+    aiosmtpd's public EHLO hook; aiosmtpd reads pipelined commands in order either way."""
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list
+    ) -> list[str]:
+        session.host_name = hostname  # the hook takes over what aiosmtpd does without one
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+
 class SmtpSink:
     """Start with .start(), read .received, steer failures through .handler."""
 

@@ -7,6 +7,8 @@ stderr and exit code 1, here and nowhere else.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import json
 import logging
 import signal
@@ -19,21 +21,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
 
 from .. import clock
 from ..config import Config, load_config
 from ..errors import DigestbotError
 
 if TYPE_CHECKING:  # the store pulls in SQLAlchemy: only the commands that use it pay
+    from rich.console import Console  # rich too: 40 ms, and --json or a pipe draws nothing
+    from rich.progress import Progress, TaskID
+
     from ..store import Store
 
 # Exit codes: documented in the README and relied on by the systemd units.
@@ -44,6 +40,10 @@ EXIT_PARTIAL = 3  # the job ran but some items failed (a dump, a digest)
 EXIT_NOTHING = 4  # the job ran and there was nothing to do (--nothing-exit-code 0 turns it off)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# At exit, before the interpreter's last garbage collections: they then skip every object the
+# command made (SQLAlchemy's alone are many), 50-100 ms of each command's wall time.
+atexit.register(gc.freeze)
 
 
 @dataclass
@@ -74,10 +74,14 @@ class App:
 
     @property
     def console(self) -> Console:
+        from rich.console import Console
+
         return Console(quiet=self.quiet, highlight=False, soft_wrap=False)
 
     @property
     def err(self) -> Console:
+        from rich.console import Console
+
         return Console(stderr=True, highlight=False)
 
     def close(self) -> None:
@@ -191,11 +195,13 @@ class Bars:
     ``bars.stage(name)`` to a function that reports ``(done, total)``.
     """
 
-    def __init__(self, progress: Progress) -> None:
-        self._progress = progress
+    def __init__(self, progress: Progress | None) -> None:
+        self._progress = progress  # None: nothing is drawn
         self._tasks: dict[str, TaskID] = {}
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        if self._progress is None:
+            return
         if stage not in self._tasks:
             self._tasks[stage] = self._progress.add_task(stage, total=total)
         self._progress.update(self._tasks[stage], completed=done, total=total)
@@ -207,6 +213,18 @@ class Bars:
 @contextmanager
 def progress_bars(app: App, *, enabled: bool = True) -> Iterator[Bars]:
     """Bars on a terminal; nothing with --quiet, --json (enabled=False) or when piped."""
+    if app.quiet or not enabled:
+        yield Bars(None)
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     err = Console(stderr=True)
     with Progress(
         TextColumn("{task.description:<10}"),
@@ -215,7 +233,7 @@ def progress_bars(app: App, *, enabled: bool = True) -> Iterator[Bars]:
         TimeRemainingColumn(),
         console=err,
         transient=True,
-        disable=app.quiet or not enabled or not err.is_terminal,
+        disable=not err.is_terminal,
     ) as progress:
         yield Bars(progress)
 

@@ -354,9 +354,12 @@ def _claim_ids(
     mine = and_(Digest.id.in_(ids), _due(now))
     gone = ~_reader_active()
     stale = or_(gone, would_be >= max_attempts) if max_attempts is not None else gone
+    # OR FAIL (SQLite): no statement journal, see results._MARK_SENT; the claim's
+    # transaction is rolled back whole on any error
     s.execute(
         update(Digest)
         .where(mine, stale)
+        .prefix_with("OR FAIL", dialect="sqlite")
         .values(
             state="failed",
             attempts=would_be,
@@ -371,6 +374,7 @@ def _claim_ids(
     claimed = (
         update(Digest)
         .where(mine, _reader_active())
+        .prefix_with("OR FAIL", dialect="sqlite")
         .values(
             attempts=would_be,
             state="sending",

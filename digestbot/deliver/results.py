@@ -13,6 +13,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import BindParameter, Connection, Table, bindparam, delete, select, update
@@ -61,8 +62,8 @@ _digests = cast(Table, Digest.__table__)
 _ids: BindParameter[list[int]] = bindparam("ids", expanding=True)
 _now = bindparam("now", type_=UTCDateTime())
 
-# The claims a worker still holds among ``ids``. A no-op write: it takes the row locks (and
-# SQLite's write lock) before anything else is read or written.
+# The claims a worker still holds among ``ids`` (other outcomes than sent). A no-op write:
+# it takes the row locks before they are read and written.
 _HOLD = (
     update(_digests)
     .where(
@@ -73,9 +74,15 @@ _HOLD = (
     .values(lease_until=_digests.c.lease_until)
     .returning(_digests.c.id)
 )
+# Sent: marked in the statement that checks the claim is still the worker's (the ids it
+# returns), one statement fewer per group than holding first
 _MARK_SENT = (
     update(_digests)
-    .where(_digests.c.id.in_(_ids))
+    .where(
+        _digests.c.state == "sending",
+        _digests.c.claimed_by == bindparam("worker"),
+        _digests.c.id.in_(_ids),
+    )
     .values(
         state="sent",
         sent_at=_now,
@@ -84,6 +91,12 @@ _MARK_SENT = (
         last_error=None,
         attempts=_digests.c.attempts + 1,
     )
+    .returning(_digests.c.id)
+    # SQLite: without it, an UPDATE of several rows that could break a NOT NULL constraint
+    # half-way writes a statement journal (a temporary file, opened and deleted each time:
+    # half of a group commit's cost) to undo only itself. A failure raises all the same and
+    # the whole transaction is rolled back, so nothing half-done is ever committed.
+    .prefix_with("OR FAIL", dialect="sqlite")
 )
 # one row of another outcome (executemany): retry, failed or bounced
 _MARK_OTHER = (
@@ -125,6 +138,7 @@ _DROP_BOUNCED_MESSAGES = delete(DigestMessage).where(
 )
 
 
+@cache  # one statement per dialect: building it anew cost more than running it
 def _sent_papers(dialect: str) -> Any:
     """Record the papers of digests ``ids`` as sent to their readers at ``now``."""
     items = DigestItem.__table__
@@ -161,20 +175,29 @@ def record(
     tally = Tally()
     if not results:
         return tally
-    by_worker: dict[str, list[int]] = {}
-    for job, _ in results:
-        by_worker.setdefault(job.worker, []).append(job.id)
+    sent: dict[str, list[int]] = {}
+    others: dict[str, list[int]] = {}
+    for job, outcome in results:
+        (sent if outcome.kind == "sent" else others).setdefault(job.worker, []).append(job.id)
     with store.outbox_transaction() as conn:
-        held: set[int] = set()
-        for worker, ids in by_worker.items():
+        sent_ids: list[int] = []
+        for worker, ids in sent.items():
+            sent_ids.extend(conn.scalars(_MARK_SENT, {"worker": worker, "ids": ids, "now": now}))
+        held = set(sent_ids)
+        for worker, ids in others.items():
             held.update(conn.scalars(_HOLD, {"worker": worker, "ids": ids}))
         tally.lost = sum(1 for job, _ in results if job.id not in held)
-        results = [(job, outcome) for job, outcome in results if job.id in held]
-        _record_held(conn, results, now, tally, max_attempts, backoff_seconds)
+        tally.sent = len(sent_ids)
+        if sent_ids:
+            params = {"ids": sent_ids, "now": now}
+            conn.execute(_sent_papers(conn.dialect.name), params)
+            conn.execute(_DROP_MESSAGES, params)
+        failed = [(j, o) for j, o in results if j.id in held and o.kind != "sent"]
+        _record_failures(conn, failed, now, tally, max_attempts, backoff_seconds)
     return tally
 
 
-def _record_held(
+def _record_failures(
     conn: Connection,
     results: Sequence[tuple[Job, Outcome]],
     now: datetime,
@@ -182,14 +205,11 @@ def _record_held(
     max_attempts: int,
     backoff_seconds: float,
 ) -> None:
-    sent: list[int] = []
+    """Retries, failures and bounces of claims still held."""
     other_rows: list[dict[str, Any]] = []
     bounced: dict[int, str] = {}
     for job, outcome in results:
-        if outcome.kind == "sent":
-            tally.sent += 1
-            sent.append(job.id)
-        elif outcome.kind == "retry":
+        if outcome.kind == "retry":
             attempts = job.attempts + 1
             if attempts >= max_attempts:
                 tally.failed += 1
@@ -207,12 +227,6 @@ def _record_held(
         else:
             tally.failed += 1
             other_rows.append(_row(job, "failed", job.attempts + 1, None, outcome.error))
-
-    if sent:
-        params = {"ids": sent, "now": now}
-        conn.execute(_MARK_SENT, params)
-        conn.execute(_sent_papers(conn.dialect.name), params)
-        conn.execute(_DROP_MESSAGES, params)
     if other_rows:
         conn.execute(_MARK_OTHER, other_rows)
     for subscriber_id, reason in bounced.items():

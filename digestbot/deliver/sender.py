@@ -11,9 +11,10 @@ Crash safety rests on three rules:
   commit), so there is no disk sync per message, yet at any moment at most one message per
   channel (the pool size) can be accepted by the server and not yet recorded: the only
   messages a crash can send twice. Over SMTP the channel announces its next message (MAIL
-  FROM, RCPT TO) while that commit runs, so two of a message's four round trips overlap it;
-  nothing is accepted before DATA, and a message announced when the run is told to stop is
-  withdrawn (RSET) and goes back to the queue.
+  FROM, RCPT TO, DATA) while that commit runs, so three of a message's four round trips
+  overlap it; nothing is accepted before the message's end, and a message announced when
+  the run is told to stop is withdrawn (RSET, or a closed connection inside DATA) and goes
+  back to the queue.
 
 A commit costs about a millisecond whatever its size, so the committer lingers a little
 (:data:`GROUP_LINGER`) for the results of messages still in flight, and commits at once when

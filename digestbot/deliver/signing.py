@@ -17,8 +17,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import dkim
-
 from ..config import Config
 from ..errors import ConfigError
 from .transports import Channel, SplitChannel, Transport
@@ -85,6 +83,8 @@ class Signer:
                 field="dkim.key_file",
                 hint="Point dkim.key_file at the PEM private key (chmod 600).",
             ) from None
+        import dkim  # here, not at the top: it and dnspython cost every send 30 ms unsigned
+
         signer = cls(domain, selector, key)
         try:
             signer.sign(b"From: check@" + signer.domain + b"\r\n\r\nkey check\r\n")
@@ -99,6 +99,8 @@ class Signer:
 
     def sign(self, message: bytes) -> bytes:
         """The message with a DKIM-Signature header in front."""
+        import dkim  # imported by from_config already: a lookup in sys.modules
+
         # dkimpy works on CRLF lines and writes its header with CRLF; rendered messages
         # use bare LF, which the SMTP client turns into CRLF on the wire
         crlf = b"\r\n" in message

@@ -1,34 +1,39 @@
-"""SMTP through aiosmtplib: a pool of reused connections, each a channel of the sender.
+"""SMTP through our own client (.smtpclient): a pool of reused connections, each a channel of
+the sender.
 
 A connection carries up to ``smtp.per_connection`` messages, then is renewed. A connection the
 server closed is noticed at the next MAIL FROM, before any of the message left, so the message
-goes out on a fresh connection at once. Replies are sorted into retry (4xx, timeouts, dropped
-or refused connections), failed (other 5xx) and bounced (the address does not exist). Only
-RCPT and DATA replies can bounce a reader: a 5xx to MAIL FROM is about the sender address, a
-setting, and stops the run with a DeliveryError.
+goes out on a fresh connection at once. The envelope (MAIL, RCPT, DATA) goes out while the
+previous result is committed; the message itself only after. Replies are sorted into retry
+(4xx, timeouts, dropped or refused connections), failed (other 5xx) and bounced (the address
+does not exist). Only RCPT and DATA replies can bounce a reader: a 5xx to MAIL FROM is about
+the sender address, a setting, and stops the run with a DeliveryError.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import aiosmtplib
 import idna
-from aiosmtplib import (
-    SMTPAuthenticationError,
-    SMTPException,
-    SMTPResponseException,
-    SMTPServerDisconnected,
-)
 
 from ..config import Config
 from ..errors import DeliveryError
 from .safety import is_loopback_host
+from .smtpclient import (
+    SmtpAuthError,
+    SmtpClient,
+    SmtpDisconnected,
+    SmtpError,
+    SmtpNotOffered,
+    SmtpReplyError,
+)
 from .tls import client_context
 from .transports import Channel, SendFailure, TimedOut, Unavailable
 
@@ -139,29 +144,33 @@ class SmtpSettings:
 class SmtpChannel:
     """One pooled connection, opened on first use and renewed as needed."""
 
-    def __init__(self, settings: SmtpSettings, tls: ssl.SSLContext | None) -> None:
+    def __init__(self, settings: SmtpSettings, tls: ssl.SSLContext | None, local: str) -> None:
         self.s = settings
         self.tls = tls
-        self.client: aiosmtplib.SMTP | None = None
+        self.local_hostname = local
+        self.client: SmtpClient | None = None
+        self.in_data = False  # an envelope's DATA was answered 354: the message is next
         self.count = 0
         self.opened = 0
 
-    async def _connect(self) -> aiosmtplib.SMTP:
+    async def _connect(self) -> SmtpClient:
         s = self.s
-        client = aiosmtplib.SMTP(
-            hostname=s.host,
-            port=s.port,
-            timeout=s.timeout,
-            use_tls=s.security == "tls",
-            start_tls=s.security == "starttls",
-            tls_context=self.tls,
-        )
         where = f"{s.host}:{s.port}"
+        client: SmtpClient | None = None
         try:
-            await client.connect()
+            client = await SmtpClient.open(
+                s.host,
+                s.port,
+                timeout=s.timeout,
+                local_hostname=self.local_hostname,
+                tls=self.tls,
+                implicit_tls=s.security == "tls",
+                starttls=s.security == "starttls",
+            )
             if s.username:
                 await client.login(s.username, s.password)
-        except SMTPAuthenticationError as exc:
+        except SmtpAuthError as exc:
+            assert client is not None
             client.close()
             raise DeliveryError(
                 f"{where} refused the login for {s.username!r}: {exc.code} {exc.message}",
@@ -169,44 +178,49 @@ class SmtpChannel:
                 hint="Check smtp.username and the password (DIGESTBOT_SMTP_PASSWORD or "
                 "smtp.password_file).",
             ) from None
-        except (SMTPException, OSError, TimeoutError) as exc:
-            client.close()
-            text = str(exc)
-            if "CERTIFICATE_VERIFY_FAILED" in text or isinstance(
-                exc.__cause__, ssl.SSLCertVerificationError
-            ):
+        except SmtpNotOffered as exc:
+            if client is not None:
+                client.close()
+            if exc.extension == "STARTTLS":
                 raise DeliveryError(
-                    f"{where}: the server's TLS certificate could not be verified: {text}",
-                    field="smtp.cafile",
-                    hint="Set smtp.cafile to the CA that signed it (or, on a trusted network "
-                    "only, smtp.validate_certs = false).",
-                ) from None
-            # aiosmtplib says so with a plain SMTPException when EHLO did not offer it
-            if isinstance(exc, SMTPException) and "STARTTLS" in text.upper():
-                raise DeliveryError(
-                    f"{where}: {text}",
+                    f"{where}: {exc}",
                     field="smtp.security",
                     hint="The server does not offer STARTTLS; check smtp.security and port.",
                 ) from None
-            raise Unavailable(f"cannot connect to {where}: {text or type(exc).__name__}") from None
+            raise DeliveryError(
+                f"{where}: {exc}, but smtp.username is set",
+                field="smtp.username",
+                hint="Leave smtp.username empty for a relay that takes mail without a login, "
+                'or set smtp.security = "starttls" if it offers one only under TLS.',
+            ) from None
+        except ssl.SSLCertVerificationError as exc:
+            raise DeliveryError(
+                f"{where}: the server's TLS certificate could not be verified: {exc}",
+                field="smtp.cafile",
+                hint="Set smtp.cafile to the CA that signed it (or, on a trusted network "
+                "only, smtp.validate_certs = false).",
+            ) from None
+        except (SmtpError, OSError, TimeoutError) as exc:
+            if client is not None:
+                client.close()
+            text = str(exc) or type(exc).__name__
+            raise Unavailable(f"cannot connect to {where}: {text}") from None
         self.opened += 1
         self.count = 0
         return client
 
-    async def offers(self, extension: str) -> bool:
-        """Whether the server announces ``extension`` in its EHLO reply (connecting first)."""
+    async def _connected(self) -> SmtpClient:
         if self.client is None or not self.client.is_connected:
             self._drop()
             self.client = await self._connect()
-        try:
-            if self.client.is_ehlo_or_helo_needed:
-                await self.client.ehlo()
-        except (SMTPException, OSError, TimeoutError) as exc:
-            self._drop()
-            raise Unavailable(f"cannot ask {self.s.host} what it offers: {exc}") from None
-        return self.client.supports_extension(extension)
+        return self.client
+
+    async def offers(self, extension: str) -> bool:
+        """Whether the server announces ``extension`` in its EHLO reply (connecting first)."""
+        return (await self._connected()).offers(extension)
 
     def _drop(self) -> None:
+        self.in_data = False
         if self.client is not None:
             self.client.close()
             self.client = None
@@ -216,38 +230,28 @@ class SmtpChannel:
         await self.content(message)
 
     async def envelope(self, sender: str, recipient: str) -> None:
-        """MAIL FROM and RCPT TO: the first half of :meth:`send`, nothing of the message."""
+        """MAIL FROM, RCPT TO and DATA: the first half of :meth:`send`. The server waits for
+        the message then, and has nothing of it yet."""
         recipient = ascii_domain(recipient)
+        utf8 = not recipient.isascii()
         for fresh in (False, True):
             if self.client is None or not self.client.is_connected:
-                self._drop()
-                self.client = await self._connect()
                 fresh = True
-            client = self.client
-            utf8 = not recipient.isascii()
+            client = await self._connected()
+            if utf8 and not client.offers("smtputf8"):
+                # this message fails; the connection is untouched and the run goes on
+                raise SendFailure(
+                    "failed",
+                    f"{recipient!r} has non-ASCII characters before the @ and "
+                    f"{self.s.host} does not offer SMTPUTF8",
+                )
             try:
-                if utf8:
-                    if client.is_ehlo_or_helo_needed:
-                        await client.ehlo()  # what the server offers is known after EHLO
-                    if not client.supports_extension("smtputf8"):
-                        # this message fails; the connection is untouched and the run goes on
-                        raise SendFailure(
-                            "failed",
-                            f"{recipient!r} has non-ASCII characters before the @ and "
-                            f"{self.s.host} does not offer SMTPUTF8",
-                        )
-                    await client.mail(sender, options=["SMTPUTF8"], encoding="utf-8")
-                else:
-                    await client.mail(sender)
-                break
-            except (SMTPServerDisconnected, ConnectionError) as exc:
-                # nothing of the message left yet: safe to go again on a new connection
-                self._drop()
-                if fresh:
-                    raise SendFailure("retry", f"connection dropped: {exc}") from None
-            except SMTPResponseException as exc:
+                await client.begin(sender, recipient, utf8=utf8)
+                self.in_data = True
+                return
+            except SmtpReplyError as exc:
                 await self._reset()
-                if 500 <= exc.code < 600:
+                if exc.command == "MAIL" and 500 <= exc.code < 600:
                     # refused before any reader is named: the same for every reader, so it
                     # is the settings that are wrong, not the readers' addresses
                     field, hint = _mail_from_refusal(exc.code, exc.message)
@@ -258,32 +262,31 @@ class SmtpChannel:
                         hint=hint + " The digests stay queued.",
                     ) from None
                 raise classify(exc.code, exc.message) from None
-            except (SMTPException, OSError, TimeoutError) as exc:
+            except SmtpDisconnected as exc:
+                # nothing of the message left yet: safe to go again on a new connection
+                self._drop()
+                if fresh:
+                    raise SendFailure("retry", f"connection dropped: {exc}") from None
+            except (SmtpError, OSError, TimeoutError) as exc:
                 self._drop()
                 raise _transient(exc) from None
-        await self._command(client.rcpt(recipient, encoding="utf-8" if utf8 else "ascii"))
+            except ValueError as exc:  # a control character in an address
+                raise SendFailure("failed", str(exc)) from None
 
     async def content(self, message: bytes) -> None:
-        """DATA, after :meth:`envelope`: the server accepts the message, or it raises."""
+        """The message, after :meth:`envelope`: the server accepts it, or it raises."""
         client = self.client
-        if client is None:
-            raise SendFailure("retry", "connection dropped before DATA")
-        # a broken connection during DATA: the message may or may not have arrived, and the
-        # stable Message-ID covers a repeat
-        await self._command(client.data(message))
-        self.count += 1
-        if self.count >= self.s.per_connection:
-            await self.close()
-
-    async def _command(self, reply: Awaitable[object]) -> None:
-        """RCPT or DATA: a refusal is classified (bounce, retry, fail) with the connection
-        kept; a broken connection is dropped and the message retried."""
+        if client is None or not client.is_connected or not self.in_data:
+            raise SendFailure("retry", "connection dropped before the message")
+        self.in_data = False
+        # a broken connection now: the message may or may not have arrived, and the stable
+        # Message-ID covers a repeat
         try:
-            await reply
-        except SMTPResponseException as exc:
+            await client.finish(message)
+        except SmtpReplyError as exc:
             await self._reset()
             raise classify(exc.code, exc.message) from None
-        except (SMTPException, OSError, TimeoutError) as exc:
+        except (SmtpError, OSError, TimeoutError) as exc:
             self._drop()
             raise _transient(exc) from None
         except Exception as exc:
@@ -292,27 +295,38 @@ class SmtpChannel:
             log.exception("sending one message failed")
             self._drop()
             raise SendFailure("failed", f"{type(exc).__name__}: {exc}".strip()) from None
+        self.count += 1
+        if self.count >= self.s.per_connection:
+            await self.close()
 
     async def abandon(self) -> None:
-        """Give up an envelope without its message (RSET): the server keeps nothing of it."""
-        await self._reset()
+        """Give up an envelope without its message: the server keeps nothing of it. Inside
+        DATA no RSET can be said; a connection closed before the message's end line is a
+        transaction the server drops (RFC 5321 4.1.1.4), so it is closed."""
+        if self.in_data:
+            self.in_data = False
+            self._drop()
+        else:
+            await self._reset()
 
     async def _reset(self) -> None:
         if self.client is None:
             return
         try:
             await self.client.rset()
-        except (SMTPException, OSError, TimeoutError):
+        except (SmtpError, OSError, TimeoutError):
             self._drop()
 
     async def close(self) -> None:
+        if self.in_data:  # a QUIT now would be read as the message: drop it unsaid
+            self._drop()
         client, self.client = self.client, None
         if client is None:
             return
         try:
             if client.is_connected:
                 await client.quit()
-        except (SMTPException, OSError, TimeoutError):
+        except (SmtpError, OSError, TimeoutError):
             client.close()
 
 
@@ -323,6 +337,15 @@ class SmtpTransport:
         self.settings = settings
         self.concurrency = settings.pool_size
         self._tls = settings.tls_context()
+        self._local: str | None = None
+
+    async def _local_hostname(self) -> str:
+        """The name this host gives in EHLO: its FQDN, looked up once, off the event loop
+        (the lookup may ask DNS)."""
+        if self._local is None:
+            name = await asyncio.get_running_loop().run_in_executor(None, socket.getfqdn)
+            self._local = name if name.isascii() and name else "localhost"
+        return self._local
 
     @classmethod
     def from_config(cls, config: Config) -> SmtpTransport:
@@ -331,7 +354,7 @@ class SmtpTransport:
     async def takes_utf8_local_parts(self) -> bool:
         """Whether the relay offers SMTPUTF8 (RFC 6531), asked over a new connection;
         Unavailable or DeliveryError when it cannot be asked."""
-        channel = SmtpChannel(self.settings, self._tls)
+        channel = SmtpChannel(self.settings, self._tls, await self._local_hostname())
         try:
             return await channel.offers("smtputf8")
         finally:
@@ -339,7 +362,7 @@ class SmtpTransport:
 
     @asynccontextmanager
     async def channel(self) -> AsyncIterator[Channel]:
-        channel = SmtpChannel(self.settings, self._tls)
+        channel = SmtpChannel(self.settings, self._tls, await self._local_hostname())
         try:
             yield channel
         finally:

@@ -58,7 +58,8 @@ class SplitChannel(Channel, Protocol):
     """
 
     async def envelope(self, sender: str, recipient: str) -> None:
-        """Announce a message (sender and recipient): nothing of it is delivered yet."""
+        """Announce a message (sender and recipient): nothing of it is delivered yet, and
+        the next call is :meth:`content` or :meth:`abandon`."""
 
     async def content(self, message: bytes) -> None:
         """Hand over the message announced by :meth:`envelope`."""
