@@ -73,9 +73,30 @@ def test_jobs_come_from_the_configuration(tmp_path: Path) -> None:
                 assert job.misfire_grace_time == 1234
             assert by_id["digest"].func == jobs.digest
             assert by_id["ingest"].func == jobs.ingest
-            assert scheduler._executors["default"]._pool._max_workers == 1
         finally:
             scheduler.shutdown(wait=False)
+        # one job at a time: two jobs due at once run one after the other (asked of the
+        # scheduler's behaviour, not of its private executor)
+        spans: list[tuple[float, float]] = []
+
+        def job() -> None:
+            start = time.monotonic()
+            time.sleep(0.2)
+            spans.append((start, time.monotonic()))
+
+        scheduler = build_scheduler(config.replace(schedule__run_at_start=False), jobs)
+        for name in ("a", "b"):
+            scheduler.add_job(job, id=name, next_run_time=datetime.now(UTC))
+        scheduler.start()
+        try:
+            deadline = time.monotonic() + 10
+            while len(spans) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            scheduler.shutdown(wait=True)
+        assert len(spans) == 2
+        first, second = sorted(spans)
+        assert second[0] >= first[1]
         quiet = build_scheduler(config.replace(schedule__run_at_start=False), jobs)
         assert {j.id for j in quiet.get_jobs()} == {"ingest", "digest", "send"}
     finally:
