@@ -18,7 +18,6 @@ import pytest
 from sqlalchemy import func, select, update
 
 from digestbot.clock import now as clock_now
-from digestbot.config import Config
 from digestbot.deliver import outbox, send_due, send_now, state_counts
 from digestbot.deliver.ratelimit import RateLimiter
 from digestbot.deliver.verp import tag_for
@@ -26,22 +25,10 @@ from digestbot.errors import DeliveryError
 from digestbot.store import Digest, SentPaper, Store, Subscriber
 
 from .conftest import PUBLIC_MAIL, make_config
-from .smtp_sink import SmtpSink, free_port
-from .test_deliver_support import make_message, seed_outbox
+from .smtp_sink import SmtpSink
+from .test_deliver_support import make_message, seed_outbox, smtp_config
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
-
-
-def smtp_config(tmp_path: Path, store: Store, sink: SmtpSink | None, **kw: object) -> Config:
-    base: dict[str, object] = {
-        "delivery__transport": "smtp",
-        "smtp__host": "127.0.0.1",
-        "smtp__port": sink.port if sink else free_port(),
-        "smtp__timeout": 5.0,
-        **PUBLIC_MAIL,
-    }
-    base.update(kw)
-    return make_config(tmp_path, store.url, **base)
 
 
 def _digests(store: Store) -> list[Digest]:

@@ -10,10 +10,15 @@ import secrets
 from datetime import date
 from email.message import EmailMessage
 from email.utils import make_msgid
+from pathlib import Path
 
+from digestbot.config import Config
 from digestbot.deliver import enqueue
 from digestbot.scoring.picks import Pick
 from digestbot.store import Paper, Store, Subscriber
+
+from .conftest import PUBLIC_MAIL, make_config
+from .smtp_sink import SmtpSink, free_port
 
 PERIOD = "2026-11-22/daily"
 _PARAGRAPH = (
@@ -92,3 +97,17 @@ def seed_outbox(
             )
             addresses.append(sub.email)
     return addresses
+
+
+def smtp_config(tmp_path: Path, store: Store | str, sink: SmtpSink | None, **kw: object) -> Config:
+    """Settings that send ``store``'s outbox (a Store or its URL) over SMTP to ``sink``
+    (None: a closed port)."""
+    base: dict[str, object] = {
+        "delivery__transport": "smtp",
+        "smtp__host": "127.0.0.1",
+        "smtp__port": sink.port if sink else free_port(),
+        "smtp__timeout": 5.0,
+        **PUBLIC_MAIL,
+    }
+    base.update(kw)
+    return make_config(tmp_path, store if isinstance(store, str) else store.url, **base)

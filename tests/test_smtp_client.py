@@ -21,9 +21,8 @@ from digestbot.deliver.transports import SendFailure
 from digestbot.errors import DeliveryError
 from digestbot.store import Store, open_store
 
-from .conftest import PUBLIC_MAIL, make_config
 from .smtp_sink import PipeliningSinkHandler, SmtpSink, password_authenticator
-from .test_deliver_support import make_message, seed_outbox
+from .test_deliver_support import make_message, seed_outbox, smtp_config
 
 
 @pytest.fixture
@@ -34,15 +33,7 @@ def pipelining_sink() -> Iterator[SmtpSink]:
 
 
 def _settings(tmp_path: Path, sink: SmtpSink, **kw: object) -> SmtpSettings:
-    config = make_config(
-        tmp_path,
-        str(tmp_path / "x.db"),
-        delivery__transport="smtp",
-        smtp__host=sink.host,
-        smtp__port=sink.port,
-        smtp__timeout=5.0,
-        **{**PUBLIC_MAIL, **kw},
-    )
+    config = smtp_config(tmp_path, str(tmp_path / "x.db"), sink, **kw)
     return SmtpSettings.from_config(config)
 
 
@@ -126,15 +117,7 @@ def test_a_refused_reader_in_a_pipelined_envelope_bounces_alone(
 ) -> None:
     addresses = seed_outbox(store, 12)
     pipelining_sink.handler.rcpt_replies = {"reader4@example.org": "550 5.1.1 no such user"}
-    cfg = make_config(
-        tmp_path,
-        store.url,
-        delivery__transport="smtp",
-        smtp__host="127.0.0.1",
-        smtp__port=pipelining_sink.port,
-        smtp__pool_size=1,
-        **PUBLIC_MAIL,
-    )
+    cfg = smtp_config(tmp_path, store, pipelining_sink, smtp__pool_size=1)
     report = send_due(store, cfg)
     assert (report.sent, report.bounced, report.failed, report.retried) == (11, 1, 0, 0)
     assert set(pipelining_sink.recipients()) == set(addresses) - {"reader4@example.org"}
@@ -147,15 +130,7 @@ def test_dropped_connections_with_pipelining_lose_and_repeat_nothing(
 ) -> None:
     addresses = seed_outbox(store, 20)
     pipelining_sink.handler.drop_after = 3
-    cfg = make_config(
-        tmp_path,
-        store.url,
-        delivery__transport="smtp",
-        smtp__host="127.0.0.1",
-        smtp__port=pipelining_sink.port,
-        smtp__pool_size=2,
-        **PUBLIC_MAIL,
-    )
+    cfg = smtp_config(tmp_path, store, pipelining_sink, smtp__pool_size=2)
     report = send_due(store, cfg)
     assert (report.sent, report.retried, report.failed) == (20, 0, 0)
     assert pipelining_sink.recipients() == Counter(dict.fromkeys(addresses, 1))
@@ -165,14 +140,7 @@ def test_a_refused_sender_in_a_pipelined_envelope_is_a_settings_error(
     tmp_path: Path, pipelining_sink: SmtpSink
 ) -> None:
     pipelining_sink.handler.mail_reply = "553 5.1.3 Bad sender address syntax"
-    cfg = make_config(
-        tmp_path,
-        str(tmp_path / "x.db"),
-        delivery__transport="smtp",
-        smtp__host="127.0.0.1",
-        smtp__port=pipelining_sink.port,
-        **PUBLIC_MAIL,
-    )
+    cfg = smtp_config(tmp_path, str(tmp_path / "x.db"), pipelining_sink)
     with pytest.raises(DeliveryError) as err:
         send_now(cfg, make_message("a@example.org"), recipient="a@example.org")
     assert err.value.field == "delivery.envelope_from" and "553" in err.value.message
@@ -223,15 +191,8 @@ def test_login_where_only_auth_login_is_offered(tmp_path: Path) -> None:
         auth_exclude_mechanism=["PLAIN"],
     ).start()
     try:
-        cfg = make_config(
-            tmp_path,
-            str(tmp_path / "x.db"),
-            delivery__transport="smtp",
-            smtp__host="127.0.0.1",
-            smtp__port=sink.port,
-            smtp__username="bot",
-            smtp__password="pw",
-            **PUBLIC_MAIL,
+        cfg = smtp_config(
+            tmp_path, str(tmp_path / "x.db"), sink, smtp__username="bot", smtp__password="pw"
         )
         send_now(cfg, make_message("a@example.org"), recipient="a@example.org")
         with pytest.raises(DeliveryError) as err:

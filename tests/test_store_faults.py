@@ -25,8 +25,7 @@ from digestbot.deliver import send_due, state_counts
 from digestbot.store import open_store
 
 from .smtp_sink import SinkHandler, SmtpSink
-from .test_deliver import smtp_config
-from .test_deliver_support import seed_outbox
+from .test_deliver_support import seed_outbox, smtp_config
 
 
 def _hold_write_lock(path: Path, seconds: float) -> threading.Thread:
