@@ -140,13 +140,25 @@ def test_a_run_prunes_past_store_retention_days(tmp_path: Path) -> None:
         store.dispose()
 
 
+def _analyzed(store: Store) -> set[str]:
+    from sqlalchemy import text
+
+    with store.engine.connect() as conn:
+        return set(
+            conn.execute(
+                text(
+                    "SELECT relname FROM pg_stat_user_tables WHERE schemaname = "
+                    "current_schema() AND last_analyze IS NOT NULL"
+                )
+            ).scalars()
+        )
+
+
 def test_a_run_refreshes_postgresql_statistics_after_its_bulk_writes(
     tmp_path: Path, pg_url: str
 ) -> None:
     """Without autovacuum nothing else runs ANALYZE: the planner would scan all of
     digest_items for every group of results recorded."""
-    from sqlalchemy import text
-
     config = make_config(tmp_path, pg_url)
     store = open_store(pg_url)
     try:
@@ -154,16 +166,26 @@ def test_a_run_refreshes_postgresql_statistics_after_its_bulk_writes(
         add(store, "mail@example.org", send_hour=0, keywords=["diffusion"])
         report = run_once(store, config, now=NOON)
         assert report.sent == 1
-        with store.engine.connect() as conn:
-            analyzed = set(
-                conn.execute(
-                    text(
-                        "SELECT relname FROM pg_stat_user_tables WHERE schemaname = "
-                        "current_schema() AND last_analyze IS NOT NULL"
-                    )
-                ).scalars()
-            )
-        assert {"papers", "digests", "digest_items", "sent_papers"} <= analyzed
+        analyzed = _analyzed(store)
+        # subscribers too: the digest stage wrote every due reader's row, and each claim
+        # joins them (with stale counts a claim walked every reader's digests)
+        assert {"papers", "digests", "digest_items", "sent_papers", "subscribers"} <= analyzed
+    finally:
+        store.dispose()
+
+
+def test_an_import_refreshes_postgresql_statistics_of_subscribers(
+    runner: CliRunner, tmp_path: Path, pg_url: str
+) -> None:
+    csv = tmp_path / "subs.csv"
+    csv.write_text("email,keywords\n" + "".join(f"r{i}@example.org,diffusion\n" for i in range(50)))
+    store = open_store(pg_url)
+    try:
+        assert "subscribers" not in _analyzed(store)
+        result = runner.invoke(main, ["subscribers", "import", "--db", pg_url, str(csv)])
+        assert result.exit_code == 0, result.output
+        assert "Imported 50 subscribers" in result.output
+        assert "subscribers" in _analyzed(store)
     finally:
         store.dispose()
 

@@ -319,8 +319,11 @@ def import_command(app: App, csv_file: str, update: bool) -> None:
     source: Any = sys.stdin if csv_file == "-" else csv_file
     # committed every thousand rows: a 100,000-row import must not hold the write lock for
     # the minute and a half it takes (the web front would answer "busy" all along)
-    with app.store().sessions() as session:
+    store = app.store()
+    with store.sessions() as session:
         report = import_csv(session, source, update=update, commit_every=IMPORT_BATCH)
+    if report.added or report.updated:
+        store.analyze("subscribers")  # a bulk write: PostgreSQL plans from fresh counts
     for _line, error in report.failed:
         click.echo(f"Error: {error}", err=True)
         if error.hint:

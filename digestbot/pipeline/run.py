@@ -218,8 +218,11 @@ def digest_stage(
         if batch and not report.stopped:
             flush(batch)
         # PostgreSQL plans the sender's joins from table statistics, which nothing else
-        # refreshes after a bulk write on a server without autovacuum
-        store.analyze("digests", "digest_items", "digest_messages")
+        # refreshes after a bulk write on a server without autovacuum. subscribers too:
+        # this stage wrote every due reader's row, and a claim joins them; with stale
+        # counts (10 active readers where there were 100,000) each claim walked every
+        # reader's digests, 18 ms a claim at 10,000 readers, ten times that at 100,000
+        store.analyze("digests", "digest_items", "digest_messages", "subscribers")
 
 
 def _queue_batch(store: Store, batch: Batch, results: list[Result], report: RunReport) -> None:
