@@ -65,6 +65,35 @@ def test_500_digests_arrive_exactly_once(store: Store, tmp_path: Path, smtp_sink
     assert again.due == 0 and again.sent == 0 and len(smtp_sink.received) == 500
 
 
+def test_postgresql_claims_do_not_wait_behind_group_commits(
+    store: Store, tmp_path: Path, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: claims run on a thread (and connection) of their own, beside the group
+    commits, which touch other rows; SQLite keeps every store call on one thread (one write
+    lock would serialise them anyway)."""
+    seed_outbox(store, 120)
+    threads: dict[str, set[str]] = {"claim": set(), "record": set()}
+    claim, record = outbox.claim, outbox.record
+
+    def claim_spy(*args: Any, **kwargs: Any) -> list[outbox.Job]:
+        threads["claim"].add(threading.current_thread().name)
+        return claim(*args, **kwargs)
+
+    def record_spy(*args: Any, **kwargs: Any) -> outbox.Tally:
+        threads["record"].add(threading.current_thread().name)
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(outbox, "claim", claim_spy)
+    monkeypatch.setattr(outbox, "record", record_spy)
+    # small claims, so that several run while results are being committed
+    cfg = smtp_config(tmp_path, store, smtp_sink, smtp__pool_size=4, delivery__batch_size=10)
+    report = send_due(store, cfg)
+    assert report.sent == 120 and state_counts(store) == {"sent": 120}
+    assert len(threads["claim"]) == len(threads["record"]) == 1
+    apart = threads["claim"] != threads["record"]
+    assert apart == (store.dialect == "postgresql")
+
+
 def test_results_are_committed_in_groups_of_at_most_the_pool(
     store: Store, tmp_path: Path, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:

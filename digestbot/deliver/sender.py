@@ -29,7 +29,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -180,10 +180,21 @@ class _Run:
         # one thread for the store: SQLite connections stay on it, and the event loop that
         # drives the connections never waits on a disk sync
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="digestbot-outbox")
+        # PostgreSQL: claims on a thread (and connection) of their own, so that a claim and
+        # a group commit, which touch different rows, run at once; a claim behind the
+        # commits on one thread held them up (half of a PostgreSQL send was the store's
+        # thread). SQLite's one write lock would serialise them anyway: one thread.
+        self.claim_executor = (
+            ThreadPoolExecutor(1, thread_name_prefix="digestbot-claims")
+            if store.dialect == "postgresql"
+            else self.executor
+        )
 
-    async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def db(
+        self, fn: Callable[..., T], *args: Any, executor: Executor | None = None, **kwargs: Any
+    ) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, partial(fn, *args, **kwargs))
+        return await loop.run_in_executor(executor or self.executor, partial(fn, *args, **kwargs))
 
     # --- dispatching ---
 
@@ -225,7 +236,11 @@ class _Run:
                 n = min(n, self.limit - self.claimed)
             if self.daily_limit:
                 headroom = await self.db(
-                    outbox.daily_headroom, self.store, self.now(), self.daily_limit
+                    outbox.daily_headroom,
+                    self.store,
+                    self.now(),
+                    self.daily_limit,
+                    executor=self.claim_executor,
                 )
                 if headroom <= 0:
                     self.report.limited = True
@@ -244,6 +259,7 @@ class _Run:
                     self.lease,
                     max_attempts=self.config["delivery.max_attempts"],
                     daily_limit=self.daily_limit,
+                    executor=self.claim_executor,
                 )
             except Exception as exc:  # locked, full, gone: nothing was claimed, all stays queued
                 failure = store_error_from(exc, "cannot claim digests to send")
@@ -525,6 +541,7 @@ class _Run:
         except Exception as exc:  # the store is still gone: the next run takes them back
             failure = failure or store_error_from(exc, "cannot give back the claims")
         self.executor.shutdown(wait=True)
+        self.claim_executor.shutdown(wait=True)
         self.report.stopped = self.stop.is_set()
         if failure is not None:
             self.report.error = failure.message
