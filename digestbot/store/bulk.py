@@ -1,6 +1,8 @@
-"""Many rows into one table at once: on SQLite through the driver, not row by row through
-SQLAlchemy, whose per-row parameter handling would cost more than the insert itself. A
-dump's papers (ingest) and a batch's digests and their items (the outbox) go in this way."""
+"""Many rows into one table at once, through the driver, not row by row through SQLAlchemy,
+whose per-row parameter handling would cost more than the insert itself: on SQLite as
+INSERTs of many rows each, on PostgreSQL as a COPY (a table of bytes: as an executemany
+of binary parameters). A dump's papers (ingest) and a batch's digests' messages and items
+(the outbox) go in this way."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from operator import is_, itemgetter
 from typing import Any
 
 from sqlalchemy import JSON, Connection, LargeBinary, Table, insert
+from sqlalchemy.exc import DBAPIError
 
 _ROWS_PER_INSERT = 50
 _MAX_PARAMETERS = 999  # the lowest limit of any SQLite
@@ -24,14 +27,17 @@ def insert_many(
     *extra: Any,
     caches: dict[str, dict[Any, Any]] | None = None,
 ) -> None:
-    """A bulk INSERT of plain tuples (``extra`` values end every row). On SQLite the rows go
-    to the driver's executemany with each column's bind processor applied column by
-    column, and NULLs written into the statement (see :func:`_by_nulls`): SQLAlchemy's
-    per-row parameter handling would otherwise cost more than the insert itself. Other
-    backends batch through SQLAlchemy's insertmanyvalues, which is already fast."""
+    """A bulk INSERT of plain tuples (``extra`` values end every row), each column's bind
+    processor applied column by column. On SQLite the rows go to the driver's executemany
+    with NULLs written into the statement (see :func:`_by_nulls`); on PostgreSQL through
+    COPY (:func:`_copy`), or for a table of bytes SQLAlchemy's executemany."""
     if not rows:
         return
-    if conn.dialect.name != "sqlite":
+    if conn.dialect.name == "postgresql" and any(
+        isinstance(table.c[name].type, LargeBinary) for name in names
+    ):
+        # bytes (messages) go faster as binary parameters than escaped into COPY's text
+        # format: 69 ms against 23 ms for a batch's 100 messages of 60 KB
         conn.execute(insert(table), [dict(zip(names, (*r, *extra), strict=True)) for r in rows])
         return
     columns: list[Any] = list(zip(*rows, strict=True)) + [(v,) for v in extra]
@@ -51,6 +57,9 @@ def insert_many(
             values = values * len(rows)
         out.append(values)
     quote = conn.dialect.identifier_preparer.quote
+    if conn.dialect.name == "postgresql":
+        _copy(conn, quote(table.name), list(map(quote, names)), out)
+        return
     head = f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, names))}) VALUES "
     for nulls, group in _by_nulls(out):
         marks = "(" + ", ".join("NULL" if j in nulls else "?" for j in range(len(out))) + ")"
@@ -66,6 +75,26 @@ def insert_many(
             conn.exec_driver_sql(head + ", ".join([marks] * per), flat)
         if whole < len(params):
             conn.exec_driver_sql(head + marks, params[whole:])
+
+
+def _copy(conn: Connection, table: str, names: list[str], columns: list[Sequence[Any]]) -> None:
+    """PostgreSQL: the rows through COPY, in the connection's transaction (psycopg's
+    ``Cursor.copy``). An executemany of INSERTs is one statement a row for the server to
+    parse, plan and run: a 100,000-reader run's two million digest items took half a
+    minute more than on SQLite that way."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    sql = f"COPY {table} ({', '.join(names)}) FROM STDIN"
+    try:
+        with raw.cursor() as cursor, cursor.copy(sql) as copy:
+            for row in zip(*columns, strict=True):
+                copy.write_row(row)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        # as SQLAlchemy raises it for a statement it runs (IntegrityError, OperationalError
+        # ...), so callers see one kind of error whichever way the rows went
+        raise DBAPIError.instance(
+            sql, None, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+        ) from exc
 
 
 def _by_nulls(columns: list[Sequence[Any]]) -> Iterator[tuple[set[int], list[tuple[Any, ...]]]]:
