@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from digestbot.errors import LockError, StoreError
 from digestbot.store import Base, Paper, RunLock, Store, open_store
@@ -83,6 +83,33 @@ def test_a_failed_transaction_leaves_nothing(store: Store) -> None:
         raise RuntimeError("boom")
     with store.session() as s:
         assert s.get(Paper, "x1") is None
+
+
+def test_bulk_rows_keep_every_character_and_null(store: Store) -> None:
+    """insert_many (SQLite: many-row INSERTs; PostgreSQL: COPY, whose text format has its
+    own escapes) stores what a hostile dump carries exactly: tabs, line ends, backslashes,
+    a literal \\N (COPY's NULL), quotes, emoji; and NULLs as NULLs."""
+    from sqlalchemy import Table
+
+    from digestbot.store.bulk import insert_many
+
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    nasty = "tab\there, line\nend\r\n, back\\slash, \\N, \"quoted\" 'it', emoji \U0001f9e0"
+    names = ["id", "title_key", "title", "abstract", "authors", "organization", "links"]
+    rows = [
+        ("p1", "k1", nasty, "\\N", ["A\\B", 'C "D"\tE'], None, []),
+        ("p2", "k2", "plain", "", None, "\\N", ["https://example.org/a\tb"]),
+    ]
+    with store.engine.begin() as conn:
+        table = Paper.__table__
+        assert isinstance(table, Table)
+        insert_many(conn, table, [*names, "first_seen_at", "updated_at"], rows, when, when)
+    with store.session() as s:
+        got = {p.id: p for p in s.scalars(select(Paper))}
+        for row in rows:
+            paper = got[row[0]]
+            assert tuple(getattr(paper, n) for n in names) == row
+            assert paper.first_seen_at == when
 
 
 def test_file_paths_become_sqlite_urls(tmp_path: Path) -> None:
