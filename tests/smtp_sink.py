@@ -109,6 +109,38 @@ class PipeliningSinkHandler(SinkHandler):
         return [*responses[:-1], "250-PIPELINING", responses[-1]]
 
 
+@dataclass
+class LimitedSinkHandler(SinkHandler):
+    """A relay that admits ``admit`` sessions and answers the others' greeting 421 (as
+    Exchange Online takes 3 connections from one sender), through aiosmtpd's public EHLO
+    and HELO hooks."""
+
+    admit: int = 3
+    sessions: set[int] = field(default_factory=set)
+
+    def _admitted(self, session: Session) -> bool:
+        with self.lock:
+            if id(session) not in self.sessions and len(self.sessions) < self.admit:
+                self.sessions.add(id(session))
+            return id(session) in self.sessions
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list
+    ) -> list[str]:
+        if not self._admitted(session):
+            return ["421 4.7.0 Too many connections from your host"]
+        session.host_name = hostname
+        return responses
+
+    async def handle_HELO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str
+    ) -> str:
+        if not self._admitted(session):
+            return "421 4.7.0 Too many connections from your host"
+        session.host_name = hostname
+        return f"250 {server.hostname}"
+
+
 class SmtpSink:
     """Start with .start(), read .received, steer failures through .handler."""
 

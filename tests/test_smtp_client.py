@@ -21,7 +21,12 @@ from digestbot.deliver.transports import SendFailure
 from digestbot.errors import DeliveryError
 from digestbot.store import Store, open_store
 
-from .smtp_sink import PipeliningSinkHandler, SmtpSink, password_authenticator
+from .smtp_sink import (
+    LimitedSinkHandler,
+    PipeliningSinkHandler,
+    SmtpSink,
+    password_authenticator,
+)
 from .test_deliver_support import make_message, seed_outbox, smtp_config
 
 
@@ -228,3 +233,33 @@ print(sorted(m for m in ("alembic", "dkim", "aiosmtplib") if m in sys.modules))
         [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_a_relay_that_admits_fewer_connections_than_the_pool_gets_everything(
+    store: Store, tmp_path: Path
+) -> None:
+    """smtp.pool_size 8 against a relay that admits 3: the refused channels retire, the
+    admitted ones send every message, once; the send is not stopped as for a relay down."""
+    addresses = seed_outbox(store, 60)
+    sink = SmtpSink(LimitedSinkHandler(admit=3)).start()
+    try:
+        report = send_due(store, smtp_config(tmp_path, store, sink, smtp__pool_size=8))
+    finally:
+        sink.stop()
+    assert (report.sent, report.retried, report.failed, report.error) == (60, 0, 0, None)
+    assert report.not_admitted == 5
+    assert sink.recipients() == Counter(dict.fromkeys(addresses, 1))
+
+
+def test_a_relay_that_admits_no_connection_still_stops_the_send(
+    store: Store, tmp_path: Path
+) -> None:
+    seed_outbox(store, 10)
+    sink = SmtpSink(LimitedSinkHandler(admit=0)).start()
+    try:
+        report = send_due(store, smtp_config(tmp_path, store, sink, smtp__pool_size=4))
+    finally:
+        sink.stop()
+    assert report.sent == 0 and report.not_admitted == 0
+    assert report.error is not None and "421" in report.error
+    assert sink.received == []

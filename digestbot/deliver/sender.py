@@ -62,6 +62,12 @@ except ImportError:  # pragma: no cover - the plain asyncio loop does the same, 
     uvloop = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
+
+
+class NotAdmitted(Exception):
+    """A channel's first connection refused while other channels deliver."""
+
+
 T = TypeVar("T")
 Progress = Callable[[int, int], None]
 
@@ -89,6 +95,7 @@ class SendReport(Tally):
     transport: str = ""
     worker_id: str = ""
     connections: int = 0
+    not_admitted: int = 0  # connections the relay refused while others delivered
 
     @property
     def rate(self) -> float:
@@ -175,6 +182,10 @@ class _Run:
         self.committing = False  # a group's commit runs on the store's thread
         self.loop: asyncio.AbstractEventLoop  # set by run()
         self.in_flight = 0  # messages handed to a channel whose result is not yet in results
+        # channels whose first connection is not settled yet, and those let in
+        self.trying = transport.concurrency
+        self.admitted = 0
+        self.first_settled = asyncio.Condition()
         self.linger: asyncio.TimerHandle | None = None
         self.closing = False
         # one thread for the store: SQLite connections stay on it, and the event loop that
@@ -317,6 +328,8 @@ class _Run:
             # a split channel sends the envelope while the previous result is committed
             split = channel if isinstance(channel, SplitChannel) else None
             committed: asyncio.Future[None] | None = None  # the previous message's result
+            first = split is not None  # its first connection is still to be made
+            job: Job | None = None
             try:
                 while (job := await self.next_job()) is not None:
                     await self.limiter.acquire()
@@ -324,7 +337,12 @@ class _Run:
                     sender = self.verp.address(job.id, job.message_id)
                     if split is not None:
                         # the envelope goes out while the previous result is being committed
-                        outcome = await self.attempt(split.envelope(sender, job.recipient))
+                        try:
+                            outcome = await self.attempt(
+                                split.envelope(sender, job.recipient), first=first
+                            )
+                        finally:
+                            first = False
                     if committed is not None:
                         await committed
                         committed = None
@@ -346,7 +364,20 @@ class _Run:
                             self.timeouts = 0
                     self.note_refusal(job, outcome)
                     committed = self.submit(job, outcome)
+            except NotAdmitted as refused:
+                # nothing of it left: the claim goes to a channel that was admitted
+                assert job is not None
+                self.pending.appendleft(job)
+                self.report.not_admitted += 1
+                log.warning(
+                    "the relay refused one more connection (%s) with %d let in: going on "
+                    "with fewer; set smtp.pool_size to what it admits",
+                    refused,
+                    self.admitted,
+                )
             finally:
+                if first:  # it never tried: refused channels need not wait for it
+                    await self.first_connection(admitted=False, wait=False)
                 if committed is not None:
                     # leave only once the last result is committed (or known not to be)
                     await asyncio.gather(committed, return_exceptions=True)
@@ -398,11 +429,19 @@ class _Run:
                 "rest stay queued; run `digestbot send` once it is fixed.",
             )
 
-    async def attempt(self, step: Awaitable[None]) -> Outcome | None:
-        """Run a step of sending a message: None when it went through, else the outcome."""
+    async def attempt(self, step: Awaitable[None], *, first: bool = False) -> Outcome | None:
+        """Run a step of sending a message: None when it went through, else the outcome.
+
+        ``first``: the step opens a channel's first connection. Refused while another
+        channel was let in, it is a relay that admits fewer connections than
+        smtp.pool_size (Exchange Online takes 3 from one sender): :class:`NotAdmitted`, the
+        channel retires and the others go on. Refused with every other channel, the
+        relay is down."""
         try:
             await step
         except Unavailable as failure:
+            if first and await self.first_connection(admitted=False):
+                raise NotAdmitted(failure.reason) from None
             # the server is down: this one retries later, the rest stay queued
             self.halt = True
             self.report.error = failure.reason
@@ -430,7 +469,22 @@ class _Run:
         except BaseException:
             self.halt = True
             raise
+        if first:
+            await self.first_connection(admitted=True)
         return None
+
+    async def first_connection(self, *, admitted: bool, wait: bool = True) -> bool:
+        """Note how a channel's first connection went (or that it will make none); for a
+        refused one, wait until another channel is let in (True) or none was (False)."""
+        async with self.first_settled:
+            self.trying -= 1
+            self.admitted += admitted
+            self.first_settled.notify_all()
+            if wait and not admitted:
+                await self.first_settled.wait_for(
+                    lambda: self.admitted > 0 or self.trying == 0 or self.halt
+                )
+            return self.admitted > 0
 
     # --- the group commit ---
 
