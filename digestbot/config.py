@@ -498,10 +498,11 @@ SETTINGS: tuple[Setting, ...] = (
         "smtp",
         "pool_size",
         "int",
-        8,
-        "Connections used at once (Postfix itself opens up to 20 to one destination; lower "
-        "it for a relay that limits connections per client). Past 8, bench/send.py gained "
-        "little more.",
+        16,
+        "Connections used at once (Postfix itself opens up to 20 to one destination). A "
+        "relay that admits fewer gets as many as it lets in (a warning says so; set this to "
+        "what it admits). A run that dies leaves at most this many messages that may go "
+        "twice.",
         minimum=1,
     ),
     _s(
