@@ -334,6 +334,16 @@ SETTINGS: tuple[Setting, ...] = (
     # digest: what a reader gets
     _s(
         "digest",
+        "workers",
+        "int",
+        0,
+        "Processes that render and queue digests while the run scores the next readers (0: "
+        "one per core once a run has 2,000 due readers or more; 1: all in the run's own "
+        "process).",
+        minimum=0,
+    ),
+    _s(
+        "digest",
         "max_items",
         "int",
         10,
@@ -714,6 +724,9 @@ SETTINGS: tuple[Setting, ...] = (
         "textfile collector (e.g. /var/lib/node_exporter/textfile/digestbot.prom).",
     ),
 )
+
+# log lines as the CLI and the digest workers write them to stderr
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(s.section for s in SETTINGS))

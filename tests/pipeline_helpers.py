@@ -60,6 +60,29 @@ def digestbot_process(
             proc.wait()
 
 
+def live_in_group(group: int, within: float = 5.0) -> list[str]:
+    """The processes of process group ``group`` still alive after up to ``within`` seconds
+    (their /proc stat lines); [] once every one has exited. An exited process whose parent
+    is gone waits for init to reap it (a zombie): it runs nothing and holds nothing, so it
+    does not count."""
+    deadline = time.monotonic() + within
+    while True:
+        alive = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # it exited meanwhile
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[2]) == group and fields[0] != "Z":
+                alive.append(stat.strip())
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
 def stop_with_sigterm(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str, float]:
     """SIGTERM, as `systemctl stop` sends it: the process's rest of stdout and stderr, and
     how many seconds it took to exit."""

@@ -3,19 +3,24 @@ exits 0, and leaves no process of its own behind (its process group is empty).""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from digestbot import clock
-from digestbot.store import Subscriber, open_store
+from digestbot.store import Digest, Subscriber, open_store
 
-from .pipeline_helpers import digestbot_process, fill_inbox, stop_with_sigterm, subprocess_env
+from .pipeline_helpers import (
+    DIGESTBOT,
+    digestbot_process,
+    fill_inbox,
+    live_in_group,
+    stop_with_sigterm,
+    subprocess_env,
+)
 from .smtp_sink import SinkHandler, SmtpSink
 from .test_deliver_support import add_subscribers
 
@@ -66,8 +71,7 @@ def _stop_during(tmp_path: Path, stage: str, env: dict[str, str]) -> str:
     assert proc.returncode == 0, err
     assert took < STOP_WITHIN, f"took {took:.1f} s to stop during {stage}\n{err}"
     assert "scheduler stopped" in err
-    with pytest.raises(ProcessLookupError):  # no child of the daemon is left
-        os.killpg(proc.pid, 0)
+    assert live_in_group(proc.pid) == []  # no child of the daemon is left
     return err
 
 
@@ -88,6 +92,48 @@ def test_sigterm_during_digests(tmp_path: Path) -> None:
     _readers(tmp_path, 3000)
     err = _stop_during(tmp_path, "digests", _env(tmp_path))
     assert "send: started" not in err
+    assert "in 2 worker processes" in err  # the stage rendered on both cores
+
+
+def test_a_run_killed_during_digests_leaves_no_worker_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL (as the OOM killer sends it, to the run alone) while workers render and
+    queue: the kernel ends the workers, their open transactions roll back, and the next
+    run queues every reader's digest exactly once."""
+    fill_inbox(tmp_path / "inbox")
+    _readers(tmp_path, 3000)
+    env = _env(tmp_path, DIGESTBOT_DIGEST_WORKERS="2")
+
+    def queued() -> int:
+        store = open_store(tmp_path / "d.db", migrate=False)
+        try:
+            with store.session() as s:
+                return s.scalar(select(func.count()).select_from(Digest)) or 0
+        finally:
+            store.dispose()
+
+    with digestbot_process(["run", "--no-send"], tmp_path, env, stdout=subprocess.DEVNULL) as proc:
+        deadline = time.monotonic() + 120
+        while queued() == 0 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # the workers have started queueing
+        proc.kill()
+        proc.wait()
+        assert live_in_group(proc.pid) == []
+    assert 0 < queued() < 3000  # killed mid-stage
+    done = subprocess.run(
+        [DIGESTBOT, "run", "--no-send", "--json"], cwd=tmp_path, env=env, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr
+    store = open_store(tmp_path / "d.db")
+    try:
+        with store.session() as s:
+            per_reader = s.execute(
+                select(Digest.subscriber_id, func.count()).group_by(Digest.subscriber_id)
+            ).all()
+    finally:
+        store.dispose()
+    assert len(per_reader) == 3000 and {n for _, n in per_reader} == {1}
 
 
 def test_sigterm_during_send(tmp_path: Path) -> None:

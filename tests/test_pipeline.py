@@ -275,7 +275,7 @@ def test_an_unsubscribe_during_queueing_is_seen_or_waits(store: Store) -> None:
 
     from sqlalchemy import event, select, update
 
-    from digestbot.pipeline.run import _queue
+    from digestbot.pipeline.digests import _queue
 
     from .test_deliver_support import add_subscribers
 
@@ -348,10 +348,10 @@ def test_due_subscribers_are_read_a_chunk_at_a_time(
     (SUBSCRIBER_CHUNK to score, BATCH to render and queue), never all at once."""
     from sqlalchemy import event
 
-    from digestbot.pipeline import run as pipeline_run
+    from digestbot.pipeline import digests as pipeline_digests
 
-    monkeypatch.setattr(pipeline_run, "SUBSCRIBER_CHUNK", 3)
-    monkeypatch.setattr(pipeline_run, "BATCH", 3)
+    monkeypatch.setattr(pipeline_digests, "SUBSCRIBER_CHUNK", 3)
+    monkeypatch.setattr(pipeline_digests, "BATCH", 3)
     db = str(tmp_path / "chunks.db")
     config = _config(tmp_path, db)
     store = open_store(db)
@@ -382,7 +382,7 @@ def test_a_batch_is_queued_at_once_with_an_outcome_per_digest_in_order(store: St
     from sqlalchemy import select, update
 
     from digestbot.deliver import Outgoing, enqueue_many
-    from digestbot.pipeline.run import _queue
+    from digestbot.pipeline.digests import _queue
 
     period = "2026-11-22/daily"
     ids = [add(store, f"r{i}@example.org") for i in range(5)]
@@ -469,3 +469,122 @@ def test_sigterm_during_a_run_finishes_in_flight_and_gives_back_the_rest(
     assert states["sent"] + states["queued"] == 40
     assert set(sink.recipients().values()) == {1}  # nobody twice
     assert len(sink.received) == states["sent"]
+
+
+def test_digest_workers_queue_what_the_run_queues_in_its_own_process(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Batches rendered and queued in worker processes (spawned, each opening the store
+    itself) give every reader the digest the run's own process gives them: same state,
+    subject and papers in the same order, and a message the stdlib parser reads."""
+    from email import message_from_bytes, policy
+
+    from sqlalchemy import select
+
+    from digestbot.pipeline import digests as pipeline_digests
+    from digestbot.store.models import DigestItem, DigestMessage
+
+    monkeypatch.setattr(pipeline_digests, "POOL_MIN_READERS", 1)
+    interests = [["diffusion"], ["language model", "speech"], ["retrieval"], ["zyzzyva"]]
+
+    def digests(db: str, workers: int) -> dict[str, tuple]:
+        config = _config(tmp_path / f"w{workers}", db, digest__workers=workers)
+        store = open_store(db)
+        try:
+            fill_inbox(config.path("ingest.inbox"))
+            for n in range(450):  # three batches and a part
+                formats = "rss" if n % 10 == 0 else "email"
+                add(
+                    store,
+                    f"r{n}@example.org",
+                    send_hour=0,
+                    keywords=interests[n % 4],
+                    formats=formats,
+                )
+            report = run_once(store, config, now=NOON, send=False)
+            assert report.errors == [] and len(report.digests) == 450
+            out: dict[str, tuple] = {}
+            with store.session() as s:
+                for d in s.scalars(select(Digest)):
+                    items = s.scalars(
+                        select(DigestItem.paper_id)
+                        .where(DigestItem.digest_id == d.id)
+                        .order_by(DigestItem.rank)
+                    ).all()
+                    raw = s.scalar(
+                        select(DigestMessage.message).where(DigestMessage.digest_id == d.id)
+                    )
+                    parts = 0
+                    if raw is not None:
+                        parsed = message_from_bytes(raw, policy=policy.default)
+                        parts = len(list(parsed.iter_parts()))
+                    out[d.recipient] = (d.state, d.subject, tuple(items), parts)
+            return out
+        finally:
+            store.dispose()
+
+    alone = digests(str(tmp_path / "alone.db"), workers=1)
+    assert "worker processes" not in caplog.text
+    with caplog.at_level("INFO", logger="digestbot"):
+        pooled = digests(db_url, workers=2)
+    assert "in 2 worker processes" in caplog.text
+    assert pooled == alone
+    assert {state for state, *_ in alone.values()} == {"queued", "feed_only"}
+
+
+def test_a_digest_worker_that_dies_fails_its_batches_and_the_run_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed mid-run (as the OOM killer would): the batches it held are reported
+    failed with the reason, new workers take the rest, and the next run queues the readers
+    whose digests were lost, each reader getting exactly one digest."""
+    import multiprocessing
+    import os
+    import signal
+    import threading
+
+    from sqlalchemy import func, select
+
+    from digestbot.pipeline import digests as pipeline_digests
+
+    monkeypatch.setattr(pipeline_digests, "POOL_MIN_READERS", 1)
+    db = str(tmp_path / "d.db")
+    config = _config(tmp_path, db, digest__workers=2)
+    store = open_store(db)
+    killed: list[int] = []
+
+    def queued() -> int:
+        with store.session() as s:
+            return s.scalar(select(func.count()).select_from(Digest)) or 0
+
+    def kill_a_worker() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            workers = multiprocessing.active_children()
+            if workers and queued() > 0:
+                os.kill(workers[0].pid, signal.SIGKILL)
+                killed.append(workers[0].pid)
+            time.sleep(0.02)
+
+    try:
+        fill_inbox(config.path("ingest.inbox"))
+        for n in range(2000):
+            add(store, f"r{n}@example.org", send_hour=0, keywords=["diffusion"])
+        killer = threading.Thread(target=kill_a_worker)
+        killer.start()
+        first = run_once(store, config, now=NOON, send=False)
+        killer.join()
+        assert killed
+        failed = [d for d in first.digests if d.state == "failed"]
+        assert failed and all("worker: " in (d.error or "") for d in failed)
+        assert first.queued > 0 and first.queued + len(failed) == 2000
+        later = datetime(2026, 11, 22, 13, 0, tzinfo=UTC)
+        second = run_once(store, config, now=later, send=False)
+        assert second.queued <= len(failed)
+        with store.session() as s:
+            per_reader = s.execute(
+                select(Digest.subscriber_id, func.count()).group_by(Digest.subscriber_id)
+            ).all()
+        assert len(per_reader) == 2000 and {n for _, n in per_reader} == {1}
+    finally:
+        store.dispose()

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from .. import clock
-from ..config import Config, load_config
+from ..config import LOG_FORMAT, Config, load_config
 from ..errors import DigestbotError
 
 if TYPE_CHECKING:  # the store pulls in SQLAlchemy: only the commands that use it pay
@@ -309,9 +309,7 @@ def main(ctx: click.Context, verbose: int) -> None:
     personalised digests by email and RSS/Atom.
     """
     level = logging.WARNING if not verbose else (logging.INFO if verbose == 1 else logging.DEBUG)
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=level, stream=sys.stderr, format=LOG_FORMAT)
 
 
 def _register() -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -159,3 +162,13 @@ class RunReport:
         lines += [f"error:   fetch: {f}" for f in self.fetch_failures]
         lines += [f"error:   {e}" for e in self.errors]
         return lines
+
+
+@contextmanager
+def timed(report: RunReport, stage: str) -> Iterator[None]:
+    """Add the time the block takes to ``report.timings[stage]``."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        report.timings[stage] = report.timings.get(stage, 0.0) + time.perf_counter() - started

@@ -10,43 +10,27 @@ from __future__ import annotations
 import logging
 import resource
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import Config
 from ..deliver.safety import check_smtp_settings
 from ..errors import DigestbotError
 from ..periods import aware_utc
-from ..scoring.picks import Pick
-from ..store import RunLock, Store, Subscriber
+from ..store import RunLock, Store
 from ..store.db import store_error_from
 from ..tokens import Tokens
-from .due import Due, Selection, select_due
-from .report import DigestOutcome, RunReport
-
-if TYPE_CHECKING:
-    from ..render import RenderedDigest
-
-Batch: TypeAlias = list[tuple[Subscriber, str, list[Pick]]]  # reader, period, picks
-Result: TypeAlias = "RenderedDigest | None | Exception"
+from .digests import Progress, digest_stage
+from .due import Selection, select_due
+from .report import RunReport, timed
 
 log = logging.getLogger("digestbot.run")
 T = TypeVar("T")
-# progress(stage, done, total): how a caller (the CLI) draws bars; the library never prints
-Progress = Callable[[str, int, int], None]
-
-# subscribers rendered and queued per transaction: bounds memory (rendered messages) and
-# keeps each commit short, so the web front is never blocked for long
-BATCH = 200
-# Due subscribers are read this many at a time, so memory does not grow with their number.
-SUBSCRIBER_CHUNK = 1000
 
 
 def run_lock(store: Store, config: Config) -> RunLock:
@@ -71,15 +55,6 @@ def prepare_folders(config: Config) -> None:
     Tokens(config["web.secret_key"])
 
 
-@contextmanager
-def _timed(report: RunReport, stage: str) -> Iterator[None]:
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        report.timings[stage] = report.timings.get(stage, 0.0) + time.perf_counter() - started
-
-
 def _stage_progress(progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:
     if progress is None:
         return None
@@ -98,7 +73,7 @@ def fetch_stage(
     from ..fetch import fetch_sources
 
     report.fetched = True
-    with _timed(report, "fetch"):
+    with timed(report, "fetch"):
         try:
             result = fetch_sources(
                 config, now=report.now, stop=stop, progress=_stage_progress(progress, "fetch")
@@ -122,7 +97,7 @@ def ingest_stage(
 ) -> None:
     from ..ingest import ingest_inbox
 
-    with _timed(report, "ingest"):
+    with timed(report, "ingest"):
         result = ingest_inbox(
             store,
             config.path("ingest.inbox"),
@@ -145,177 +120,6 @@ def ingest_stage(
         log.warning("ingest: %s", failure)
 
 
-def _stream_subscribers(
-    store: Store, due: list[Due], keep: dict[int, Subscriber]
-) -> Iterator[Subscriber]:
-    """Due subscribers loaded a chunk at a time; each is also kept for rendering."""
-    for start in range(0, len(due), SUBSCRIBER_CHUNK):
-        ids = [d.subscriber_id for d in due[start : start + SUBSCRIBER_CHUNK]]
-        with store.session() as session:
-            rows = list(session.scalars(select(Subscriber).where(Subscriber.id.in_(ids))))
-        for sub in sorted(rows, key=lambda s: s.id):
-            keep[sub.id] = sub
-            yield sub
-
-
-def render_batch(store: Store, config: Config, batch: Batch, now: datetime) -> list[Result]:
-    """Each reader's digest, ``None`` (nothing to send) or the exception that stopped it:
-    one reader's broken digest must not stop the others."""
-    from ..render import render_digest
-    from ..store import Paper
-
-    wanted = {p.paper_id for _, _, picks in batch for p in picks}
-    with store.session() as session:
-        papers = {p.id: p for p in session.scalars(select(Paper).where(Paper.id.in_(wanted)))}
-    results: list[Result] = []
-    for sub, period, picks in batch:
-        entries = [(papers[p.paper_id], p) for p in picks if p.paper_id in papers]
-        try:
-            results.append(render_digest(sub, entries, period=period, config=config, now=now))
-        except Exception as exc:  # noqa: BLE001 - recorded against this reader, logged
-            results.append(exc)
-    return results
-
-
-def digest_stage(
-    store: Store,
-    config: Config,
-    due: list[Due],
-    report: RunReport,
-    *,
-    progress: Progress | None = None,
-    stop: threading.Event | None = None,
-) -> None:
-    """Score, render and queue one digest per due subscriber, a batch at a time, in this
-    process: memory holds one batch of messages, whatever the number of readers."""
-    from ..scoring import score_subscribers
-
-    period_of = {d.subscriber_id: d.period for d in due}
-    subscribers: dict[int, Subscriber] = {}
-    done = 0
-
-    def flush(batch: Batch) -> None:
-        nonlocal done
-        _queue_batch(store, batch, render_batch(store, config, batch, report.now), report)
-        done += len(batch)
-        if progress is not None:
-            progress("digests", done, len(due))
-
-    with _timed(report, "digests"):
-        picks_iter = score_subscribers(
-            store, _stream_subscribers(store, due, subscribers), now=report.now, config=config
-        )
-        batch: Batch = []
-        for item in picks_iter:
-            sub = subscribers.pop(item.subscriber_id)
-            batch.append((sub, period_of[sub.id], list(item.picks)))
-            if len(batch) >= BATCH:
-                flush(batch)
-                batch = []
-                if stop is not None and stop.is_set():
-                    report.stopped = True
-                    break
-        if batch and not report.stopped:
-            flush(batch)
-        # PostgreSQL plans the sender's joins from table statistics, which nothing else
-        # refreshes after a bulk write on a server without autovacuum. subscribers too:
-        # this stage wrote every due reader's row, and a claim joins them; with stale
-        # counts (10 active readers where there were 100,000) each claim walked every
-        # reader's digests, 18 ms a claim at 10,000 readers, ten times that at 100,000
-        store.analyze("digests", "digest_items", "digest_messages", "subscribers")
-
-
-def _queue_batch(store: Store, batch: Batch, results: list[Result], report: RunReport) -> None:
-    """Queue a rendered batch; a digest that failed to render is reported, not queued."""
-    rendered: list[tuple[Subscriber, str, list[Any], Any]] = []
-    for (sub, period, picks), message in zip(batch, results, strict=True):
-        if isinstance(message, Exception):
-            log.error(
-                "rendering the digest of subscriber %d failed",
-                sub.id,
-                exc_info=(type(message), message, message.__traceback__),
-            )
-            error = f"render: {type(message).__name__}: {message}"
-            report.digests.append(DigestOutcome(sub.id, period, "failed", error))
-            continue
-        rendered.append((sub, period, picks, message))
-    try:
-        report.digests.extend(_queue(store, rendered, report.now))
-    except Exception:  # noqa: BLE001 - whatever it was, it is one digest's: find which
-        # one bad row spoils the transaction: redo the batch one subscriber at a time
-        log.warning("queueing a batch failed; retrying its %d digests one by one", len(rendered))
-        for one in rendered:
-            try:
-                report.digests.extend(_queue(store, [one], report.now))
-            except Exception as exc:  # noqa: BLE001 - recorded against this reader
-                sub, period = one[0], one[1]
-                log.exception("queueing the digest of subscriber %d failed", sub.id)
-                error = f"queue: {type(exc).__name__}: {exc}"
-                report.digests.append(DigestOutcome(sub.id, period, "failed", error))
-
-
-def _queue(
-    store: Store, rendered: Iterable[tuple[Subscriber, str, list[Any], Any]], now: datetime
-) -> list[DigestOutcome]:
-    """Queue digests and mark their periods done, in one transaction."""
-    from ..deliver import Outgoing, enqueue_many
-
-    rendered = list(rendered)
-    with store.session() as session:
-        ids = [sub.id for sub, *_ in rendered]
-        if store.is_sqlite:
-            # take the write lock before reading, so the re-check below and the writes are one
-            # serialised transaction: an unsubscribe committed meanwhile is seen, or waits
-            session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-        # PostgreSQL: the subscriber rows stay locked until the digests are queued
-        current = {
-            s.id: s
-            for s in session.scalars(
-                select(Subscriber)
-                .where(Subscriber.id.in_(ids))
-                .order_by(Subscriber.id)
-                .with_for_update()
-            )
-        }
-        outgoing: list[Outgoing] = []
-        # an outcome per digest in batch order; a queued one is known after enqueue_many
-        outcomes: list[DigestOutcome | Outgoing] = []
-        for detached, period, picks, message in rendered:
-            sub = current.get(detached.id)
-            # re-checked inside the transaction: the reader may have unsubscribed meanwhile
-            if sub is None or sub.status != "active" or sub.last_period == period:
-                outcomes.append(DigestOutcome(detached.id, period, "skipped"))
-                continue
-            if message is None:
-                outcomes.append(DigestOutcome(sub.id, period, "empty"))
-            else:
-                feed_only = sub.formats == "rss"
-                out = Outgoing(
-                    subscriber=sub,
-                    period=period,
-                    # a feed is built from the digest's papers: no message is stored
-                    message=None if feed_only else message.as_bytes(),
-                    message_id=message.message_id,
-                    subject=message.subject,
-                    picks=picks,
-                    state="feed_only" if feed_only else "queued",
-                )
-                outgoing.append(out)
-                outcomes.append(out)
-                sub.last_digest_at = now
-            sub.last_period = period
-        # the whole batch in three statements, not three per digest
-        created = dict(zip(map(id, outgoing), enqueue_many(session, outgoing), strict=True))
-    return [
-        o
-        if isinstance(o, DigestOutcome)
-        else DigestOutcome(
-            o.subscriber.id, o.period, o.state if created[id(o)] is not None else "exists"
-        )
-        for o in outcomes
-    ]
-
-
 def send_stage(
     store: Store,
     config: Config,
@@ -328,7 +132,7 @@ def send_stage(
 
     # a replayed moment holds still while sending; a live run reads the clock as it goes
     clock = (lambda: report.now) if report.replay else None
-    with _timed(report, "send"):
+    with timed(report, "send"):
         result = send_due(
             store, config, stop=stop, now=clock, progress=_stage_progress(progress, "send")
         )
@@ -351,7 +155,7 @@ def feeds_stage(
 ) -> None:
     from ..render.feeds import write_feeds
 
-    with _timed(report, "feeds"):
+    with timed(report, "feeds"):
         report.feeds = write_feeds(
             store,
             config,
@@ -439,13 +243,13 @@ def prune_stage(store: Store, config: Config, report: RunReport) -> None:
     """History past ``store.retention_days`` goes, so the store does not grow forever."""
     from ..store.retention import prune
 
-    with _timed(report, "prune"):
+    with timed(report, "prune"):
         before = report.now - timedelta(days=config["store.retention_days"])
         report.pruned = prune(store, before).digests
 
 
 def _select(store: Store, report: RunReport) -> Selection:
-    with _timed(report, "select"):
+    with timed(report, "select"):
         selection = select_due(store, report.now)
     report.due = len(selection)
     report.bad_schedules = len(selection.bad_schedules)
