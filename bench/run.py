@@ -6,7 +6,8 @@ Readers are realistic: 2 to 4 interests each from a pool of 200 (single words an
 phrases), 10% also with 1 to 3 liked papers, 5% feed only; today's listing holds 1,000 new
 papers whose words come from the same vocabulary, beside 2,000 older papers. Prints the core
 count, each stage's time (from `digestbot run --json`), digests/s over the whole run, the
-run's peak RSS (its own, from wait4), and how much the store grew, per reader.
+run's peak RSS (its own, from wait4, and summed with its digest workers'), and how much
+the store grew, per reader.
 
     .venv/bin/python bench/run.py [--readers 10000] [--db URL] [--set KEY=VALUE] [--keep]
 
@@ -25,6 +26,7 @@ import string
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,6 +46,33 @@ TODAY_PAPERS = 1000
 OLD_PAPERS = 2000
 INTERESTS = 200
 CHUNK = 5000
+
+
+class TreeMemory(threading.Thread):
+    """The largest sum of the RSS of a process and its descendants (the digest workers),
+    sampled: wait4's peak is that of the largest single process."""
+
+    EVERY = 0.1
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.done = pid, 0, threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        try:
+            root = psutil.Process(self.pid)
+            while not self.done.wait(self.EVERY):
+                total = 0
+                for p in [root, *root.children(recursive=True)]:
+                    try:
+                        total += p.memory_info().rss
+                    except psutil.Error:  # it exited meanwhile
+                        pass
+                self.peak = max(self.peak, total)
+        except psutil.Error:  # the run exited
+            return
 
 
 def vocabulary(rng: random.Random, n: int = 600) -> list[str]:
@@ -223,9 +252,13 @@ def main() -> None:
             stderr=subprocess.PIPE,
         )
         assert proc.stdout is not None and proc.stderr is not None
+        sampler = TreeMemory(proc.pid)
+        sampler.start()
         out = proc.stdout.read()
         err = proc.stderr.read()
         _, status, usage = os.wait4(proc.pid, 0)
+        sampler.done.set()
+        sampler.join()
         proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - start
         if proc.returncode not in (0, 3):
@@ -261,6 +294,11 @@ def main() -> None:
     )
     rss = usage.ru_maxrss / 1024
     print(f"peak RSS of the run: {rss:,.0f} MiB ({rss * 1024 / args.readers:,.1f} KiB per reader)")
+    tree = sampler.peak / 2**20
+    print(
+        f"peak RSS of the run and its digest workers together: {tree:,.0f} MiB "
+        f"(summed, sampled every {TreeMemory.EVERY} s)"
+    )
     print(
         f"store grew {grown / 2**20:,.1f} MiB in use: {grown / args.readers / 1024:,.2f} KiB "
         f"per reader-day, {grown / args.readers * 1000 / 2**20:,.2f} MiB per 1,000 readers "
