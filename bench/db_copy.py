@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, insert, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from digestbot.store import Digest, DigestItem, Paper, SentPaper, Subscriber, open_store  # noqa: E402
+from digestbot.store import Digest, DigestItem, Paper, Subscriber, open_store  # noqa: E402
 from digestbot.store.copy import copy_store  # noqa: E402
 from digestbot.store.models import DigestMessage  # noqa: E402
 
@@ -77,13 +77,6 @@ def fill(store, n: int) -> int:  # type: ignore[no-untyped-def]
                 for k in range(10)
             ]  # fmt: skip
             session.execute(insert(DigestItem), items)
-            session.execute(
-                insert(SentPaper),
-                [
-                    {"subscriber_id": it["digest_id"], "paper_id": it["paper_id"], "sent_at": NOW}
-                    for it in items
-                ],
-            )
     return n
 
 

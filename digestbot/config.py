@@ -83,8 +83,9 @@ SETTINGS: tuple[Setting, ...] = (
         "retention_days",
         "int",
         90,
-        "Days of digest history kept (outbox rows, their papers, papers sent); each run "
-        "and `digestbot db prune` delete what is older. 0 keeps everything.",
+        "Days of digest history kept (outbox rows and their papers, which also say what each "
+        "reader was sent); each run and `digestbot db prune` delete what is older. 0 keeps "
+        "everything.",
         minimum=0,
     ),
     # ingest

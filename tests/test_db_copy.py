@@ -74,7 +74,7 @@ async def test_sqlite_to_postgresql_and_back(
 ) -> None:
     db = _source(runner, tmp_path)
     before = _dump(db)
-    assert before["digests"] and before["sent_papers"] and before["feedback"]
+    assert before["digests"] and before["digest_items"] and before["feedback"]
 
     assert runner.invoke(main, ["db", "upgrade", "--db", pg_url]).exit_code == 0
     copied = runner.invoke(main, ["db", "copy", db, pg_url])

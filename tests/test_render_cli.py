@@ -53,7 +53,7 @@ def test_preview_writes_files_and_records_nothing(runner: CliRunner, tmp_path: P
         from sqlalchemy import text
 
         assert conn.execute(text("select count(*) from digests")).scalar() == 0
-        assert conn.execute(text("select count(*) from sent_papers")).scalar() == 0
+        assert conn.execute(text("select count(*) from digest_items")).scalar() == 0
     store.dispose()
 
 

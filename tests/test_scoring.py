@@ -12,7 +12,7 @@ from digestbot.config import Config
 from digestbot.scoring import iter_subscriber_chunks, rank_profile, score_subscribers
 from digestbot.scoring.engine import Profiles, profile_matrix
 from digestbot.scoring.model import build_model, load_model
-from digestbot.store import Digest, DigestItem, Paper, SentPaper, Store, Subscriber
+from digestbot.store import Digest, DigestItem, Paper, Store, Subscriber
 from digestbot.store.subscribers import add_subscriber
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -166,8 +166,12 @@ def test_papers_already_sent_or_pending_are_excluded(papers: Store, config) -> N
         papers, "b@example.org", keywords="sparse autoencoders, mechanistic interpretability"
     )
     with papers.session() as s:
-        s.add(SentPaper(subscriber_id=sub.id, paper_id="sae1"))
-        for state, pid in (("queued", "sae2"), ("failed", "mech"), ("feed_only", "sparse")):
+        for state, pid in (
+            ("sent", "sae1"),
+            ("queued", "sae2"),
+            ("failed", "mech"),
+            ("feed_only", "sparse"),
+        ):
             d = Digest(
                 subscriber_id=sub.id,
                 period=f"{state}/daily",

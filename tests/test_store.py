@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import select, text
+from sqlalchemy import inspect, select, text
 
 from digestbot.errors import LockError, StoreError
 from digestbot.store import Base, Paper, RunLock, Store, open_store
@@ -240,3 +240,38 @@ def test_a_locked_sqlite_store_is_an_error_with_a_hint(tmp_path: Path) -> None:
     finally:
         holder.rollback()
         holder.close()
+
+
+def test_downgrading_past_0007_rebuilds_sent_papers_from_sent_digests(store: Store) -> None:
+    """0007 drops sent_papers (a sent digest's items say what its reader got); going back
+    rebuilds it from them: the papers of sent digests, not of queued ones."""
+    from alembic import command
+
+    from digestbot.store import Digest, DigestItem
+    from digestbot.store.db import _alembic_config, upgrade
+
+    from .test_deliver_support import add_subscribers
+
+    (sub,) = add_subscribers(store, 1)
+    with store.engine.begin() as conn:
+        _add_papers(conn, 3)
+    with store.session() as s:
+        ids = [p for p in s.scalars(select(Paper.id).order_by(Paper.id))]
+        for state, papers in (("sent", ids[:2]), ("queued", ids[2:])):
+            d = Digest(
+                subscriber_id=sub,
+                period=f"{state}/daily",
+                state=state,
+                message_id=f"<{state}@x>",
+                recipient="r@example.org",
+            )
+            d.items.extend(DigestItem(paper_id=p, rank=i, score=0.5) for i, p in enumerate(papers))
+            s.add(d)
+    command.downgrade(_alembic_config(store), "0006_embeddings")
+    with store.engine.connect() as conn:
+        rows = conn.execute(text("SELECT subscriber_id, paper_id FROM sent_papers")).all()
+    assert sorted(rows) == [(sub, ids[0]), (sub, ids[1])]
+    upgrade(store)
+    assert current_revision(store) == SCHEMA_HEAD
+    with store.engine.connect() as conn:
+        assert not inspect(conn).has_table("sent_papers")

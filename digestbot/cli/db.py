@@ -145,14 +145,13 @@ def db_prune(app: App, older_than: str | None, as_json: bool) -> None:
         print_json(
             {
                 "digests": pruned.digests,
-                "sent_papers": pruned.sent_papers,
                 "used_tokens": pruned.used_tokens,
             }
         )
     else:
         click.echo(
             f"Pruned history older than {age.days} days: {pruned.digests} digests, "
-            f"{pruned.sent_papers} sent-paper records, {pruned.used_tokens} used tokens."
+            f"{pruned.used_tokens} used tokens."
         )
 
 

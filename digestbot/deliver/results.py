@@ -13,12 +13,11 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import BindParameter, Connection, Table, bindparam, delete, select, update
 
-from ..store import Digest, DigestItem, SentPaper, Store, Subscriber
+from ..store import Digest, Store, Subscriber
 from ..store.models import DigestMessage, UTCDateTime
 
 if TYPE_CHECKING:
@@ -138,27 +137,6 @@ _DROP_BOUNCED_MESSAGES = delete(DigestMessage).where(
 )
 
 
-@cache  # one statement per dialect: building it anew cost more than running it
-def _sent_papers(dialect: str) -> Any:
-    """Record the papers of digests ``ids`` as sent to their readers at ``now``."""
-    items = DigestItem.__table__
-    papers = (
-        select(_digests.c.subscriber_id, items.c.paper_id, _digests.c.id, _now)
-        .join(items, items.c.digest_id == _digests.c.id)
-        .where(_digests.c.id.in_(_ids))
-    )
-    insert: Any
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return (
-        insert(SentPaper.__table__)
-        .from_select(["subscriber_id", "paper_id", "digest_id", "sent_at"], papers)
-        .on_conflict_do_nothing()
-    )
-
-
 def record(
     store: Store,
     results: Sequence[tuple[Job, Outcome]],
@@ -189,9 +167,9 @@ def record(
         tally.lost = sum(1 for job, _ in results if job.id not in held)
         tally.sent = len(sent_ids)
         if sent_ids:
-            params = {"ids": sent_ids, "now": now}
-            conn.execute(_sent_papers(conn.dialect.name), params)
-            conn.execute(_DROP_MESSAGES, params)
+            # the digest's items, now of a sent digest, are what keeps its papers from
+            # being picked for this reader again
+            conn.execute(_DROP_MESSAGES, {"ids": sent_ids})
         failed = [(j, o) for j, o in results if j.id in held and o.kind != "sent"]
         _record_failures(conn, failed, now, tally, max_attempts, backoff_seconds)
     return tally

@@ -704,7 +704,7 @@ def send_due(
         if report.sent and report.error is None:
             # PostgreSQL: statistics for the next run's joins, and the space of the rows
             # sending left dead (every digest updated, its bytes dropped) made reusable
-            store.analyze("sent_papers", "digests", "digest_messages", vacuum=True)
+            store.analyze("digests", "digest_messages", vacuum=True)
     report.elapsed = time.perf_counter() - started
     return report
 

@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from ..config import Config
 from ..errors import ScoringError
-from ..store import Digest, DigestItem, Feedback, Paper, SentPaper, Store
+from ..store import Digest, DigestItem, Feedback, Store
 from .model import (
     PaperModel,
     keyword_matrix,
@@ -41,6 +41,9 @@ from .topk import topk_rows
 
 # digests whose papers count as taken even before the server accepted them
 PENDING_STATES = ("queued", "sending", "retry", "feed_only")
+# a paper in a digest in one of these states is not picked for its reader again: it was
+# sent, or it is on its way
+SHOWN_STATES = ("sent", *PENDING_STATES)
 RECENCY_HALF_LIFE_DAYS = 3.0
 # with scoring.require_match, a paper no keyword matches needs at least this cosine
 # similarity to one the reader liked (about a paper's fifth-nearest neighbour in the seeds)
@@ -707,22 +710,22 @@ def _store_profiles(
                 continue
             (liked if value > 0 else disliked)[r].append(p)
             excluded.append((r, p))
-        since = datetime.fromtimestamp(float(earliest), tz=now.tzinfo)
-        sent = (
-            select(SentPaper.subscriber_id, SentPaper.paper_id)
-            .join(Paper)
-            .where(SentPaper.subscriber_id.between(*in_range), Paper.first_seen_at > since)
-        )
-        pending = (
+        # a candidate was first seen after ``since``, so only digests made since can hold it
+        # (a day's slack for clocks that disagree, as replays with --now may)
+        since = datetime.fromtimestamp(float(earliest), tz=now.tzinfo) - timedelta(days=1)
+        shown = (
             select(Digest.subscriber_id, DigestItem.paper_id)
             .join(DigestItem, DigestItem.digest_id == Digest.id)
-            .where(Digest.subscriber_id.between(*in_range), Digest.state.in_(PENDING_STATES))
+            .where(
+                Digest.subscriber_id.between(*in_range),
+                Digest.created_at >= since,
+                Digest.state.in_(SHOWN_STATES),
+            )
         )
-        for query in (sent, pending):
-            for sub_id, paper_id in session.execute(query):
-                r, p = row_of.get(sub_id), index.get(paper_id)
-                if r is not None and p is not None:
-                    excluded.append((r, p))
+        for sub_id, paper_id in session.execute(shown):
+            r, p = row_of.get(sub_id), index.get(paper_id)
+            if r is not None and p is not None:
+                excluded.append((r, p))
     return Profiles(
         keywords=[list(s.keywords or []) for s in subscribers],
         liked=[sorted(set(x)) for x in liked],

@@ -254,21 +254,6 @@ class DigestItem(Base):
     digest: Mapped[Digest] = relationship(back_populates="items")
 
 
-class SentPaper(Base):
-    """A paper a subscriber has received: written when the server accepted the digest."""
-
-    __tablename__ = "sent_papers"
-
-    subscriber_id: Mapped[int] = mapped_column(
-        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
-    )
-    paper_id: Mapped[str] = mapped_column(
-        ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True
-    )
-    digest_id: Mapped[int | None] = mapped_column(ForeignKey("digests.id", ondelete="SET NULL"))
-    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, index=True)
-
-
 class UsedToken(Base):
     """Single-use tokens (confirmation links) that have been spent."""
 

@@ -3,9 +3,9 @@
 A digest's message bytes go as soon as they cannot be sent any more (see
 ``deliver/results.py``); its row and papers stay for history, feeds and "already sent"
 until they pass ``store.retention_days``. Then the finished digests (sent, failed, feed
-only: never one still waiting to be sent), with their papers and any bytes left, the
-record of papers sent, and spent confirmation tokens are deleted, a chunk at a time so
-no transaction holds the write lock for long.
+only: never one still waiting to be sent), with their papers and any bytes left, and spent
+confirmation tokens are deleted, a chunk at a time so no transaction holds the write lock
+for long.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import delete, select
 
 from .db import Store
-from .models import Digest, DigestItem, DigestMessage, SentPaper, UsedToken
+from .models import Digest, DigestItem, DigestMessage, UsedToken
 
 FINISHED = ("sent", "failed", "feed_only")
 CHUNK = 5000
@@ -25,7 +25,6 @@ CHUNK = 5000
 @dataclass
 class Pruned:
     digests: int = 0
-    sent_papers: int = 0
     used_tokens: int = 0
 
 
@@ -50,12 +49,10 @@ def prune(store: Store, before: datetime) -> Pruned:
             s.execute(delete(Digest).where(Digest.id.in_(ids)))
             pruned.digests += len(ids)
     with store.session() as s:
-        result = s.execute(delete(SentPaper).where(SentPaper.sent_at < before))
-        pruned.sent_papers = int(result.rowcount or 0)  # type: ignore[attr-defined]
         result = s.execute(delete(UsedToken).where(UsedToken.used_at < before))
         pruned.used_tokens = int(result.rowcount or 0)  # type: ignore[attr-defined]
-    if pruned.digests or pruned.sent_papers:
-        store.analyze("digests", "digest_items", "digest_messages", "sent_papers", vacuum=True)
+    if pruned.digests:
+        store.analyze("digests", "digest_items", "digest_messages", vacuum=True)
     return pruned
 
 
