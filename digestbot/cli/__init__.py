@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import click
 
@@ -178,6 +178,8 @@ def common_options(func: F) -> F:
 
 pass_app = click.make_pass_decorator(App, ensure=True)
 
+DATE = click.DateTime(formats=["%Y-%m-%d"])
+
 nothing_exit_code_option = click.option(
     "--nothing-exit-code",
     type=click.IntRange(0, 255),
@@ -266,8 +268,16 @@ def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
-def fail(error: DigestbotError) -> None:
-    """Print a library error the one way the CLI prints errors."""
+class Failure(Protocol):
+    """What the CLI prints as an error: a DigestbotError, or one item's failure in a report
+    (a dump, a fetch, a CSV row), whose ``str`` says where and what."""
+
+    @property
+    def hint(self) -> str | None: ...
+
+
+def fail(error: Failure) -> None:
+    """Print an error the one way the CLI prints errors."""
     click.echo(f"Error: {error}", err=True)
     if error.hint:
         click.echo(f"Hint: {error.hint}", err=True)

@@ -10,18 +10,18 @@ import click
 from .. import clock
 from ..config import BY_NAME
 from . import (
+    DATE,
     EXIT_ERROR,
     EXIT_OK,
     EXIT_PARTIAL,
     App,
     common_options,
+    fail,
     nothing_exit_code_option,
     pass_app,
     print_json,
     progress_bars,
 )
-
-DATE = click.DateTime(formats=["%Y-%m-%d"])
 
 
 @click.command("fetch")
@@ -101,9 +101,7 @@ def fetch_command(
         sys.exit(code)
     for result in report.results:
         if result.status == "failed":
-            click.echo(f"Error: {result}", err=True)
-            if result.hint:
-                click.echo(f"Hint: {result.hint}", err=True)
+            fail(result)
         elif not app.quiet:
             click.echo(str(result))
     click.echo(

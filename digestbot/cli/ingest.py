@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING
 import click
 
 from . import (
+    DATE,
     EXIT_ERROR,
     EXIT_PARTIAL,
     App,
     common_options,
+    fail,
     nothing_exit_code_option,
     pass_app,
     print_json,
@@ -23,8 +25,6 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from ..ingest import IngestReport
-
-DATE = click.DateTime(formats=["%Y-%m-%d"])
 
 
 def _summary(report: IngestReport) -> str:
@@ -141,9 +141,7 @@ def ingest_command(
         print_json(report.as_dict())
     else:
         for failure in report.failed:
-            click.echo(f"Error: {failure}", err=True)
-            if failure.hint:
-                click.echo(f"Hint: {failure.hint}", err=True)
+            fail(failure)
         if report.dumps:
             app.console.print(_table(report))
         click.echo(_summary(report))
