@@ -27,6 +27,8 @@ from .errors import ConfigError
 
 CONFIG_NAME = "digestbot.toml"
 ENV_PREFIX = "DIGESTBOT_"
+# store.db holds a SQLAlchemy URL when it starts with a scheme, else a SQLite file path
+DB_URL = re.compile(r"^[a-z][a-z0-9+]*://", re.I)
 
 
 @dataclass(frozen=True)
@@ -910,7 +912,7 @@ class Config:
     def store_folder(self) -> Path | None:
         """The folder of a SQLite store file; None for a server database or in memory."""
         db: str | None = str(self.values["store.db"]).strip()
-        if db and re.match(r"^[a-z][a-z0-9+]*://", db, re.I):
+        if db and DB_URL.match(db):
             from sqlalchemy.engine import make_url
 
             try:
