@@ -13,7 +13,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from ..errors import NotFoundError
 from ..render.feeds import remove_feed_files
-from ..render.links import feed_urls, paper_url, public_feed_urls
+from ..render.links import DIRECTIONS, feed_urls, paper_url, public_feed_urls
 from ..store import Paper, Store, Subscriber
 from ..store.subscribers import (
     disliked_ids,
@@ -207,7 +207,7 @@ async def _new_links(request: Request, site: Site, pref_token: str) -> Response:
 
 def _feedback_target(site: Site, token: str) -> tuple[str, str, str]:
     pref_token, paper_id, direction = link_fields(_value(site, "feedback", token), "s", "p", "d")
-    if direction not in ("more", "less"):
+    if direction not in DIRECTIONS:
         raise HTTPException(400, INVALID_LINK)
     return pref_token, paper_id, direction
 
