@@ -39,6 +39,15 @@ EXIT_USAGE = 2  # click's own: bad options
 EXIT_PARTIAL = 3  # the job ran but some items failed (a dump, a digest)
 EXIT_NOTHING = 4  # the job ran and there was nothing to do (--nothing-exit-code 0 turns it off)
 
+
+def exit_status(failed: bool, done: bool, nothing: int, *, all_failed: bool = False) -> int:
+    """A job's exit status: EXIT_PARTIAL when items failed (EXIT_ERROR when every one did),
+    else ``nothing`` (--nothing-exit-code) when there was no work, else EXIT_OK."""
+    if failed:
+        return EXIT_ERROR if all_failed else EXIT_PARTIAL
+    return EXIT_OK if done else nothing
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 # At exit, before the interpreter's last garbage collections: they then skip every object the

@@ -11,11 +11,9 @@ from .. import clock
 from ..config import BY_NAME
 from . import (
     DATE,
-    EXIT_ERROR,
-    EXIT_OK,
-    EXIT_PARTIAL,
     App,
     common_options,
+    exit_status,
     fail,
     nothing_exit_code_option,
     pass_app,
@@ -88,14 +86,8 @@ def fetch_command(
             app.config, sources=list(sources) or None, days=days, progress=bars.stage("fetch")
         )
     failed = report.failed
-    if failed and len(failed) == len(report.results):
-        code = EXIT_ERROR
-    elif failed:
-        code = EXIT_PARTIAL
-    elif report.written:
-        code = EXIT_OK
-    else:
-        code = nothing_exit_code
+    all_failed = len(failed) == len(report.results)
+    code = exit_status(bool(failed), report.written > 0, nothing_exit_code, all_failed=all_failed)
     if as_json:
         print_json({**report.as_dict(), "exit_code": code})
         sys.exit(code)

@@ -10,10 +10,9 @@ import click
 
 from . import (
     DATE,
-    EXIT_ERROR,
-    EXIT_PARTIAL,
     App,
     common_options,
+    exit_status,
     fail,
     nothing_exit_code_option,
     pass_app,
@@ -145,12 +144,9 @@ def ingest_command(
         if report.dumps:
             app.console.print(_table(report))
         click.echo(_summary(report))
-    ctx = click.get_current_context()
-    if report.failed:
-        everything_failed = len(report.failed) == report.files
-        ctx.exit(EXIT_ERROR if everything_failed else EXIT_PARTIAL)
-    if report.papers_new == 0 and report.papers_updated == 0:
-        ctx.exit(nothing_exit_code)
+    failed, done = len(report.failed), bool(report.papers_new or report.papers_updated)
+    code = exit_status(failed > 0, done, nothing_exit_code, all_failed=failed == report.files)
+    click.get_current_context().exit(code)
 
 
 @click.command("papers")
