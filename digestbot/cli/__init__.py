@@ -25,6 +25,7 @@ import click
 from .. import clock
 from ..config import Config, load_config
 from ..errors import DigestbotError
+from ..signals import on_stop_signals
 
 if TYPE_CHECKING:  # the store pulls in SQLAlchemy: only the commands that use it pay
     from rich.console import Console  # rich too: 40 ms, and --json or a pipe draws nothing
@@ -253,10 +254,6 @@ def progress_bars(app: App, *, enabled: bool = True) -> Iterator[Bars]:
 def stop_on_signals(app: App) -> Iterator[threading.Event]:
     """SIGTERM or a first Ctrl-C: stop claiming, finish what is in flight, give back the rest."""
     stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-    previous: dict[signal.Signals, Any] = {}
 
     def handler(signum: int, _frame: object) -> None:
         if stop.is_set() and signum == signal.SIGINT:
@@ -264,13 +261,8 @@ def stop_on_signals(app: App) -> Iterator[threading.Event]:
         stop.set()
         app.err.print("Stopping: finishing the messages in flight...")
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        previous[sig] = signal.signal(sig, handler)
-    try:
+    with on_stop_signals(handler):
         yield stop
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def print_json(data: Any) -> None:
