@@ -18,7 +18,7 @@ from .checks import READS, check_papers
 from .hf_html import is_html, parse_html
 from .hf_json import is_json, parse_json
 from .hf_text import parse_text
-from .model import ParsedDump, ParsedPaper, merge_fields
+from .model import ParsedDump, ParsedPaper, merge_fields, merged_values
 from .reading import DEFAULT_MAX_BYTES, RawDump, gc_paused, read_dump
 
 _LEADING = re.compile("[\ufeff \t\r\n]*")
@@ -135,25 +135,9 @@ def merge_repeats(papers: list[ParsedPaper]) -> list[ParsedPaper]:
             if paper.arxiv_id:
                 by_arxiv[paper.arxiv_id] = paper
             continue
-        changes = merge_fields(_fields(same), _fields(paper))
+        changes = merge_fields(merged_values(same), merged_values(paper))
         for name, value in changes.items():
             setattr(same, name, value)
         if same.arxiv_id:
             by_arxiv[same.arxiv_id] = same
     return out
-
-
-def _fields(paper: ParsedPaper) -> dict[str, object]:
-    return {
-        "arxiv_id": paper.arxiv_id,
-        "abstract": paper.abstract,
-        "authors": paper.authors,
-        "author_count": paper.author_count,
-        "organization": paper.organization,
-        "published_on": paper.published_on,
-        "upvotes": paper.upvotes,
-        "comments": paper.comments,
-        "links": paper.links,
-        "github_url": paper.github_url,
-        "github_stars": paper.github_stars,
-    }
