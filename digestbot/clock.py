@@ -55,11 +55,6 @@ def set_now(moment: datetime | None, *, frozen: bool = False) -> None:
             _offset, _frozen = aware(moment) - _system(), None
 
 
-def is_moved() -> bool:
-    """Whether someone set the clock (then child processes must be told the moment)."""
-    return _frozen is not None or _offset != timedelta(0)
-
-
 @contextmanager
 def moved_to(moment: datetime, *, frozen: bool = True) -> Iterator[None]:
     """The clock at ``moment`` inside the block, back where it was afterwards."""

@@ -27,6 +27,8 @@ from .errors import ConfigError
 
 CONFIG_NAME = "digestbot.toml"
 ENV_PREFIX = "DIGESTBOT_"
+# store.db holds a SQLAlchemy URL when it starts with a scheme, else a SQLite file path
+DB_URL = re.compile(r"^[a-z][a-z0-9+]*://", re.I)
 
 
 @dataclass(frozen=True)
@@ -778,20 +780,18 @@ def _convert(setting: Setting, value: Any, where: str | None) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise bad("a list of strings")
         if kind.startswith("list:"):
-            choices = kind.split(":", 1)[1].split("|")
+            choices = setting.choices
             for item in value:
                 if item not in choices:
-                    close = difflib.get_close_matches(item, choices, n=1)
                     raise bad(
                         "a list of " + ", ".join(choices),
-                        (f"Did you mean {close[0]!r}? " if close else "")
+                        _did_you_mean(item, choices)
                         + f"{setting.help} Default: {setting.default!r}.",
                     )
             value = list(dict.fromkeys(value))
     elif kind.startswith("choice:"):
-        choices = kind.split(":", 1)[1].split("|")
-        if value not in choices:
-            raise bad("one of " + ", ".join(choices))
+        if value not in setting.choices:
+            raise bad("one of " + ", ".join(setting.choices))
     elif kind == "timezone":
         validate_timezone(value, field=setting.name, file=where)
     elif kind == "cron":
@@ -810,6 +810,12 @@ def _convert(setting: Setting, value: Any, where: str | None) -> Any:
     return value
 
 
+def _did_you_mean(word: str, choices: Iterable[str], shown: str = "{!r}") -> str:
+    """``Did you mean 'x'? `` for the choice closest to ``word``; "" when none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"Did you mean {shown.format(close[0])}? " if close else ""
+
+
 def _is_address(value: str) -> bool:
     """An addr-spec (local@domain) with nothing around it: no display name, no spaces."""
     try:
@@ -825,13 +831,12 @@ def validate_timezone(name: str, *, field: str | None = None, file: str | None =
             raise ValueError(name)
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, IsADirectoryError):
-        close = difflib.get_close_matches(name, sorted(_zone_names()), n=1)
-        hint = f"Did you mean {close[0]!r}? " if close else ""
         raise ConfigError(
             f"unknown time zone {name!r}",
             field=field,
             file=file,
-            hint=hint + "Use an IANA name such as 'Europe/Berlin' or 'UTC'.",
+            hint=_did_you_mean(name, sorted(_zone_names()))
+            + "Use an IANA name such as 'Europe/Berlin' or 'UTC'.",
         ) from None
     return name
 
@@ -922,7 +927,7 @@ class Config:
     def store_folder(self) -> Path | None:
         """The folder of a SQLite store file; None for a server database or in memory."""
         db: str | None = str(self.values["store.db"]).strip()
-        if db and re.match(r"^[a-z][a-z0-9+]*://", db, re.I):
+        if db and DB_URL.match(db):
             from sqlalchemy.engine import make_url
 
             try:
@@ -973,12 +978,11 @@ def _lookup(name: str, where: str | None) -> Setting:
     try:
         return BY_NAME[name]
     except KeyError:
-        close = difflib.get_close_matches(name, BY_NAME, n=1)
         raise ConfigError(
             f"unknown setting {name!r}",
             file=where,
             field=name,
-            hint=(f"Did you mean {close[0]!r}? " if close else "")
+            hint=_did_you_mean(name, BY_NAME)
             + "Run `digestbot config --help-settings` for the list.",
         ) from None
 
@@ -999,12 +1003,11 @@ def find_config_file(explicit: str | Path | None, env: Mapping[str, str]) -> Pat
 def _flatten(data: Mapping[str, Any], where: str) -> Iterable[tuple[str, Any]]:
     for section, body in data.items():
         if not isinstance(body, dict):
-            close = difflib.get_close_matches(section, SECTIONS, n=1)
             raise ConfigError(
                 f"{section!r} must be a [section] table",
                 file=where,
                 field=section,
-                hint=(f"Did you mean [{close[0]}]? " if close else "")
+                hint=_did_you_mean(section, SECTIONS, "[{}]")
                 + "Settings live in sections such as [smtp] or [digest].",
             )
         for key, value in body.items():

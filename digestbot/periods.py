@@ -48,8 +48,9 @@ class Slot:
     period: str
     send_at: datetime  # the send point of the current period, in UTC
 
-    def passed(self, now: datetime) -> bool:
-        return aware_utc(now) >= self.send_at
+    def due(self, now: datetime, last_period: str | None) -> bool:
+        """The send point has passed and this period's digest was not sent yet."""
+        return aware_utc(now) >= self.send_at and last_period != self.period
 
 
 def current_slot(
@@ -80,45 +81,6 @@ def current_slot(
     return Slot(period_key(frequency, day), send_at)
 
 
-def due_period(
-    frequency: str,
-    weekday: int,
-    send_hour: int,
-    timezone: str,
-    last_period: str | None,
-    now: datetime | None = None,
-) -> str | None:
-    """The period to send now, or None when this schedule is not due."""
-    slot = current_slot(frequency, weekday, send_hour, timezone, now)
-    if slot.passed(aware_utc(now)) and last_period != slot.period:
-        return slot.period
-    return None
-
-
-def next_send_at(
-    frequency: str,
-    weekday: int,
-    send_hour: int,
-    timezone: str,
-    last_period: str | None,
-    now: datetime | None = None,
-) -> datetime:
-    """When this schedule next becomes due (UTC); ``now`` if it is due already."""
-    now = aware_utc(now)
-    if due_period(frequency, weekday, send_hour, timezone, last_period, now):
-        return now
-    step = timedelta(days=7 if frequency == "weekly" else 1)
-    slot = current_slot(frequency, weekday, send_hour, timezone, now)
-    probe = slot.send_at if slot.send_at > now else slot.send_at + step
-    # walk forward in local days so DST changes between now and then are honoured
-    for _ in range(3):
-        candidate = current_slot(frequency, weekday, send_hour, timezone, probe)
-        if candidate.send_at > now and candidate.period != last_period:
-            return candidate.send_at
-        probe = candidate.send_at + step
-    return probe
-
-
 def describe(frequency: str, weekday: int, send_hour: int, timezone: str) -> str:
     """A schedule for people: ``daily 08:00 Europe/Berlin``, ``weekly Fri 08:00 Asia/Tokyo``."""
     when = f"{send_hour:02d}:00 {timezone}"
@@ -134,8 +96,6 @@ __all__ = [
     "aware_utc",
     "current_slot",
     "describe",
-    "due_period",
-    "next_send_at",
     "period_key",
     "zone",
 ]

@@ -67,7 +67,7 @@ def test_text_dumps_parse_the_same_with_and_without_the_plain_path() -> None:
     paths = [*sorted(SEEDS.iterdir()), DUMPS / "hf_page_real.txt"]
     for path in paths:
         raw = read_dump(path)
-        assert detect_format(raw.text) == "hf-text"
+        assert detect_format(raw.text).name == "hf-text"
         mtime = datetime.fromtimestamp(raw.mtime).date()
         general = TextParser(path, raw.text, None, mtime).parse()
         fast = TextParser(path, raw.text, None, mtime, plain=free_of_controls(raw.data)).parse()
@@ -134,12 +134,12 @@ def test_format_detection_reads_only_the_head() -> None:
     head = "new\n\nGet trending papers in your email inbox!\n\n"
     assert read_page(head + "x\n" * 100_000).looks_like_listing
     assert not read_page("\n".join(["noise"] * 500) + "\n" + head).looks_like_listing
-    assert detect_format("\ufeff \n" + head) == "hf-text"
-    assert detect_format('\n\n[{"paper": {}}]') == "hf-json"
-    assert detect_format('{"date": "2026-10-03", "papers": []}') == "hf-json"
-    assert detect_format("[-] 19\n\n" + head) == "hf-text"
-    assert detect_format("[101](https://huggingface.co/login)\n\n" + head) == "hf-text"
-    assert detect_format("<!DOCTYPE html><html></html>") == "hf-html"
+    assert detect_format("\ufeff \n" + head).name == "hf-text"
+    assert detect_format('\n\n[{"paper": {}}]').name == "hf-json"
+    assert detect_format('{"date": "2026-10-03", "papers": []}').name == "hf-json"
+    assert detect_format("[-] 19\n\n" + head).name == "hf-text"
+    assert detect_format("[101](https://huggingface.co/login)\n\n" + head).name == "hf-text"
+    assert detect_format("<!DOCTYPE html><html></html>").name == "hf-html"
 
 
 @pytest.mark.parametrize("enabled", [True, False])

@@ -136,7 +136,7 @@ def test_json_detected_by_content_not_extension(tmp_path: Path) -> None:
     text_as_json = tmp_path / "page.json"
     text_as_json.write_bytes((DUMPS / "hf_page_real.txt").read_bytes())
     assert parse_file(text_as_json, listing_date=date(2024, 10, 8)).format == "hf-text"
-    assert detect_format("[-] 19\n\nTitle") == "hf-text"  # a page starting with upvotes
+    assert detect_format("[-] 19\n\nTitle").name == "hf-text"  # a page starting with upvotes
 
 
 def test_crlf_bom_and_utf16(tmp_path: Path) -> None:

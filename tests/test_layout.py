@@ -15,6 +15,7 @@ LEVELS = {
     "config": 0,
     "periods": 0,
     "resources": 0,
+    "signals": 0,
     "textutil": 0,
     "tokens": 0,
     "files": 0,

@@ -18,13 +18,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import click
 
 from .. import clock
 from ..config import LOG_FORMAT, Config, load_config
 from ..errors import DigestbotError
+from ..signals import on_stop_signals
 
 if TYPE_CHECKING:  # the store pulls in SQLAlchemy: only the commands that use it pay
     from rich.console import Console  # rich too: 40 ms, and --json or a pipe draws nothing
@@ -38,6 +39,15 @@ EXIT_ERROR = 1  # a DigestbotError: bad input, config, lock held...
 EXIT_USAGE = 2  # click's own: bad options
 EXIT_PARTIAL = 3  # the job ran but some items failed (a dump, a digest)
 EXIT_NOTHING = 4  # the job ran and there was nothing to do (--nothing-exit-code 0 turns it off)
+
+
+def exit_status(failed: bool, done: bool, nothing: int, *, all_failed: bool = False) -> int:
+    """A job's exit status: EXIT_PARTIAL when items failed (EXIT_ERROR when every one did),
+    else ``nothing`` (--nothing-exit-code) when there was no work, else EXIT_OK."""
+    if failed:
+        return EXIT_ERROR if all_failed else EXIT_PARTIAL
+    return EXIT_OK if done else nothing
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -178,6 +188,8 @@ def common_options(func: F) -> F:
 
 pass_app = click.make_pass_decorator(App, ensure=True)
 
+DATE = click.DateTime(formats=["%Y-%m-%d"])
+
 nothing_exit_code_option = click.option(
     "--nothing-exit-code",
     type=click.IntRange(0, 255),
@@ -242,10 +254,6 @@ def progress_bars(app: App, *, enabled: bool = True) -> Iterator[Bars]:
 def stop_on_signals(app: App) -> Iterator[threading.Event]:
     """SIGTERM or a first Ctrl-C: stop claiming, finish what is in flight, give back the rest."""
     stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-    previous: dict[signal.Signals, Any] = {}
 
     def handler(signum: int, _frame: object) -> None:
         if stop.is_set() and signum == signal.SIGINT:
@@ -253,21 +261,24 @@ def stop_on_signals(app: App) -> Iterator[threading.Event]:
         stop.set()
         app.err.print("Stopping: finishing the messages in flight...")
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        previous[sig] = signal.signal(sig, handler)
-    try:
+    with on_stop_signals(handler):
         yield stop
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
-def fail(error: DigestbotError) -> None:
-    """Print a library error the one way the CLI prints errors."""
+class Failure(Protocol):
+    """What the CLI prints as an error: a DigestbotError, or one item's failure in a report
+    (a dump, a fetch, a CSV row), whose ``str`` says where and what."""
+
+    @property
+    def hint(self) -> str | None: ...
+
+
+def fail(error: Failure) -> None:
+    """Print an error the one way the CLI prints errors."""
     click.echo(f"Error: {error}", err=True)
     if error.hint:
         click.echo(f"Hint: {error.hint}", err=True)

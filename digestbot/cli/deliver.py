@@ -8,9 +8,9 @@ import click
 
 from ..states import DIGEST_STATES as STATES
 from . import (
-    EXIT_PARTIAL,
     App,
     common_options,
+    exit_status,
     nothing_exit_code_option,
     pass_app,
     print_json,
@@ -98,11 +98,7 @@ def send_command(
         click.echo(
             "Daily limit reached (smtp.daily_limit); the rest waits for the next run.", err=True
         )
-    ctx = click.get_current_context()
-    if not report.ok:
-        ctx.exit(EXIT_PARTIAL)
-    if report.due == 0:
-        ctx.exit(nothing_exit_code)
+    click.get_current_context().exit(exit_status(not report.ok, report.due > 0, nothing_exit_code))
 
 
 def _when(value: Any) -> str:
@@ -193,11 +189,9 @@ def mailbox_command(app: App, limit: int | None, as_json: bool, nothing_exit_cod
             click.echo(line)
         for error in report.errors:
             click.echo(f"Error: {error}", err=True)
-    ctx = click.get_current_context()
-    if report.failed:
-        ctx.exit(EXIT_PARTIAL)
-    if report.read == 0:
-        ctx.exit(nothing_exit_code)
+    click.get_current_context().exit(
+        exit_status(report.failed > 0, report.read > 0, nothing_exit_code)
+    )
 
 
 COMMANDS = [send_command, outbox_command, mailbox_command]

@@ -10,18 +10,16 @@ import click
 from .. import clock
 from ..config import BY_NAME
 from . import (
-    EXIT_ERROR,
-    EXIT_OK,
-    EXIT_PARTIAL,
+    DATE,
     App,
     common_options,
+    exit_status,
+    fail,
     nothing_exit_code_option,
     pass_app,
     print_json,
     progress_bars,
 )
-
-DATE = click.DateTime(formats=["%Y-%m-%d"])
 
 
 @click.command("fetch")
@@ -88,22 +86,14 @@ def fetch_command(
             app.config, sources=list(sources) or None, days=days, progress=bars.stage("fetch")
         )
     failed = report.failed
-    if failed and len(failed) == len(report.results):
-        code = EXIT_ERROR
-    elif failed:
-        code = EXIT_PARTIAL
-    elif report.written:
-        code = EXIT_OK
-    else:
-        code = nothing_exit_code
+    all_failed = len(failed) == len(report.results)
+    code = exit_status(bool(failed), report.written > 0, nothing_exit_code, all_failed=all_failed)
     if as_json:
         print_json({**report.as_dict(), "exit_code": code})
         sys.exit(code)
     for result in report.results:
         if result.status == "failed":
-            click.echo(f"Error: {result}", err=True)
-            if result.hint:
-                click.echo(f"Hint: {result.hint}", err=True)
+            fail(result)
         elif not app.quiet:
             click.echo(str(result))
     click.echo(

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING
 import click
 
 from . import (
-    EXIT_ERROR,
-    EXIT_PARTIAL,
+    DATE,
     App,
     common_options,
+    exit_status,
+    fail,
     nothing_exit_code_option,
     pass_app,
     print_json,
@@ -23,8 +24,6 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from ..ingest import IngestReport
-
-DATE = click.DateTime(formats=["%Y-%m-%d"])
 
 
 def _summary(report: IngestReport) -> str:
@@ -141,18 +140,13 @@ def ingest_command(
         print_json(report.as_dict())
     else:
         for failure in report.failed:
-            click.echo(f"Error: {failure}", err=True)
-            if failure.hint:
-                click.echo(f"Hint: {failure.hint}", err=True)
+            fail(failure)
         if report.dumps:
             app.console.print(_table(report))
         click.echo(_summary(report))
-    ctx = click.get_current_context()
-    if report.failed:
-        everything_failed = len(report.failed) == report.files
-        ctx.exit(EXIT_ERROR if everything_failed else EXIT_PARTIAL)
-    if report.papers_new == 0 and report.papers_updated == 0:
-        ctx.exit(nothing_exit_code)
+    failed, done = len(report.failed), bool(report.papers_new or report.papers_updated)
+    code = exit_status(failed > 0, done, nothing_exit_code, all_failed=failed == report.files)
+    click.get_current_context().exit(code)
 
 
 @click.command("papers")

@@ -9,7 +9,7 @@ import click
 
 from ..periods import FREQUENCIES, describe
 from ..states import FORMATS, STATUSES
-from . import EXIT_PARTIAL, App, common_options, pass_app, print_json
+from . import EXIT_PARTIAL, App, common_options, fail, pass_app, print_json
 
 IMPORT_BATCH = 1000
 
@@ -325,9 +325,7 @@ def import_command(app: App, csv_file: str, update: bool) -> None:
     if report.added or report.updated:
         store.analyze("subscribers")  # a bulk write: PostgreSQL plans from fresh counts
     for _line, error in report.failed:
-        click.echo(f"Error: {error}", err=True)
-        if error.hint:
-            click.echo(f"Hint: {error.hint}", err=True)
+        fail(error)
     updated = f"{report.updated} updated, " if update else ""
     click.echo(
         f"Imported {report.added} subscriber{'s' if report.added != 1 else ''}, "

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import errno
-import ipaddress
 import socket
 
 import click
 
 from ..errors import ConfigError
 from . import App, _set_override, common_options, pass_app
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def _check_port(host: str, port: int) -> None:
@@ -83,6 +75,7 @@ def serve(app: App) -> None:
     """
     import uvicorn
 
+    from ..deliver.safety import is_loopback_host
     from ..web import create_app
 
     config = app.config
@@ -97,7 +90,7 @@ def serve(app: App) -> None:
     err.print(
         f"digestbot: serving on http://{host}:{port}/ (links point to {config['digest.site_url']})"
     )
-    if not _is_loopback(host) and config["digest.site_url"].startswith("http://127.0.0.1"):
+    if not is_loopback_host(host) and config["digest.site_url"].startswith("http://127.0.0.1"):
         err.print(
             "Warning: listening on a public address while digest.site_url is the default; "
             "links in emails will not work. Set DIGESTBOT_DIGEST_SITE_URL."

@@ -24,7 +24,7 @@ from ..config import Config
 from ..errors import ConfigError, DeliveryError, DigestbotError
 from ..store import Store
 from . import bounces
-from .tls import client_context
+from .tls import ServerSettings, client_context
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +64,8 @@ class MailboxReport:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class MailboxSettings:
-    host: str
-    port: int
-    security: str
-    username: str
-    password: str
-    cafile: str
-    timeout: float
+@dataclass(frozen=True, kw_only=True)
+class MailboxSettings(ServerSettings):
     folder: str
     processed: str
     unknown: str
@@ -94,17 +87,8 @@ class MailboxSettings:
                 hint="Set mailbox.username, and DIGESTBOT_MAILBOX_PASSWORD or "
                 "mailbox.password_file (a file only you can read, chmod 600).",
             )
-        return cls(
-            host=c.host,
-            port=c.port,
-            security=c.security,
-            username=c.username,
-            password=c.password,
-            cafile=str(c.cafile or ""),
-            timeout=c.timeout,
-            folder=c.folder,
-            processed=c.processed_folder,
-            unknown=c.unknown_folder,
+        return cls.from_section(
+            c, folder=c.folder, processed=c.processed_folder, unknown=c.unknown_folder
         )
 
 

@@ -34,7 +34,7 @@ from .smtpclient import (
     SmtpNotOffered,
     SmtpReplyError,
 )
-from .tls import client_context
+from .tls import ServerSettings, client_context
 from .transports import Channel, SendFailure, TimedOut, Unavailable
 
 log = logging.getLogger(__name__)
@@ -95,16 +95,9 @@ def classify(code: int, message: str) -> SendFailure:
     return SendFailure("retry", text)
 
 
-@dataclass(frozen=True)
-class SmtpSettings:
-    host: str
-    port: int
-    security: str
-    username: str
-    password: str
-    cafile: str
+@dataclass(frozen=True, kw_only=True)
+class SmtpSettings(ServerSettings):
     validate_certs: bool
-    timeout: float
     pool_size: int
     per_connection: int
 
@@ -124,15 +117,9 @@ class SmtpSettings:
                 'in clear text; set smtp.security = "starttls" (or "tls" on port 465)',
                 c.host,
             )
-        return cls(
-            host=c.host,
-            port=c.port,
-            security=c.security,
-            username=c.username,
-            password=c.password,
-            cafile=str(c.cafile or ""),
+        return cls.from_section(
+            c,
             validate_certs=c.validate_certs,
-            timeout=c.timeout,
             pool_size=c.pool_size,
             per_connection=c.per_connection,
         )

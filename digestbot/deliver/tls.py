@@ -1,10 +1,40 @@
-"""The TLS context for a mail server we connect to (the SMTP relay, the bounce mailbox)."""
+"""A mail server we connect to (the SMTP relay, the bounce mailbox): where it is, how we log
+in, and the TLS context."""
 
 from __future__ import annotations
 
 import ssl
+from dataclasses import dataclass
+from typing import Any, Self
 
 from ..errors import ConfigError
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerSettings:
+    """The keys [smtp] and [mailbox] both declare; each adds its own in a subclass."""
+
+    host: str
+    port: int
+    security: str
+    username: str
+    password: str
+    cafile: str
+    timeout: float
+
+    @classmethod
+    def from_section(cls, c: Any, **own: Any) -> Self:
+        """The settings of a config section (``config.smtp``), with the subclass's ``own``."""
+        return cls(
+            host=c.host,
+            port=c.port,
+            security=c.security,
+            username=c.username,
+            password=c.password,
+            cafile=str(c.cafile or ""),
+            timeout=c.timeout,
+            **own,
+        )
 
 
 def client_context(

@@ -79,12 +79,6 @@ class Transport(Protocol):
         ...
 
 
-def _atomic_write(folder: Path, name: str, data: bytes) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    write_atomic(folder / name, data)
-    return folder / name
-
-
 def eml_name(message_id: str) -> str:
     """A file name from a Message-ID: the same digest always lands in the same file."""
     stem = re.sub(r"[^A-Za-z0-9._@+-]+", "_", message_id.strip("<> ")) or uuid.uuid4().hex
@@ -97,7 +91,8 @@ class _FileChannel:
 
     async def send(self, sender: str, recipient: str, message: bytes, message_id: str) -> None:
         try:
-            _atomic_write(self.folder, eml_name(message_id), message)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.folder / eml_name(message_id), message)
         except OSError as exc:
             raise _local_error(self.folder, exc, "delivery.outdir") from None
 

@@ -19,7 +19,7 @@ from .checks import MAX_TITLE, READS
 from .dates import DATE_LINE, LISTING_LINE, latest_on_or_before, month_number, valid_month_day
 from .lines import LineFeed
 from .model import ParsedPaper, clean_text
-from .page import LineTooLong, read_page
+from .page import UPVOTE_LINE, URL_LINE, LineTooLong, read_page
 
 MARKERS = (
     "get trending papers in your email inbox",
@@ -40,8 +40,6 @@ KNOWN_HEADER = {
 }
 MAX_ORG = 200
 
-UPVOTE = re.compile(r"\[\s*[-–]?\s*\]\s*(\d[\d,]*|[-–])")
-URL = re.compile(r"<?(https?://\S+?)>?")
 HF_PAPER = re.compile(
     r"https?://(?:www\.)?huggingface\.co/papers/(\d{4}\.\d{4,5})(?:v\d+)?/?(#\S*)?", re.I
 )
@@ -265,13 +263,13 @@ class TextParser:
             if cur is not None and cur.meta and self._meta_line(cur, s, lineno):
                 continue
             first = s[0]
-            if first == "[" and (m := UPVOTE.fullmatch(s)):
+            if first == "[" and (m := UPVOTE_LINE.fullmatch(s)):
                 self._close_para()
                 self._finish()
                 self.cur = _Entry(lineno)
                 self.cur.upvotes = 0 if m[1] in "-–" else _int(m[1])
                 continue
-            if first in "<h" and URL.fullmatch(s):
+            if first in "<h" and URL_LINE.fullmatch(s):
                 self._url(s.strip("<>"), lineno)
                 continue
             if first == "•" or (first == "[" or first.isdigit()) and AUTHORS.fullmatch(s):

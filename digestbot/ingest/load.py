@@ -76,7 +76,6 @@ def ingest_paths(
     progress: Progress | None = None,
     now: datetime | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
-    on_result: Callable[[Path, DumpResult], None] | None = None,
 ) -> IngestReport:
     """Ingest files and folders; a failing dump is recorded and the rest goes on."""
     now = now or clock.now()
@@ -85,8 +84,6 @@ def ingest_paths(
     for done, path in enumerate(files, 1):
         result = ingest_file(store, path, listing_date=listing_date, now=now, max_bytes=max_bytes)
         report.add(result)
-        if on_result is not None:
-            on_result(path, result)
         if progress is not None:
             progress(done, len(files))
     return report

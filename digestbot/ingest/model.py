@@ -8,7 +8,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 _NOT_WORD = re.compile(r"[\W_]+")
 # C0 controls other than tab and newline, and DEL: PostgreSQL refuses NUL in text, and
@@ -125,6 +125,25 @@ MERGED_FIELDS = (
     "github_url",
     "github_stars",
 )
+
+
+def merged_values(paper: ParsedPaper, listed_on: date | None = None) -> dict[str, Any]:
+    """The paper's :data:`MERGED_FIELDS`, as :func:`merge_fields` takes them (a literal:
+    this runs for every paper ingested)."""
+    return {
+        "arxiv_id": paper.arxiv_id,
+        "abstract": paper.abstract,
+        "authors": paper.authors,
+        "author_count": paper.author_count,
+        "organization": paper.organization,
+        "published_on": paper.published_on,
+        "listed_on": listed_on,
+        "upvotes": paper.upvotes,
+        "comments": paper.comments,
+        "links": paper.links,
+        "github_url": paper.github_url,
+        "github_stars": paper.github_stars,
+    }
 
 
 def _max(a: int | None, b: int | None) -> int | None:

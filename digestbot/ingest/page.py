@@ -39,7 +39,9 @@ _PLACEHOLDER = re.compile(r"\[(?:image|img|picture|photo|figure|icon)\b[^\[\]\n]
 _ANCHOR = re.compile(r"\[(?:¶|#|§)?\]\(#[^)]*\)|<a\s[^>]*>\s*</a>|\{#[\w-]+\}")
 # [text](url) or [text][ref] / [text][], text holding no brackets (images are gone by then)
 _LINK = re.compile(r"\[([^\[\]]*)\](?:\((<[^>]*>|[^)\s]*)(?:\s+\"[^\"]*\")?\)|\[([^\[\]]*)\])")
-_URL_LINE = re.compile(r"<?(https?://\S+?)>?")
+# the plain page shape (what hf_text reads) puts URLs and upvote counts on lines of their own
+URL_LINE = re.compile(r"<?(https?://\S+?)>?")
+UPVOTE_LINE = re.compile(r"\[\s*[-–]?\s*\]\s*(\d[\d,]*|[-–])")
 _HF_PAPER = re.compile(
     r"https?://(?:www\.)?huggingface\.co/papers/(\d{4}\.\d{4,5})(?:v\d+)?/?(#[\w-]*)?$", re.I
 )
@@ -50,7 +52,6 @@ _DATE_LINK = re.compile(r"huggingface\.co/papers/date/(\d{4}-\d{2}-\d{2})")
 _ARXIV_IN = re.compile(r"(\d{4}\.\d{4,5})")
 _COUNT = re.compile(r"\d[\d,]*|[-–]")
 _UPVOTE_WORD = re.compile(r"(?:upvote|upvotes|▲)\s*(\d[\d,]*|[-–])", re.I)
-_UPVOTE_LINE = re.compile(r"\[\s*[-–]?\s*\]\s*(\d[\d,]*|[-–])")
 _PUBLISHED = re.compile(r"^(·\s*)?(?:published|submitted)(?: on)?\s+", re.I)
 _AUTHORS = re.compile(r"(?:[-•*·]\s*)*(\d[\d,]*)\s+authors?", re.I)
 # the site's profile pages are not organisations
@@ -266,7 +267,7 @@ class _Reader:
         if s.startswith(("[", "- [", "* [")) and (link := _LINK.fullmatch(_BULLET.sub("", s, 1))):
             self._link(link[1], link[2], link[3], lineno)
             return
-        if url := _URL_LINE.fullmatch(s):
+        if url := URL_LINE.fullmatch(s):
             self._url(url[1], lineno)
             return
         s = _BULLET.sub("", s, 1) if _BULLET.match(s) and "[" in s else s
@@ -281,7 +282,7 @@ class _Reader:
         if upvote := _UPVOTE_WORD.fullmatch(s):
             self.papers_seen += 1
             self.emit(f"[-] {upvote[1]}", lineno, alone=True)
-        elif _UPVOTE_LINE.fullmatch(s):
+        elif UPVOTE_LINE.fullmatch(s):
             self.papers_seen += 1
             self.emit(s, lineno, alone=True)
         elif authors := _AUTHORS.fullmatch(s):
@@ -405,7 +406,7 @@ class _Reader:
         listing of that one paper; None for any other page."""
         out = [line.strip() for line in self.out]
         low = [line.lower() for line in out]
-        if "abstract" not in low or sum(bool(_UPVOTE_LINE.fullmatch(x)) for x in out) > 1:
+        if "abstract" not in low or sum(bool(UPVOTE_LINE.fullmatch(x)) for x in out) > 1:
             return None
         at = low.index("abstract")
         arxiv = next((m[1] for x in out if (m := _ARXIV_LINE.fullmatch(x))), None)
@@ -428,7 +429,7 @@ class _Reader:
         urls = [m[1] for x in out if (m := _HF_PAPER.match(x))]
         arxiv = arxiv or (urls[0] if urls else None)
         published = next((x for x in head if DATE_LINE.fullmatch(x)), None)
-        upvotes = next((x for x in out if _UPVOTE_LINE.fullmatch(x)), None)
+        upvotes = next((x for x in out if UPVOTE_LINE.fullmatch(x)), None)
         names = next((x for x in head if x.lower().startswith("authors:")), None)
         day = min(self.captured) if self.captured else None
         listing = f"{day:%b} {day.day}, {day.year}" if day else published
@@ -457,7 +458,7 @@ def _first_entry(out: list[str]) -> int | None:
     first paper link."""
     for k, line in enumerate(out):
         s = line.strip()
-        if _UPVOTE_LINE.fullmatch(s):
+        if UPVOTE_LINE.fullmatch(s):
             return k
         if _HF_PAPER.match(s):
             j = k - 1

@@ -18,7 +18,7 @@ from .checks import READS, check_papers
 from .hf_html import is_html, parse_html
 from .hf_json import is_json, parse_json
 from .hf_text import parse_text
-from .model import ParsedDump, ParsedPaper, merge_fields
+from .model import ParsedDump, ParsedPaper, merge_fields, merged_values
 from .reading import DEFAULT_MAX_BYTES, RawDump, gc_paused, read_dump
 
 _LEADING = re.compile("[\ufeff \t\r\n]*")
@@ -45,19 +45,11 @@ class Format:
     parse: Parser
 
 
-def _json(path: Path, text: str, given: date | None, limit: date) -> Parsed:
-    listed_on, papers, shape, warnings = parse_json(path, text, given, limit)
-    return Parsed(listed_on, papers, shape, warnings)
-
-
-def _html(path: Path, text: str, given: date | None, limit: date) -> Parsed:
-    listed_on, papers, shape, warnings = parse_html(path, text, given, limit)
-    return Parsed(listed_on, papers, shape, warnings)
-
-
-def _text(path: Path, text: str, given: date | None, limit: date) -> Parsed:
-    listed_on, papers, shape, warnings = parse_text(path, text, given, limit)
-    return Parsed(listed_on, papers, shape, warnings)
+def _of(
+    parse: Callable[[Path, str, date | None, date], tuple[date, list[ParsedPaper], str, list[str]]],
+) -> Parser:
+    """A parser that returns (listed_on, papers, shape, warnings), as a :data:`Parser`."""
+    return lambda path, text, given, limit: Parsed(*parse(path, text, given, limit))
 
 
 def _atom(path: Path, text: str, given: date | None, limit: date) -> Parsed:
@@ -67,35 +59,27 @@ def _atom(path: Path, text: str, given: date | None, limit: date) -> Parsed:
 
 
 FORMATS: list[Format] = [
-    Format("hf-json", is_json, _json),
+    Format("hf-json", is_json, _of(parse_json)),
     Format("arxiv-atom", lambda head: is_atom(head, 0), _atom),
-    Format("hf-html", is_html, _html),
+    Format("hf-html", is_html, _of(parse_html)),
     # last: any other text is read as a papers page, which refuses what is not one
-    Format("hf-text", lambda head: True, _text),
+    Format("hf-text", lambda head: True, _of(parse_text)),
 ]
 
 
-def detect_format(text: str) -> str | None:
-    """The name of the first format in :data:`FORMATS` that takes the text."""
-    head = _head(text)
-    for fmt in FORMATS:
-        if fmt.detect(head):
-            return fmt.name
-    return None
-
-
-def _head(text: str) -> str:
+def detect_format(text: str) -> Format | None:
+    """The first format in :data:`FORMATS` that takes the text."""
     # by position, not lstrip(): that would copy a whole 100 MB text
     start = _LEADING.match(text).end()  # type: ignore[union-attr]
-    return text[start : start + 4096]
+    head = text[start : start + 4096]
+    return next((f for f in FORMATS if f.detect(head)), None)
 
 
 def parse_raw(raw: RawDump, *, listing_date: date | None = None) -> ParsedDump:
     """The dump's papers, repeats merged."""
     path = raw.path
     limit = datetime.fromtimestamp(raw.mtime).date()
-    head = _head(raw.text)
-    fmt = next((f for f in FORMATS if f.detect(head)), None)
+    fmt = detect_format(raw.text)
     if fmt is None:
         raise IngestError(
             "not a papers listing: the file is in a format digestbot does not read",
@@ -151,25 +135,9 @@ def merge_repeats(papers: list[ParsedPaper]) -> list[ParsedPaper]:
             if paper.arxiv_id:
                 by_arxiv[paper.arxiv_id] = paper
             continue
-        changes = merge_fields(_fields(same), _fields(paper))
+        changes = merge_fields(merged_values(same), merged_values(paper))
         for name, value in changes.items():
             setattr(same, name, value)
         if same.arxiv_id:
             by_arxiv[same.arxiv_id] = same
     return out
-
-
-def _fields(paper: ParsedPaper) -> dict[str, object]:
-    return {
-        "arxiv_id": paper.arxiv_id,
-        "abstract": paper.abstract,
-        "authors": paper.authors,
-        "author_count": paper.author_count,
-        "organization": paper.organization,
-        "published_on": paper.published_on,
-        "upvotes": paper.upvotes,
-        "comments": paper.comments,
-        "links": paper.links,
-        "github_url": paper.github_url,
-        "github_stars": paper.github_stars,
-    }

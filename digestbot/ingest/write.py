@@ -31,7 +31,14 @@ from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from ..store import Dump, Paper, Sighting
 from ..store.bulk import insert_many, process_column
-from .model import MERGED_FIELDS, ParsedPaper, merge_fields, paper_id_for, printable_name
+from .model import (
+    MERGED_FIELDS,
+    ParsedPaper,
+    merge_fields,
+    merged_values,
+    paper_id_for,
+    printable_name,
+)
 from .report import DumpResult
 
 papers_t = cast(Table, Paper.__table__)
@@ -248,20 +255,7 @@ class DumpWriter:
                     if not (arxiv_id and candidate["arxiv_id"]):
                         row = candidate
                         break
-            fields: dict[str, Any] = {
-                "arxiv_id": arxiv_id,
-                "abstract": p.abstract,
-                "authors": p.authors,
-                "author_count": p.author_count,
-                "organization": p.organization,
-                "published_on": p.published_on,
-                "listed_on": listed_on,
-                "upvotes": p.upvotes,
-                "comments": p.comments,
-                "links": p.links,
-                "github_url": p.github_url,
-                "github_stars": p.github_stars,
-            }
+            fields = merged_values(p, listed_on)
             if row is None:
                 pid = paper_id_for(arxiv_id, key)
                 fields["id"], fields["title_key"], fields["title"] = pid, key, p.title

@@ -86,7 +86,7 @@ def select_due(
             if schedule not in slots:
                 slots[schedule] = _slot(schedule, now, bad)
             slot = slots[schedule]
-            if slot is None or slot.send_at > now or last_period == slot.period:
+            if slot is None or not slot.due(now, last_period):
                 continue
             if last_period is None and joined is not None and slot.send_at < joined <= now:
                 continue  # joined after this period's send hour: theirs is the next one

@@ -23,7 +23,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import FrameType
 from typing import Any, TypeVar
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -34,6 +33,7 @@ from ..config import Config
 from ..deliver.mailbox import MailboxReport, read_mailbox
 from ..errors import DigestbotError, LockError
 from ..pipeline import RunReport, ingest_once, run_once, send_once
+from ..signals import on_stop_signals
 from ..store import Store
 
 log = logging.getLogger("digestbot.schedule")
@@ -126,33 +126,27 @@ def run_daemon(
     config: Config,
     *,
     stop: threading.Event | None = None,
-    handle_signals: bool = True,
 ) -> int:
     """Run until SIGTERM or SIGINT (or ``stop`` is set); return the exit code (0)."""
     stop = stop or threading.Event()
     jobs = Jobs(store, config, stop)
     scheduler = build_scheduler(config, jobs)
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
+    def on_signal(signum: int, _frame: object) -> None:
         if not stop.is_set():
             log.info("%s received: finishing the job in progress", signal.Signals(signum).name)
         stop.set()
 
-    previous = {}
-    if handle_signals:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, on_signal)
-    scheduler.start()
-    try:
-        for job in scheduler.get_jobs():
-            log.info("job %r (%s): next run %s", job.id, job.name, job.next_run_time)
-        log.info("scheduler started; stop with SIGTERM or Ctrl-C")
-        while not stop.wait(1.0):
-            pass
-    finally:
-        stop.set()
-        scheduler.shutdown(wait=True)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        log.info("scheduler stopped")
+    with on_stop_signals(on_signal):
+        scheduler.start()
+        try:
+            for job in scheduler.get_jobs():
+                log.info("job %r (%s): next run %s", job.id, job.name, job.next_run_time)
+            log.info("scheduler started; stop with SIGTERM or Ctrl-C")
+            while not stop.wait(1.0):
+                pass
+        finally:
+            stop.set()
+            scheduler.shutdown(wait=True)
+            log.info("scheduler stopped")
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..config import DB_URL
 from ..errors import LockError, StoreError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -25,7 +25,6 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 # checks that it is alembic's head.
 SCHEMA_HEAD = "0007_no_sent_papers"
 log = logging.getLogger(__name__)
-_URL_RE = re.compile(r"^[a-z][a-z0-9+]*://", re.I)
 
 
 def normalise_url(db: str | Path) -> str:
@@ -33,7 +32,7 @@ def normalise_url(db: str | Path) -> str:
     raw = str(db).strip()
     if not raw:
         raise StoreError("no database given", hint="Pass --db PATH or set DIGESTBOT_DB.")
-    if _URL_RE.match(raw):
+    if DB_URL.match(raw):
         if raw.startswith("postgresql://") or raw.startswith("postgres://"):
             # psycopg 3 is the driver we ship; plain postgresql:// would ask for psycopg2
             raw = "postgresql+psycopg://" + raw.split("://", 1)[1]

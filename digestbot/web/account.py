@@ -13,7 +13,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from ..errors import NotFoundError
 from ..render.feeds import remove_feed_files
-from ..render.links import feed_urls, paper_url, public_feed_urls
+from ..render.links import DIRECTIONS, feed_urls, paper_url, public_feed_urls
 from ..store import Paper, Store, Subscriber
 from ..store.subscribers import (
     disliked_ids,
@@ -27,7 +27,7 @@ from .forms import PREFERENCE_FIELDS, FormResult, check_form, read_form
 from .mail import Notice, deliver_notice
 from .pages import busy_or, form_context, site_of
 from .security import check_csrf
-from .site import Site
+from .site import INVALID_LINK, Site, link_fields
 
 GONE = "This link points to a subscription that no longer exists."
 
@@ -42,7 +42,7 @@ def _value(site: Site, purpose: str, token: str) -> Any:
 def _pref_token(site: Site, purpose: str, token: str) -> str:
     value = _value(site, purpose, token)
     if not isinstance(value, str):
-        raise HTTPException(400, "This link is not valid.")
+        raise HTTPException(400, INVALID_LINK)
     return value
 
 
@@ -206,15 +206,10 @@ async def _new_links(request: Request, site: Site, pref_token: str) -> Response:
 
 
 def _feedback_target(site: Site, token: str) -> tuple[str, str, str]:
-    value = _value(site, "feedback", token)
-    if (
-        not isinstance(value, dict)
-        or not isinstance(value.get("s"), str)
-        or not isinstance(value.get("p"), str)
-        or value.get("d") not in ("more", "less")
-    ):
-        raise HTTPException(400, "This link is not valid.")
-    return value["s"], value["p"], value["d"]
+    pref_token, paper_id, direction = link_fields(_value(site, "feedback", token), "s", "p", "d")
+    if direction not in DIRECTIONS:
+        raise HTTPException(400, INVALID_LINK)
+    return pref_token, paper_id, direction
 
 
 def _feedback(

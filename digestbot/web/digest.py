@@ -4,11 +4,9 @@ email (the message itself holds what fits under Gmail's clipping limit)."""
 from __future__ import annotations
 
 from datetime import UTC
-from typing import Any
 
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
@@ -17,7 +15,7 @@ from ..render import render_digest
 from ..render.feeds import stored_pick
 from ..store import Digest, DigestItem, Paper, Subscriber
 from .pages import site_of
-from .site import Site
+from .site import Site, link_fields
 
 # The page is the email's own HTML: inline styles, no script, nothing fetched.
 CSP = (
@@ -54,18 +52,10 @@ def _render(site: Site, pref_token: str, period: str) -> str:
         return rendered.html
 
 
-def _target(value: Any) -> tuple[str, str]:
-    if (
-        not isinstance(value, dict)
-        or not isinstance(value.get("s"), str)
-        or not isinstance(value.get("p"), str)
-    ):
-        raise HTTPException(400, "This link is not valid.")
-    return value["s"], value["p"]
-
-
 async def digest_page(request: Request) -> Response:
     site = site_of(request)
-    pref_token, period = _target(site.tokens.loads("digest", request.path_params["token"]))
+    pref_token, period = link_fields(
+        site.tokens.loads("digest", request.path_params["token"]), "s", "p"
+    )
     html = await run_in_threadpool(_render, site, pref_token, period)
     return HTMLResponse(html, headers={"Cache-Control": "no-store", "Content-Security-Policy": CSP})

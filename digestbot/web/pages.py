@@ -36,7 +36,7 @@ from .forms import LABELS, SUBSCRIBE_FIELDS, FormResult, check_form, read_form
 from .mail import Notice, address_problem, send_notice
 from .ratelimit import client_key, mailbox_key
 from .security import check_csrf, client_address
-from .site import VERSION, Site
+from .site import INVALID_LINK, VERSION, Site, link_fields
 
 T = TypeVar("T")
 RETRY_AFTER = 60  # seconds a reader is asked to wait when the store is busy
@@ -277,14 +277,10 @@ def _confirm(store: Store, pref_token: str, nonce: str) -> str:
 
 def _confirm_value(site: Site, token: str) -> tuple[str, str]:
     value = site.tokens.loads("confirm", token, max_age=site.config["web.confirm_hours"] * 3600)
-    if (
-        not isinstance(value, dict)
-        or not isinstance(value.get("s"), str)
-        or not isinstance(value.get("n"), str)
-        or not value["n"]
-    ):
-        raise HTTPException(400, "This link is not valid.")
-    return value["s"], value["n"]
+    pref_token, nonce = link_fields(value, "s", "n")
+    if not nonce:
+        raise HTTPException(400, INVALID_LINK)
+    return pref_token, nonce
 
 
 async def confirm(request: Request) -> Response:

@@ -9,6 +9,7 @@ from typing import Any
 
 import jinja2
 from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.templating import Jinja2Templates
@@ -33,6 +34,16 @@ def _version() -> str:
 
 
 VERSION = _version()
+INVALID_LINK = "This link is not valid."
+
+
+def link_fields(value: Any, *keys: str) -> tuple[str, ...]:
+    """The text fields ``keys`` of a signed link's payload; 400 for a payload of another
+    shape (signed by an older version, or for another purpose)."""
+    if not isinstance(value, dict) or not all(isinstance(value.get(k), str) for k in keys):
+        raise HTTPException(400, INVALID_LINK)
+    return tuple(value[k] for k in keys)
+
 
 REASONS = {
     400: "This link does not work",

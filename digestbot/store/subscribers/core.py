@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ... import clock
@@ -271,17 +271,6 @@ def liked_ids(session: Session, subscriber: Subscriber) -> list[str]:
 
 def disliked_ids(session: Session, subscriber: Subscriber) -> list[str]:
     return _feedback_ids(session, subscriber, -1)
-
-
-def count_subscribers(session: Session, status: str | None = None) -> int:
-    query = select(func.count()).select_from(Subscriber)
-    if status:
-        query = query.where(Subscriber.status == status)
-    return int(session.scalar(query) or 0)
-
-
-def clear_feedback(session: Session, subscriber: Subscriber) -> None:
-    session.execute(delete(Feedback).where(Feedback.subscriber_id == subscriber.id))
 
 
 def as_dict(session: Session, subscriber: Subscriber, *, secrets_too: bool = False) -> dict:

@@ -6,7 +6,6 @@ A bad row is reported with its line number and skipped; the other rows are impor
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -184,9 +183,3 @@ def export_csv(session: Session, file: str | Path | IO[str], *, status: str | No
             )
             count += 1
     return count
-
-
-def export_text(session: Session) -> str:
-    out = io.StringIO()
-    export_csv(session, out)
-    return out.getvalue()
