@@ -215,15 +215,6 @@ class PaperModel:
                 out = re.sub(rf"(?i)\b{re.escape(word)}\b", found[0], out)
         return out, tuple(fixed)
 
-    def term_vector(self, text_terms: Sequence[str]) -> sp.csr_matrix:
-        cols = [self.vocabulary[t] for t in text_terms if t in self.vocabulary]
-        vec = sp.csr_matrix(
-            (np.ones(len(cols), dtype=np.float64), (np.zeros(len(cols), int), cols)),
-            shape=(1, self.n_terms),
-        )
-        vec.sum_duplicates()
-        return vec
-
 
 def build_model(
     rows: Sequence[tuple[str, str, str, datetime | None, int | None]],

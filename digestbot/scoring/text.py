@@ -90,12 +90,6 @@ def analyze(text: str) -> list[str]:
 
 
 @lru_cache(maxsize=200_000)
-def phrase_analysis(phrase: str) -> tuple[str, ...]:
-    """:func:`analyze` of a keyword phrase, cached: readers type the same phrases."""
-    return tuple(analyze(phrase))
-
-
-@lru_cache(maxsize=200_000)
 def phrase_terms(phrase: str) -> tuple[str, ...]:
     """The terms that stand for ``phrase`` in full: its word pairs, or its single content
     word ("model compression" -> "model compress"; "models" alone has none)."""
