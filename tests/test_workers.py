@@ -106,9 +106,12 @@ def test_two_senders_at_once_never_send_twice(tmp_path: Path, sink: SinkProcess)
     db = str(tmp_path / "digestbot.db")
     store = open_store(db)
     addresses = seed_outbox(store, 600)
-    procs = [_send(db, sink, tmp_path) for _ in range(2)]
+    # each at most 300 messages/s, so neither can finish the 600 before the other starts
+    # (alone they go in 0.3 s, and one found nothing due): both send, at the same time
+    procs = [_send(db, sink, tmp_path, DIGESTBOT_SMTP_RATE="300") for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
+    assert all(out.startswith("Sent ") for out, _ in outs), outs
     got = _check_delivery(store, sink, addresses, max_dupes=0)
     assert sum(got.values()) == 600
     store.dispose()
