@@ -215,6 +215,7 @@ def digest_stage(
     """Score, render and queue one digest per due subscriber, a batch at a time; with
     workers, batches are rendered and queued on every core while the next are scored."""
     from ..scoring import score_subscribers
+    from .heap import freeze_heap
     from .workers import DigestPool
 
     period_of = {d.subscriber_id: d.period for d in due}
@@ -249,6 +250,7 @@ def digest_stage(
         collect(2 * workers)
 
     with timed(report, "digests"):
+        thaw = freeze_heap()
         try:
             picks_iter = score_subscribers(
                 store, _stream_subscribers(store, due, subscribers), now=report.now, config=config
@@ -269,6 +271,7 @@ def digest_stage(
         finally:
             if pool is not None:
                 pool.close()
+            thaw()
         # PostgreSQL plans the sender's joins from table statistics, which nothing else
         # refreshes after a bulk write on a server without autovacuum. subscribers too:
         # this stage wrote every due reader's row, and a claim joins them; with stale
