@@ -64,6 +64,10 @@ def _start(url: str, config: Config, level: int, parent: int) -> None:
     freeze_heap()  # for the worker's life: it ends with the stage
 
 
+def _ready() -> None:
+    """Nothing: what a worker is started for (its initializer does the work)."""
+
+
 def _digest(spec: Spec, now: datetime) -> list[DigestOutcome]:
     from .digests import digest_batch
 
@@ -90,12 +94,17 @@ class DigestPool:
         self.executor = self._executor()
 
     def _executor(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
+        executor = ProcessPoolExecutor(
             self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start,
             initargs=self.initargs,
         )
+        # a spawning pool starts a worker only when a task finds none idle: one task each
+        # starts them all now, so that their start-up overlaps the caller's own
+        for _ in range(self.workers):
+            executor.submit(_ready)
+        return executor
 
     def submit(
         self, batch: list[tuple[Subscriber, str, list[Pick]]], now: datetime
