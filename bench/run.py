@@ -292,6 +292,13 @@ def main() -> None:
         f"whole run {wall:.2f} s (start-up included): {made / wall:,.0f} digests/s, "
         f"{wall / max(made, 1) * 1e3:.2f} ms per digest"
     )
+    # the workers are the run's children, waited for: their CPU is counted in its usage
+    cpu = usage.ru_utime + usage.ru_stime
+    print(
+        f"CPU of the run and its digest workers: {cpu:.2f} s, "
+        f"{cpu / max(made, 1) * 1e3:.2f} ms per digest (a shared host's load moves wall "
+        "time more than this)"
+    )
     rss = usage.ru_maxrss / 1024
     print(f"peak RSS of the run: {rss:,.0f} MiB ({rss * 1024 / args.readers:,.1f} KiB per reader)")
     tree = sampler.peak / 2**20

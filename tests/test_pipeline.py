@@ -588,3 +588,18 @@ def test_a_digest_worker_that_dies_fails_its_batches_and_the_run_goes_on(
         assert len(per_reader) == 2000 and {n for _, n in per_reader} == {1}
     finally:
         store.dispose()
+
+
+def test_digest_workers_start_with_the_pool(store: Store, tmp_path: Path) -> None:
+    """All of them, before any batch is handed over: their start-up runs while the run
+    loads the scoring model."""
+    import multiprocessing
+
+    from digestbot.pipeline.workers import DigestPool
+
+    before = set(multiprocessing.active_children())
+    pool = DigestPool(store, _config(tmp_path, store.url), 2)
+    try:
+        assert len(set(multiprocessing.active_children()) - before) == 2
+    finally:
+        pool.close()

@@ -14,6 +14,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import ExitStack
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -214,7 +215,7 @@ def digest_stage(
 ) -> None:
     """Score, render and queue one digest per due subscriber, a batch at a time; with
     workers, batches are rendered and queued on every core while the next are scored."""
-    from ..scoring import score_subscribers
+    from .heap import freeze_heap
     from .workers import DigestPool
 
     period_of = {d.subscriber_id: d.period for d in due}
@@ -222,9 +223,7 @@ def digest_stage(
     papers = PaperCache()
     done = 0
     workers = worker_count(config, len(due))
-    pool = DigestPool(store, config, workers) if workers else None
-    if pool is not None:
-        log.info("digests: rendering and queueing in %d worker processes", workers)
+    pool: DigestPool | None = None
     # batches handed to the workers, oldest first; a few per worker keep them all busy
     # while bounding what waits in memory
     waiting: deque[tuple[Batch, Future[list[DigestOutcome]]]] = deque()
@@ -249,7 +248,16 @@ def digest_stage(
         collect(2 * workers)
 
     with timed(report, "digests"):
-        try:
+        with ExitStack() as stack:
+            if workers:
+                # started first: their start-up (a second of imports each) runs while this
+                # process loads scikit-learn and builds the model, not after
+                pool = DigestPool(store, config, workers)
+                stack.callback(pool.close)
+                log.info("digests: rendering and queueing in %d worker processes", workers)
+            from ..scoring import score_subscribers
+
+            stack.callback(freeze_heap())  # scikit-learn's modules frozen with the rest
             picks_iter = score_subscribers(
                 store, _stream_subscribers(store, due, subscribers), now=report.now, config=config
             )
@@ -266,9 +274,6 @@ def digest_stage(
             if batch and not report.stopped:
                 flush(batch)
             collect(0)
-        finally:
-            if pool is not None:
-                pool.close()
         # PostgreSQL plans the sender's joins from table statistics, which nothing else
         # refreshes after a bulk write on a server without autovacuum. subscribers too:
         # this stage wrote every due reader's row, and a claim joins them; with stale

@@ -50,7 +50,9 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _start(url: str, config: Config, level: int, parent: int) -> None:
+    from .. import deliver, render  # noqa: F401 - loaded before the heap is frozen
     from .digests import PaperCache
+    from .heap import freeze_heap
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -59,6 +61,11 @@ def _start(url: str, config: Config, level: int, parent: int) -> None:
     logging.getLogger("digestbot").setLevel(level)
     # the run that started this worker opened (and migrated) the store
     _worker.update(store=open_store(url, migrate=False), config=config, papers=PaperCache())
+    freeze_heap()  # for the worker's life: it ends with the stage
+
+
+def _ready() -> None:
+    """Nothing: what a worker is started for (its initializer does the work)."""
 
 
 def _digest(spec: Spec, now: datetime) -> list[DigestOutcome]:
@@ -87,12 +94,17 @@ class DigestPool:
         self.executor = self._executor()
 
     def _executor(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
+        executor = ProcessPoolExecutor(
             self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start,
             initargs=self.initargs,
         )
+        # a spawning pool starts a worker only when a task finds none idle: one task each
+        # starts them all now, so that their start-up overlaps the caller's own
+        for _ in range(self.workers):
+            executor.submit(_ready)
+        return executor
 
     def submit(
         self, batch: list[tuple[Subscriber, str, list[Pick]]], now: datetime

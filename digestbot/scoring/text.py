@@ -83,9 +83,9 @@ def _pairs(found: list[tuple[str, bool]]) -> list[str]:
     return [f"{a} {b}" for (a, x), (b, y) in zip(found, found[1:], strict=False) if x or y]
 
 
-def analyze(text: str) -> list[str]:
-    """Content words plus adjacent word pairs: the vectoriser's analyzer."""
-    found = tokens(text)
+def terms(found: list[tuple[str, bool]]) -> list[str]:
+    """The content words of :func:`tokens` ``found`` in a text, plus its adjacent word
+    pairs: the vectoriser's analyzer."""
     return [w for w, content in found if content] + _pairs(found)
 
 
