@@ -26,13 +26,14 @@ import string
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from memory import PeakRss  # noqa: E402
 
 from digestbot.store import Feedback, Paper, Subscriber, open_store  # noqa: E402
 from tests.process_sink import SinkProcess  # noqa: E402
@@ -46,33 +47,6 @@ TODAY_PAPERS = 1000
 OLD_PAPERS = 2000
 INTERESTS = 200
 CHUNK = 5000
-
-
-class TreeMemory(threading.Thread):
-    """The largest sum of the RSS of a process and its descendants (the digest workers),
-    sampled: wait4's peak is that of the largest single process."""
-
-    EVERY = 0.1
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.pid, self.peak, self.done = pid, 0, threading.Event()
-
-    def run(self) -> None:
-        import psutil
-
-        try:
-            root = psutil.Process(self.pid)
-            while not self.done.wait(self.EVERY):
-                total = 0
-                for p in [root, *root.children(recursive=True)]:
-                    try:
-                        total += p.memory_info().rss
-                    except psutil.Error:  # it exited meanwhile
-                        pass
-                self.peak = max(self.peak, total)
-        except psutil.Error:  # the run exited
-            return
 
 
 def vocabulary(rng: random.Random, n: int = 600) -> list[str]:
@@ -252,13 +226,10 @@ def main() -> None:
             stderr=subprocess.PIPE,
         )
         assert proc.stdout is not None and proc.stderr is not None
-        sampler = TreeMemory(proc.pid)
-        sampler.start()
-        out = proc.stdout.read()
-        err = proc.stderr.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-        sampler.done.set()
-        sampler.join()
+        with PeakRss(proc.pid, children=True, every=0.1) as sampler:
+            out = proc.stdout.read()
+            err = proc.stderr.read()
+            _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - start
         if proc.returncode not in (0, 3):
@@ -304,7 +275,7 @@ def main() -> None:
     tree = sampler.peak / 2**20
     print(
         f"peak RSS of the run and its digest workers together: {tree:,.0f} MiB "
-        f"(summed, sampled every {TreeMemory.EVERY} s)"
+        f"(summed, sampled every {sampler.every} s)"
     )
     print(
         f"store grew {grown / 2**20:,.1f} MiB in use: {grown / args.readers / 1024:,.2f} KiB "

@@ -14,16 +14,16 @@ import json
 import os
 import secrets
 import sys
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import psutil
 from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from memory import PeakRss  # noqa: E402
 
 from digestbot.config import default_config  # noqa: E402
 from digestbot.pipeline.due import select_due  # noqa: E402
@@ -53,32 +53,6 @@ def fake_words(rng: np.random.Generator, n: int) -> list[str]:
     while len(out) < n:
         out.add("".join(rng.choice(syllables, size=int(rng.integers(2, 5)))))
     return sorted(out)
-
-
-class PeakRss:
-    """Samples this process's resident memory every 50 ms."""
-
-    def __init__(self) -> None:
-        self.proc = psutil.Process()
-        self.base = self.peak = self.proc.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def grown_mib(self) -> float:
-        return (self.peak - self.base) / 2**20
 
 
 def main() -> None:

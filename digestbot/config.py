@@ -340,9 +340,9 @@ SETTINGS: tuple[Setting, ...] = (
         "workers",
         "int",
         0,
-        "Processes that render and queue digests while the run scores the next readers (0: "
-        "one per core once a run has 2,000 due readers or more; 1: all in the run's own "
-        "process).",
+        "Processes that render and queue digests while the run scores the next readers, "
+        "once a run has 2,000 due readers or more (0: one per core; 1: none, all in the "
+        "run's own process, as a smaller run always is).",
         minimum=0,
     ),
     _s(
