@@ -224,6 +224,11 @@ def semantic_rankers(
         "+close+semantic": digestbot_ranker(
             store, liked_of, on.replace(scoring__close_share=SEMANTIC_CLOSE)
         ),
+        "+close+sem+ctx": digestbot_ranker(
+            store,
+            liked_of,
+            on.replace(scoring__close_share=SEMANTIC_CLOSE, scoring__context=True),
+        ),
     }
 
 
@@ -300,6 +305,11 @@ def main() -> None:
             # close papers, then pseudo-relevance feedback too (both off by default: they cost
             # several times the scoring time)
             "+close": digestbot(config.replace(scoring__close_share=CLOSE_ON)),
+            # interests seen together (off by default: about twice the scoring time)
+            "+context": digestbot(config.replace(scoring__context=True)),
+            "+close+context": digestbot(
+                config.replace(scoring__close_share=CLOSE_ON, scoring__context=True)
+            ),
             "+close+prf": digestbot(
                 config.replace(scoring__close_share=CLOSE_ON, scoring__feedback_weight=FEEDBACK_ON)
             ),

@@ -2,6 +2,7 @@
 top 10 each, through digestbot's scoring core (one sparse product per chunk, masks, top k).
 
     .venv/bin/python bench/score.py [--subscribers N --papers M] [--quick] [--feedback W]
+        [--context]
 
 Per size: wall and CPU time of the core on the default path, scoring.require_match (the
 allowed mask built per chunk from the readers' match terms, pseudo-relevance feedback, product,
@@ -30,6 +31,7 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from digestbot.config import Config, default_config  # noqa: E402
+from digestbot.scoring.context import in_context  # noqa: E402
 from digestbot.scoring.engine import Profiles, PseudoFeedback, rank, top_papers  # noqa: E402
 from digestbot.scoring.model import NEAR_MAX_DF, PaperModel, l2_rows  # noqa: E402
 
@@ -57,6 +59,7 @@ def zipf_terms(rng: np.random.Generator, rows: int, per_row: int, skip: int) -> 
 
 
 FEEDBACK = default_config()["scoring.feedback_weight"]
+CONTEXT = default_config()["scoring.context"]
 
 
 def core(
@@ -65,11 +68,13 @@ def core(
     """Top papers per chunk; with ``gate`` (readers x terms, the terms that count as a keyword
     match), the default path: the allowed mask built per chunk, pseudo-relevance feedback (a
     first product for each reader's best allowed papers, their shared terms added to the
-    profile) and the close-papers rule of scoring.close_share, as rank() does."""
-    config = default_config(scoring__feedback_weight=FEEDBACK)
+    profile), the context weights of scoring.context and the close-papers rule of
+    scoring.close_share, as rank() does."""
+    config = default_config(scoring__feedback_weight=FEEDBACK, scoring__context=CONTEXT)
     picks = 0
     binary = None if gate is None else (papers > 0).astype(np.float32).T.tocsr()
     model = None if gate is None else synthetic_model(papers)
+    names = [] if model is None else list(model.vocabulary)
     df = np.bincount(papers.indices, minlength=papers.shape[1])
     for lo in range(0, profiles.shape[0], chunk):
         rows = profiles[lo : lo + chunk]
@@ -86,6 +91,12 @@ def core(
                 papers=config["scoring.feedback_papers"],
                 terms=config["scoring.feedback_terms"],
                 weight=config["scoring.feedback_weight"],
+            )
+        if model is not None and allowed is not None and config["scoring.context"]:
+            # each gate term stands for a keyword: a paper only one of a reader's several
+            # terms matches is weighed by its likeness to the others' papers, as rank() does
+            allowed, _ = in_context(
+                model, names, gate[lo : lo + chunk], binary, allowed, 0, papers.shape[0]
             )
         near = None
         if gate is not None and config["scoring.close_share"]:
@@ -177,7 +188,8 @@ def run_core(n_subs: int, n_papers: int, chunk: int, seed: int = 1) -> None:
     met = elapsed <= TARGET_SECONDS and peak <= TARGET_MIB
     print(
         f"core  {n_subs:>9,} subscribers x {n_papers:>5,} papers, default path "
-        f"(scoring.require_match, mask built per chunk, feedback weight {FEEDBACK:g}): "
+        f"(scoring.require_match, mask built per chunk, feedback weight {FEEDBACK:g}, "
+        f"context {'on' if CONTEXT else 'off'}): "
         f"{elapsed:6.2f} s, "
         f"CPU {cpu:.2f} s "
         f"({n_subs / elapsed:,.0f} subscribers/s), peak beyond inputs {peak:,.0f} MiB, "
@@ -349,6 +361,7 @@ def main() -> None:
     parser.add_argument("--papers", type=int, default=1000)
     parser.add_argument("--chunk", type=int, default=default_config()["scoring.chunk_size"])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--context", action="store_true", help="with scoring.context on")
     parser.add_argument(
         "--semantic",
         action="store_true",
@@ -358,9 +371,10 @@ def main() -> None:
         "--feedback", type=float, help="scoring.feedback_weight for the core (default: setting)"
     )
     args = parser.parse_args()
+    global FEEDBACK, CONTEXT
     if args.feedback is not None:
-        global FEEDBACK
         FEEDBACK = args.feedback
+    CONTEXT = CONTEXT or args.context
     print(
         f"bench/score.py  cpu_count={os.cpu_count()}  chunk_size={args.chunk}  "
         f"(shared machine: figures are noisy)"

@@ -243,6 +243,16 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     _s(
         "scoring",
+        "context",
+        "bool",
+        False,
+        "With require_match, a paper that only one of a reader's several keywords matches "
+        "counts for less when it is unlike every paper their other keywords match (a word "
+        'used in another field: "segmentation" of legal text for a reader of vision); off '
+        "by default, as it takes about twice the scoring time.",
+    ),
+    _s(
+        "scoring",
         "close_share",
         "float",
         0.0,

@@ -163,3 +163,14 @@ def smtp_sink() -> Iterator[SmtpSink]:
     sink.start()
     yield sink
     sink.stop()
+
+
+@pytest.fixture(scope="module")
+def seeds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """The five seed dumps in a SQLite store, shared by a module's tests (which only read)."""
+    from .test_scoring_seeds import load_seeds
+
+    store = open_store(str(Path(tmp_path_factory.mktemp("seeds")) / "seeds.db"))
+    load_seeds(store)
+    yield store
+    store.dispose()

@@ -158,3 +158,26 @@ def test_rank_explain_shows_every_part_of_the_score(runner: CliRunner, seeded: s
     assert r.exit_code == 0 and "  liked " in r.output, r.output
     r = runner.invoke(main, ["rank", "--db", seeded, *profile, "--explain", "nope"])
     assert r.exit_code == 1 and r.output.startswith("Error: explain: unknown paper id 'nope'")
+
+
+def test_rank_explain_shows_the_context_weight(runner: CliRunner, seeded: str) -> None:
+    profile = ["-k", "vision transformer, segmentation, object detection, 3D"]
+    env = {"DIGESTBOT_SCORING_CONTEXT": "true"}
+    r = runner.invoke(main, ["rank", "--db", seeded, *profile, "--json", "-n", "30"], env=env)
+    picks = json.loads(r.output)
+    legal = next(
+        p for p in picks if p["title"] == "Structural Text Segmentation of Legal Documents"
+    )
+    assert picks.index(legal) >= 10  # out of a ten-paper digest
+    r = runner.invoke(
+        main, ["rank", "--db", seeded, *profile, "--explain", legal["id"], "--json"], env=env
+    )
+    found = json.loads(r.output)
+    assert 0 < found["context"] < 0.5 and found["context_paper"]
+    assert found["score"] == pytest.approx(found["similarity"] * found["context"], abs=1e-4)
+    assert found["score"] == pytest.approx(legal["score"], abs=1e-3)
+    r = runner.invoke(main, ["rank", "--db", seeded, *profile, "--explain", legal["id"]], env=env)
+    assert r.exit_code == 0, r.output
+    assert f"x context {found['context']:.4f}" in r.output
+    assert f"  context: {found['context']:.4f}, the paper of another keyword" in r.output
+    assert found["context_paper"] in r.output

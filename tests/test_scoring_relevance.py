@@ -5,9 +5,6 @@ shown, and pseudo-relevance feedback works for all readers at once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from digestbot.config import default_config
@@ -15,10 +12,10 @@ from digestbot.render.why import why_text
 from digestbot.scoring import rank_profile, score_subscribers
 from digestbot.scoring.model import PaperModel, load_model, phrase_match_matrix
 from digestbot.scoring.text import fold, phrase_terms, words
-from digestbot.store import Store, open_store
+from digestbot.store import Store
 
 from .test_scoring import add_papers
-from .test_scoring_seeds import load_seeds, scored_in_one_chunk_and_alone
+from .test_scoring_seeds import scored_in_one_chunk_and_alone
 
 CLOSE_ON = {"scoring__close_share": 0.2}
 FEEDBACK_ON = {**CLOSE_ON, "scoring__feedback_weight": 1.5}
@@ -62,14 +59,6 @@ PAPERS = {
 @pytest.fixture
 def small(store: Store) -> Store:
     return add_papers(store, PAPERS)
-
-
-@pytest.fixture(scope="module")
-def seeds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    store = open_store(str(Path(tmp_path_factory.mktemp("seeds")) / "seeds.db"))
-    load_seeds(store)
-    yield store
-    store.dispose()
 
 
 def matches(model: PaperModel, phrase: str) -> set[str]:

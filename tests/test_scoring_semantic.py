@@ -9,7 +9,6 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ from digestbot.scoring import load_model, rank_profile, score_subscribers
 from digestbot.store import Paper, PaperEmbedding, Store, open_store
 
 from .conftest import ROOT, SEEDS
-from .test_scoring_seeds import load_seeds, scored_in_one_chunk_and_alone
+from .test_scoring_seeds import scored_in_one_chunk_and_alone
 
 INSTALL = "pip install 'digestbot[semantic]'"
 
@@ -40,14 +39,6 @@ def minilm_dir() -> str:
 
 def semantic(minilm_dir: str, **overrides: object) -> Config:
     return default_config(scoring__semantic=True, scoring__model_dir=minilm_dir, **overrides)
-
-
-@pytest.fixture(scope="module")
-def seeds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    store = open_store(str(Path(tmp_path_factory.mktemp("seeds")) / "seeds.db"))
-    load_seeds(store)
-    yield store
-    store.dispose()
 
 
 def test_embeddings_are_stored_once_at_ingest(

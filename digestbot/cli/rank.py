@@ -98,6 +98,7 @@ def _explain(
     disliked: tuple[str, ...],
     as_json: bool,
 ) -> None:
+    from ..scoring.context import CONTEXT_SIMILARITY
     from ..scoring.explain import explain as explain_score  # scikit-learn: only when asked
 
     found = explain_score(
@@ -108,9 +109,10 @@ def _explain(
         return
     click.echo(f"{found.title}  [{found.paper_id}]")
     place = f"#{found.rank}" if found.rank else "not picked"
+    weighed = f" x context {found.context:.4f}" if found.context != 1 else ""
     click.echo(
-        f"score {found.score:.4f} = similarity {found.similarity:.4f} + boosts {found.boost:.4f}"
-        f"  ({place})"
+        f"score {found.score:.4f} = similarity {found.similarity:.4f}{weighed}"
+        f" + boosts {found.boost:.4f}  ({place})"
     )
     for part in found.parts:
         click.echo(f"  {part.name:<9} {part.contribution:+.4f}")
@@ -119,6 +121,12 @@ def _explain(
     if found.semantic_z is not None:
         click.echo(f"      embedding similarity z-score {found.semantic_z:+.4f} (scoring.semantic)")
     click.echo(f"  allowed: {found.why_allowed}")
+    if found.context_paper is not None:
+        click.echo(
+            f"  context: {found.context:.4f}, the paper of another keyword most like it is "
+            f"{found.context_similarity:.4f} similar (full weight from {CONTEXT_SIMILARITY}): "
+            f"{found.context_paper}"
+        )
     for typed, used in found.respelled:
         click.echo(f"  matched '{used}' for '{typed}'")
     if found.liked_similarity is not None:

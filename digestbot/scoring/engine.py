@@ -24,12 +24,14 @@ from sqlalchemy import select
 from ..config import Config
 from ..errors import ScoringError
 from ..store import Digest, DigestItem, Feedback, Store
+from .context import in_context
 from .model import (
     PaperModel,
     keyword_matrix,
     l2_rows,
     load_model,
     near_words,
+    pair_values,
     phrase_match_matrix,
     shared_terms,
     strongest_terms,
@@ -161,22 +163,6 @@ def _boosts(model: PaperModel, lo: int, hi: int, now: float, config: Config) -> 
     return boost
 
 
-def _lookup(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """matrix[rows[i], cols[i]] for many pairs at once, by binary search on flat keys."""
-    matrix = matrix.tocsr()
-    matrix.sort_indices()
-    width = matrix.shape[1]
-    keys = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
-    keys = keys * width + matrix.indices
-    want = rows.astype(np.int64) * width + cols
-    at = np.searchsorted(keys, want)
-    at_ok = np.minimum(at, max(len(keys) - 1, 0))
-    found = (at < len(keys)) & (keys[at_ok] == want) if len(keys) else np.zeros(len(want), bool)
-    out = np.zeros(len(want), dtype=np.float32)
-    out[found] = matrix.data[at_ok[found]]
-    return out
-
-
 def top_papers(
     profiles: sp.csr_matrix,
     papers: sp.csr_matrix,
@@ -300,10 +286,12 @@ def _top_papers_exact(
     ks = np.broadcast_to(np.asarray(ks, dtype=np.int64), (n_rows,))
     profiles = profiles.tocsr()
     paper_terms = papers.T.tocsr()
-    mask = None
+    mask = shade = None
     if allowed is not None:
-        mask = allowed.tocsr().copy()
-        mask.data = (mask.data != 0).astype(np.float32)
+        mask = _binary(allowed)
+        # a pair's weight under 1 (see context.py), as weight - 1 where it is not 1
+        shade = (allowed.tocsr() - mask).tocsr()
+        shade.eliminate_zeros()
     has_banned = banned is not None and len(banned) > 0
     banned_keys = banned if banned is not None else np.zeros(0, np.int64)
     if near is not None:
@@ -327,6 +315,8 @@ def _top_papers_exact(
         elif mask is not None:
             scores = scores.multiply(mask[lo:hi]).tocsr()
             scores.eliminate_zeros()
+        if shade is not None and shade.nnz:
+            scores = (scores + scores.multiply(shade[lo:hi])).tocsr()
         rows = np.repeat(np.arange(lo, hi), np.diff(scores.indptr))
         cols = scores.indices.astype(np.int64)
         if boost is not None:
@@ -382,6 +372,8 @@ def rank(model: PaperModel, profiles: Profiles, *, now: float, config: Config) -
         profile, candidates = fused(meaning, profile, candidates)
         if allowed is not None:
             allowed = meaning.allowed(allowed)
+    if allowed is not None and hits is not None and config["scoring.context"]:
+        allowed, _ = in_context(model, phrases, typed, hits, allowed, lo, hi)
     feedback = None
     if config["scoring.feedback_weight"] and (phrases or any(profiles.liked)):
         matched = (
@@ -605,7 +597,7 @@ def _allowed(
     lo: int,
     hi: int,
 ) -> sp.csr_matrix:
-    """readers x papers[lo:hi], non-zero where a keyword of the reader matches the paper or
+    """readers x papers[lo:hi], 1 where a keyword of the reader matches the paper or
     the paper is at least LIKED_MIN_SIMILARITY like one the reader liked."""
     n = typed.shape[0]
     allowed = sp.csr_matrix((n, hi - lo), dtype=np.float32)
@@ -618,7 +610,7 @@ def _allowed(
         near.data = (near.data >= LIKED_MIN_SIMILARITY).astype(np.float32)
         near.eliminate_zeros()
         allowed = allowed + likes[:, used] @ near
-    return allowed.tocsr()
+    return _binary(allowed)
 
 
 def _matched(
@@ -639,7 +631,7 @@ def _matched(
     offsets = np.repeat(typed.indptr[pick_rows] - np.cumsum(per_pick) + per_pick, per_pick)
     flat = offsets + np.arange(len(pick_of))
     phrase = typed.indices[flat]
-    found = _lookup(hits, phrase, pick_cols[pick_of]) > 0
+    found = pair_values(hits, phrase, pick_cols[pick_of]) > 0
     all_words = [w for words in keywords for w in words]
     words = iter([all_words[j] for j in flat[found].tolist()])
     counts = np.bincount(pick_of[found], minlength=n_picks).tolist()

@@ -16,6 +16,7 @@ import scipy.sparse as sp
 from ..config import Config
 from ..errors import ScoringError
 from ..store import Store
+from .context import in_context
 from .engine import (
     LIKED_MIN_SIMILARITY,
     ProfileParts,
@@ -59,6 +60,12 @@ class Explanation:
     rank: int | None  # its place among the picks (1-based), None if not picked
     # scoring.semantic: the z-score of the paper's embedding similarity for this reader
     semantic_z: float | None = None
+    # scoring.context: the weight of the similarity (1, or less for a paper one of several
+    # keywords matches, unlike the papers the others match), and the paper of another
+    # keyword it is most like, with their cosine
+    context: float = 1.0
+    context_paper: str | None = None
+    context_similarity: float | None = None
 
     def as_dict(self) -> dict[str, object]:
         out = dict(self.__dict__)
@@ -149,14 +156,22 @@ def explain(
         z = float(meaning.z(np.zeros(1, np.int64), np.array([row]))[0])
         out_parts.append(Part("semantic", round(meaning.weight * z, 6)))
         similarity += meaning.weight * z
-    boosts = _boosts(model, row, row + 1, float(model.first_seen.max(initial=0.0)), config)
-    boost = float(boosts[0]) if boosts is not None and similarity > 0 else 0.0
     everything = (profile @ model.matrix.T).toarray().ravel()
     if meaning is not None:
         everything += meaning.weight * meaning.z(np.zeros(n, np.int64), np.arange(n))
         allowed = meaning.allowed(allowed)
     mask = allowed.toarray().ravel() != 0
     best = float(everything[mask].max(initial=0.0))
+    weight, context_paper, context_similarity = 1.0, None, None
+    if config["scoring.context"] and hits is not None and mask[row]:
+        weighed, found = in_context(
+            model, parts.phrases, parts.typed, hits, allowed, 0, n, nearest=True
+        )
+        at = np.flatnonzero(weighed.indices[found.entries] == row)
+        if len(at):
+            weight = float(found.weights[at[0]])
+            context_paper = model.titles[int(found.nearest[at[0]])]
+            context_similarity = round(float(found.similarity[at[0]]), 6)
     matched = []
     if hits is not None:
         found_hits = hits[:, row].toarray().ravel() != 0
@@ -193,12 +208,14 @@ def explain(
             f"{best:.4f}"
         )
     place = next((i for i, p in enumerate(picks, 1) if p.paper_id == paper_id), None)
+    boosts = _boosts(model, row, row + 1, float(model.first_seen.max(initial=0.0)), config)
+    boost = float(boosts[0]) if boosts is not None and similarity > 0 else 0.0
     return Explanation(
         paper_id=paper_id,
         title=model.titles[row],
         similarity=round(similarity, 6),
         boost=round(boost, 6),
-        score=round(similarity + boost, 6),
+        score=round(similarity * weight + boost, 6),
         parts=out_parts,
         matched=matched,
         respelled=respelled,
@@ -208,6 +225,9 @@ def explain(
         why_allowed=why,
         rank=place,
         semantic_z=None if z is None else round(z, 6),
+        context=round(weight, 6),
+        context_paper=context_paper,
+        context_similarity=context_similarity,
     )
 
 

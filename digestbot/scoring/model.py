@@ -73,6 +73,23 @@ def l2_rows(matrix: sp.spmatrix) -> sp.csr_matrix:
     return matrix
 
 
+def pair_values(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """matrix[rows[i], cols[i]] for many pairs at once (in its dtype), by binary search on
+    flat keys."""
+    matrix = matrix.tocsr()
+    matrix.sort_indices()
+    width = matrix.shape[1]
+    keys = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+    keys = keys * width + matrix.indices
+    want = rows.astype(np.int64) * width + cols
+    at = np.searchsorted(keys, want)
+    at_ok = np.minimum(at, max(len(keys) - 1, 0))
+    found = (at < len(keys)) & (keys[at_ok] == want) if len(keys) else np.zeros(len(want), bool)
+    out = np.zeros(len(want), dtype=matrix.dtype)
+    out[found] = matrix.data[at_ok[found]]
+    return out
+
+
 @dataclass(eq=False)
 class PaperModel:
     """Vectors of all papers, sorted by when they were first seen (oldest first)."""

@@ -1,0 +1,124 @@
+"""Issue 14's last flaw: one interest did not see the others. A reader of "vision transformer,
+segmentation, object detection, 3D" got "Structural Text Segmentation of Legal Documents" at
+#3; scoring.context (off by default, for its cost) weighs a paper that one of several keywords
+matches by how like it is to the papers the reader's other keywords match."""
+
+from __future__ import annotations
+
+import pytest
+
+from digestbot.config import default_config
+from digestbot.scoring import rank_profile
+from digestbot.scoring.context import CONTEXT_SIMILARITY, MIN_CONTEXT
+from digestbot.scoring.explain import explain
+from digestbot.scoring.model import load_model
+from digestbot.store import Store
+
+from .test_scoring import add_papers
+from .test_scoring_seeds import scored_in_one_chunk_and_alone
+
+VISION = "vision transformer, segmentation, object detection, 3D"
+LEGAL = "Structural Text Segmentation of Legal Documents"
+ON = {"scoring__context": True}
+
+PAPERS = {
+    "img-seg": (
+        "Semantic segmentation of street images",
+        "Pixel masks for street scenes: every pixel of the image is labelled.",
+    ),
+    "text-seg": (
+        "Segmentation of legal text",
+        "Legal contracts are split into clauses by a text segmentation model.",
+    ),
+    "vit": (
+        "Vision transformers for street images",
+        "Image patches of street scenes are fed to a vision transformer.",
+    ),
+    "other": (
+        "Protein folding with language models",
+        "Amino acid sequences are folded by a protein language model.",
+    ),
+}
+BOTH = (
+    "Vision transformers for semantic segmentation",
+    "A vision transformer labels every pixel: segmentation of street images.",
+)
+
+
+@pytest.fixture
+def small(store: Store) -> Store:
+    return add_papers(store, PAPERS)
+
+
+def titles(store: Store, keywords: str, **settings: object) -> list[str]:
+    model = load_model(store)
+    picks = rank_profile(store, keywords=keywords, top=10, config=default_config(**settings))
+    return [model.titles[model.index[p.paper_id]] for p in picks]
+
+
+def scores(store: Store, keywords: str, **settings: object) -> list[tuple[str, float]]:
+    picks = rank_profile(store, keywords=keywords, top=10, config=default_config(**settings))
+    return [(p.paper_id, p.score) for p in picks]
+
+
+def test_the_issues_reader_no_longer_gets_legal_text_segmentation(seeds: Store) -> None:
+    before = titles(seeds, VISION)
+    assert LEGAL in before[:3]  # the flaw, as the issue found it (scoring.context is off)
+    now = titles(seeds, VISION, **ON)
+    assert LEGAL not in now
+    # image segmentation papers stay, ahead of where they were
+    for image in ("LD-ZNet", "RESAnything"):
+        assert any(t.startswith(image) for t in now[:5])
+
+
+def test_a_paper_one_keyword_matches_is_weighed_by_its_likeness_to_the_others(
+    small: Store,
+) -> None:
+    keywords = "vision transformer, segmentation"
+    weighed = dict(scores(small, keywords, **ON))
+    plain = dict(scores(small, keywords))
+    model = load_model(small)
+    vector = {p: model.matrix[model.index[p]].toarray().ravel() for p in PAPERS}
+    # each paper only "segmentation" matches is weighed by its cosine with the nearest paper
+    # "vision transformer" matches (here the one, "vit"), as the module says
+    weights = {}
+    for paper in ("img-seg", "text-seg"):
+        cosine = float(vector[paper] @ vector["vit"])
+        weights[paper] = max(min(cosine / CONTEXT_SIMILARITY, 1.0) ** 2, MIN_CONTEXT)
+        assert weighed[paper] == pytest.approx(plain[paper] * weights[paper], abs=1e-4)
+        found = explain(small, paper, keywords=keywords, config=default_config(**ON))
+        assert found.context == pytest.approx(weights[paper], abs=1e-4)
+        assert found.context_similarity == pytest.approx(cosine, abs=1e-5)
+        assert found.context_paper == PAPERS["vit"][0]
+        assert found.score == pytest.approx(weighed[paper], abs=1e-4)
+    # street images meet street images; legal text does not
+    assert weights["img-seg"] > 0.5 > weights["text-seg"]
+    assert plain["text-seg"] > plain["img-seg"] and weighed["text-seg"] < weighed["img-seg"]
+
+
+def test_a_paper_two_keywords_match_keeps_full_weight(store: Store) -> None:
+    add_papers(store, {"both": BOTH, "other": PAPERS["other"]})
+    keywords = "vision transformer, segmentation"
+    assert scores(store, keywords, **ON) == scores(store, keywords) != []
+
+
+def test_full_weight_without_other_interests_to_compare_with(small: Store) -> None:
+    # one keyword: nothing to see it with
+    assert scores(small, "segmentation", **ON) == scores(small, "segmentation")
+    # the other keyword matches no paper: no evidence either way (before, such a reader's
+    # digest emptied when every weight fell to nothing)
+    lonely = "segmentation, quantum chromodynamics"
+    assert scores(small, lonely, **ON) == scores(small, lonely) != []
+
+
+def test_a_reader_is_weighed_alike_in_any_chunk(seeds: Store) -> None:
+    keywords = [
+        VISION,
+        "quantization, model compression, pruning",
+        "LLM agents, tool use",
+        "recommender systems, click-through rate prediction",
+        "speech",
+    ]
+    config = default_config(**ON)
+    together, alone, _, _ = scored_in_one_chunk_and_alone(seeds, keywords, config)
+    assert together == alone and all(together)
