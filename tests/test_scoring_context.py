@@ -5,11 +5,13 @@ matches by how like it is to the papers the reader's other keywords match."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from digestbot.config import default_config
 from digestbot.scoring import rank_profile
 from digestbot.scoring.context import CONTEXT_SIMILARITY, MIN_CONTEXT
+from digestbot.scoring.engine import Profiles, rank
 from digestbot.scoring.explain import explain
 from digestbot.scoring.model import load_model
 from digestbot.store import Store
@@ -122,3 +124,31 @@ def test_a_reader_is_weighed_alike_in_any_chunk(seeds: Store) -> None:
     config = default_config(**ON)
     together, alone, _, _ = scored_in_one_chunk_and_alone(seeds, keywords, config)
     assert together == alone and all(together)
+
+
+def test_the_other_keywords_papers_need_not_be_candidates(store: Store) -> None:
+    # "vit" was seen before the reader's last digest: no longer a candidate, still what the
+    # other keyword matches; the weights are those of a reader for whom it is a candidate
+    add_papers(store, {p: PAPERS[p] for p in ("vit", "img-seg", "text-seg")})
+    model = load_model(store)
+    config = default_config(**ON)
+
+    def ranked(start: int) -> dict[str, float]:
+        profiles = Profiles(
+            keywords=[["vision transformer", "segmentation"]],
+            liked=[[]],
+            disliked=[[]],
+            start=np.array([start]),
+            end=len(model.ids),
+            ks=np.array([10]),
+            min_scores=np.zeros(1, dtype=np.float32),
+            excluded=[],
+        )
+        picks = rank(model, profiles, now=float(model.first_seen.max()), config=config)[0]
+        return {p.paper_id: p.score for p in picks}
+
+    later, all_of_them = ranked(model.index["img-seg"]), ranked(0)
+    assert set(later) == {"img-seg", "text-seg"}
+    assert later == {p: all_of_them[p] for p in later}
+    plain = dict(scores(store, "vision transformer, segmentation"))
+    assert later["text-seg"] < plain["text-seg"]

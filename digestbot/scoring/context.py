@@ -59,7 +59,7 @@ class _Supports:
     candidates (across), and per keyword each candidate's highest cosine with a context
     paper the keyword matches."""
 
-    window: tuple[int, int, int]  # first context paper, candidates lo, hi
+    window: tuple[int, int, int]  # first context paper, first candidate column, hi
     sim: np.ndarray
     rows: dict[str, int] = field(default_factory=dict)
     table: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
@@ -116,12 +116,12 @@ _MEMO: weakref.WeakKeyDictionary[PaperModel, _Supports] = weakref.WeakKeyDiction
 _LOCK = threading.Lock()
 
 
-def _supports(model: PaperModel, first: int, lo: int, hi: int) -> _Supports:
-    window = (first, lo, hi)
+def _supports(model: PaperModel, first: int, base: int, hi: int) -> _Supports:
+    window = (first, base, hi)
     found = _MEMO.get(model)
     if found is None or found.window != window:
-        sim = (model.matrix[first:hi] @ model.matrix[lo:hi].T).toarray().astype(np.float32)
-        found = _MEMO[model] = _Supports(window, sim, table=np.zeros((0, hi - lo), np.float32))
+        sim = (model.matrix[first:hi] @ model.matrix[base:hi].T).toarray().astype(np.float32)
+        found = _MEMO[model] = _Supports(window, sim, table=np.zeros((0, hi - base), np.float32))
     return found
 
 
@@ -187,19 +187,22 @@ def in_context(
         return out, none
     need = np.bincount(phrase[other], minlength=len(phrases)) > 0
     with _LOCK:
-        held = _supports(model, first, lo, hi)
+        # columns from the context's first paper (or an older candidate's): the same for
+        # every chunk whose candidates are all among the context papers, as most are
+        base = min(lo, first)
+        held = _supports(model, first, base, hi)
         row_of = held.rows_of(phrases, np.flatnonzero(need), known)
-        table, width = held.table, hi - lo
-        paper = out.indices[entries][pair_of]
+        table, width = held.table, hi - base
+        column = out.indices[entries][pair_of] + (lo - base)
         found = np.full(len(phrase), -1.0, dtype=np.float32)
-        found[other] = np.take(table, row_of[phrase[other]] * width + paper[other])
+        found[other] = np.take(table, row_of[phrase[other]] * width + column[other])
     best = np.maximum.reduceat(found, _groups(per))
     keep = best >= 0
     weights = np.maximum(np.minimum(best[keep] / CONTEXT_SIMILARITY, 1.0) ** 2, MIN_CONTEXT)
     out.data[entries[keep]] = weights
     near = empty
     if nearest:
-        near = _nearest(held.sim, known, phrase, paper, found, best, pair_of)[keep] + first
+        near = _nearest(held.sim, known, phrase, column, found, best, pair_of)[keep] + first
     return out, Context(entries[keep], out.data[entries[keep]], near, best[keep])
 
 
@@ -207,7 +210,7 @@ def _nearest(
     sim: np.ndarray,
     known: sp.csr_matrix,
     phrase: np.ndarray,
-    paper: np.ndarray,
+    column: np.ndarray,
     found: np.ndarray,
     best: np.ndarray,
     pair_of: np.ndarray,
@@ -219,5 +222,5 @@ def _nearest(
         pair = int(pair_of[at])
         if near[pair] < 0:
             papers = known.indices[known.indptr[phrase[at]] : known.indptr[phrase[at] + 1]]
-            near[pair] = papers[int(np.argmax(sim[papers, paper[at]]))]
+            near[pair] = papers[int(np.argmax(sim[papers, column[at]]))]
     return near
