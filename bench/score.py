@@ -31,7 +31,7 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from digestbot.config import Config, default_config  # noqa: E402
-from digestbot.scoring.context import in_context  # noqa: E402
+from digestbot.scoring.context import in_context, keyword_codes  # noqa: E402
 from digestbot.scoring.engine import Profiles, PseudoFeedback, rank, top_papers  # noqa: E402
 from digestbot.scoring.model import NEAR_MAX_DF, PaperModel, l2_rows  # noqa: E402
 
@@ -78,7 +78,8 @@ def core(
     df = np.bincount(papers.indices, minlength=papers.shape[1])
     for lo in range(0, profiles.shape[0], chunk):
         rows = profiles[lo : lo + chunk]
-        allowed = None if gate is None else (gate[lo : lo + chunk] @ binary).tocsr()
+        codes = None if gate is None else keyword_codes(gate[lo : lo + chunk], binary)
+        allowed = None if codes is None else (codes != 0).astype(np.float32)
         feedback = None
         if model is not None and allowed is not None and config["scoring.feedback_weight"]:
             feedback = PseudoFeedback(
@@ -96,7 +97,14 @@ def core(
             # each gate term stands for a keyword: a paper only one of a reader's several
             # terms matches is weighed by its likeness to the others' papers, as rank() does
             allowed, _ = in_context(
-                model, names, gate[lo : lo + chunk], binary, allowed, 0, papers.shape[0]
+                model,
+                names,
+                gate[lo : lo + chunk],
+                binary,
+                codes,
+                allowed,
+                0,
+                papers.shape[0],
             )
         near = None
         if gate is not None and config["scoring.close_share"]:

@@ -152,3 +152,78 @@ def test_the_other_keywords_papers_need_not_be_candidates(store: Store) -> None:
     assert later == {p: all_of_them[p] for p in later}
     plain = dict(scores(store, "vision transformer, segmentation"))
     assert later["text-seg"] < plain["text-seg"]
+
+
+def _judged_readers() -> list[list[str]]:
+    """Readers of several interests: the judged set's typed profiles, each alone and joined
+    with the next one (so most readers have keywords from two fields)."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).parent / "data" / "relevance.json"
+    profiles = json.loads(path.read_text())["profiles"]
+    typed = [p["keywords"] for p in profiles if p.get("keywords")]
+    joined = [f"{a}, {b}" for a, b in zip(typed, typed[1:] + typed[:1], strict=True)]
+    return [[k.strip() for k in line.split(",")] for line in typed + joined]
+
+
+def _weighed(seeds: Store, *, nearest: bool) -> tuple[object, object]:
+    from digestbot.scoring.context import in_context, keyword_codes
+    from digestbot.scoring.engine import profile_matrix
+    from digestbot.scoring.model import phrase_match_matrix
+
+    model = load_model(seeds)
+    readers = _judged_readers()
+    n, papers = len(readers), len(model.ids)
+    profiles = Profiles(
+        keywords=readers,
+        liked=[[] for _ in readers],
+        disliked=[[] for _ in readers],
+        start=np.zeros(n, dtype=np.int64),
+        end=papers,
+        ks=np.full(n, 10),
+        min_scores=np.zeros(n, dtype=np.float32),
+        excluded=[],
+    )
+    _, phrases, typed = profile_matrix(model, profiles, default_config(**ON))
+    hits = phrase_match_matrix(model, phrases, 0, papers)
+    codes = keyword_codes(typed, hits)
+    allowed = (codes != 0).astype(np.float32)
+    return in_context(model, phrases, typed, hits, codes, allowed, 0, papers, nearest=nearest)
+
+
+def test_the_first_try_weighs_as_trying_every_other_keyword(seeds: Store) -> None:
+    # a pair is first tried against its reader's broadest other keyword, and against all of
+    # them only when that one falls short; explain tries all of them for every pair
+    fast, found = _weighed(seeds, nearest=False)
+    every, exhaustive = _weighed(seeds, nearest=True)
+    assert np.array_equal(found.entries, exhaustive.entries)
+    assert np.allclose(found.weights, exhaustive.weights)
+    assert abs(fast - every).max() == 0
+    # both ways are exercised: pairs settled by the first try, and pairs weighed down
+    settled = found.similarity >= CONTEXT_SIMILARITY
+    assert settled.sum() > 50 and (found.weights < 1).sum() > 50
+    # a settled pair's similarity is its first try's: never above the highest
+    assert (found.similarity <= exhaustive.similarity + 1e-6).all()
+    assert np.allclose(found.similarity[~settled], exhaustive.similarity[~settled])
+
+
+def test_a_full_memo_starts_a_new_table(seeds: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    # past SUPPORT_MEMO_BYTES the kept cosines are dropped and computed again as asked, in a
+    # new table (another thread may still read the old one): the weights do not change
+    from digestbot.scoring import context
+
+    _, roomy = _weighed(seeds, nearest=False)
+    monkeypatch.setattr(context, "SUPPORT_MEMO_BYTES", 20 * 255 * 4)
+    context._MEMO.clear()
+    _, tight = _weighed(seeds, nearest=False)
+    assert np.array_equal(roomy.entries, tight.entries)
+    assert np.allclose(roomy.weights, tight.weights)
+
+
+def test_close_papers_do_not_lift_a_weighed_match(seeds: Store) -> None:
+    # with scoring.close_share, the legal paper (matched by "segmentation", weighed down by
+    # the context) is not picked again at full score as a paper close to the best match
+    close = {"scoring__close_share": 0.15}
+    assert LEGAL in titles(seeds, VISION, **close)
+    assert LEGAL not in titles(seeds, VISION, **close, **ON)

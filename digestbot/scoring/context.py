@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 import weakref
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 import scipy.sparse as sp
@@ -38,8 +39,11 @@ MIN_CONTEXT = 0.01
 CONTEXT_PAPERS = 3000
 # kept keyword x candidate cosines; past this they are computed again as chunks ask
 SUPPORT_MEMO_BYTES = 256 * 2**20
-# gathered cosines per block while computing them (floats)
-_BLOCK = 4_000_000
+# context papers per block of their cosines with the candidates
+_SIM_ROWS = 256
+# gathered cosines per block while computing them (floats): a block that stays in the
+# processor's cache (4M floats took twice the time of 250k)
+_BLOCK = 250_000
 
 
 @dataclass
@@ -57,57 +61,69 @@ class Context:
 class _Supports:
     """For one window of papers: the cosines of the context papers (down) with the
     candidates (across), and per keyword each candidate's highest cosine with a context
-    paper the keyword matches."""
+    paper the keyword matches. Row 0 of the table is -1 throughout: the row of a keyword
+    that matches no context paper."""
 
     window: tuple[int, int, int]  # first context paper, first candidate column, hi
     sim: np.ndarray
     rows: dict[str, int] = field(default_factory=dict)
     table: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
-    used: int = 0  # rows of the table in use
+    used: int = 1  # rows of the table in use
+
+    def __post_init__(self) -> None:
+        self.table = np.full((1, self.sim.shape[1]), -1.0, np.float32)
 
     def rows_of(self, phrases: list[str], need: np.ndarray, known: sp.csr_matrix) -> np.ndarray:
-        """The table row of each needed phrase (index into ``phrases``), computing the rows
-        it lacks from ``known`` (phrases x context papers)."""
+        """The table row of each phrase (0 unless in ``need``, indexes into ``phrases``),
+        computing the rows it lacks from ``known`` (phrases x context papers). Rows once
+        written are never written again in the same table (growing or clearing makes a new
+        one), so a thread may read them without the lock."""
         width = self.sim.shape[1]
-        wanted = need.tolist()
-        names = list(map(phrases.__getitem__, wanted))
-        known_rows = list(map(self.rows.get, names))
-        missing = [i for i, g in zip(wanted, known_rows, strict=True) if g is None]
-        if (self.used + len(missing)) * width * 4 > SUPPORT_MEMO_BYTES:
+        names = [phrases[i] for i in need.tolist()]
+        found = np.fromiter(map(self.rows.get, names, repeat(0)), np.int64, len(names))
+        if (self.used + int((found == 0).sum())) * width * 4 > SUPPORT_MEMO_BYTES:
+            # a new table: a thread may still read rows of the old one
             self.rows.clear()
-            self.used = 0
-            missing = wanted
-        if missing:
+            self.__post_init__()
+            self.used = 1
+            found[:] = 0
+        missing = np.flatnonzero(found == 0)
+        if len(missing):
             at, self.used = self.used, self.used + len(missing)
             if self.used > len(self.table):
-                grown = np.zeros((max(2 * len(self.table), self.used), width), np.float32)
+                grown = np.empty((max(2 * len(self.table), self.used), width), np.float32)
                 grown[:at] = self.table[:at]
                 self.table = grown
-            self.table[at : self.used] = _highest(self.sim, known, np.array(missing))
+            self.table[at : self.used] = _highest(self.sim, known, need[missing])
+            found[missing] = np.arange(at, self.used)
             self.rows.update(
-                zip(map(phrases.__getitem__, missing), range(at, self.used), strict=True)
+                zip([names[i] for i in missing.tolist()], found[missing].tolist(), strict=True)
             )
         out = np.zeros(len(phrases), dtype=np.int64)
-        out[need] = list(map(self.rows.__getitem__, names))
+        out[need] = found
         return out
 
 
 def _highest(sim: np.ndarray, known: sp.csr_matrix, phrases: np.ndarray) -> np.ndarray:
     """phrases x candidates: each candidate's highest cosine with a context paper the phrase
     matches (each phrase matches at least one)."""
-    out = np.zeros((len(phrases), sim.shape[1]), dtype=np.float32)
+    out = np.empty((len(phrases), sim.shape[1]), dtype=np.float32)
     counts = np.diff(known.indptr)[phrases]
+    # a phrase of one paper (most are) takes that paper's row as it is
+    one = np.flatnonzero(counts == 1)
+    out[one] = sim[known.indices[known.indptr[phrases[one]]]]
+    many = np.flatnonzero(counts > 1)
+    counts = counts[many]
     ends = np.cumsum(counts)
     per_block = max(_BLOCK // max(sim.shape[1], 1), 1)
     i = 0
-    while i < len(phrases):
+    while i < len(many):
         # whole phrases, as many as fit in a block of gathered rows (at least one)
         j = max(int(np.searchsorted(ends, ends[i] - counts[i] + per_block, "right")), i + 1)
         n = counts[i:j]
-        papers = known.indices[
-            np.repeat(known.indptr[phrases[i:j]] - _groups(n), n) + np.arange(int(n.sum()))
-        ]
-        out[i:j] = np.maximum.reduceat(sim[papers], _groups(n), axis=0)
+        at = known.indptr[phrases[many[i:j]]]
+        papers = known.indices[np.repeat(at - _groups(n), n) + np.arange(int(n.sum()))]
+        out[many[i:j]] = np.maximum.reduceat(sim[papers], _groups(n), axis=0)
         i = j
     return out
 
@@ -120,9 +136,32 @@ def _supports(model: PaperModel, first: int, base: int, hi: int) -> _Supports:
     window = (first, base, hi)
     found = _MEMO.get(model)
     if found is None or found.window != window:
-        sim = (model.matrix[first:hi] @ model.matrix[base:hi].T).toarray().astype(np.float32)
-        found = _MEMO[model] = _Supports(window, sim, table=np.zeros((0, hi - base), np.float32))
+        # in blocks of rows: the product of 3,000 papers with 3,000 is nearly dense, and
+        # whole it held 120 MB more at the peak of a run
+        across = model.matrix[base:hi].T.tocsr()
+        sim = np.empty((hi - first, hi - base), dtype=np.float32)
+        for at in range(0, hi - first, _SIM_ROWS):
+            end = min(at + _SIM_ROWS, hi - first)
+            sim[at:end] = (model.matrix[first + at : first + end] @ across).toarray()
+        found = _MEMO[model] = _Supports(window, sim)
     return found
+
+
+def _rows(
+    model: PaperModel,
+    first: int,
+    base: int,
+    hi: int,
+    phrases: list[str],
+    need: np.ndarray,
+    known: sp.csr_matrix,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Under the lock: the table row of each phrase, with the table and the cosines that
+    hold them (a later call may grow or clear the memo; these arrays stay as they are)."""
+    with _LOCK:
+        held = _supports(model, first, base, hi)
+        row_of = held.rows_of(phrases, need, known)
+        return row_of, held.table, held.sim
 
 
 def _groups(sizes: np.ndarray) -> np.ndarray:
@@ -130,11 +169,26 @@ def _groups(sizes: np.ndarray) -> np.ndarray:
     return np.cumsum(sizes) - sizes
 
 
+def keyword_codes(typed: sp.csr_matrix, hits: sp.csr_matrix) -> sp.csr_matrix:
+    """readers x papers, non-zero where a keyword of the reader matches the paper: the sum,
+    over the reader's keywords that match it, of 1 + 64 x (the keyword's column + 1). So the
+    value mod 64 is how many match, and when one does, value // 64 - 1 is which: one product
+    for require_match's mask and for the context (exact in int64; scoring caps a reader's
+    keywords at 50)."""
+    phrases_of = typed.tocsr()
+    code = sp.csr_matrix(
+        (64 * (phrases_of.indices.astype(np.int64) + 1) + 1, phrases_of.indices, phrases_of.indptr),
+        shape=phrases_of.shape,
+    )
+    return (code @ hits.astype(np.int64)).tocsr()
+
+
 def in_context(
     model: PaperModel,
     phrases: list[str],
     typed: sp.csr_matrix,
     hits: sp.csr_matrix,
+    codes: sp.csr_matrix,
     allowed: sp.csr_matrix,
     lo: int,
     hi: int,
@@ -143,67 +197,98 @@ def in_context(
 ) -> tuple[sp.csr_matrix, Context]:
     """``allowed`` (readers x papers[lo:hi]) with each pair's weight as its value: 1, or less
     for a pair one of several keywords matches that is unlike the others' papers. ``hits``:
-    phrases x papers[lo:hi]; ``typed``: readers x phrases. With ``nearest``, the Context also
-    names each weighed pair's nearest paper of another keyword (for `rank --explain`)."""
+    phrases x papers[lo:hi]; ``typed``: readers x phrases; ``codes``: their
+    :func:`keyword_codes`.
+
+    A weighed pair is first tried against its reader's broadest other keyword (the one that
+    matches the most context papers): most pairs reach CONTEXT_SIMILARITY there, and their
+    similarity is then that keyword's, not always the highest. The others are tried against
+    every other keyword. With ``nearest`` (for `rank --explain`) every pair is, and the
+    Context also names its nearest paper of another keyword."""
     out = allowed.tocsr().copy()
     out.data = (out.data != 0).astype(np.float32)
     out.eliminate_zeros()
-    out.sort_indices()
     empty = np.zeros(0, np.int64)
     none = Context(empty, np.zeros(0, np.float32), empty, np.zeros(0, np.float32))
-    # one product tells, for each pair, how many of the reader's keywords match the paper and
-    # which one when it is one: each keyword counts 1 + 64 x (its number + 1); exact in
-    # float64 for any number of keywords a reader may have (scoring caps them at 50)
     phrases_of = typed.tocsr()
     n_phrases = np.diff(phrases_of.indptr)
-    code = phrases_of.astype(np.float64)
-    code.data = 1.0 + 64.0 * (code.indices + 1.0)
     rows = np.repeat(np.arange(out.shape[0]), np.diff(out.indptr))
-    product = (code @ hits.astype(np.float64)).tocsr()
-    product.sort_indices()
-    if np.array_equal(product.indptr, out.indptr) and np.array_equal(product.indices, out.indices):
-        coded = product.data  # allowed is what the keywords match: no lookup needed
+    if np.array_equal(codes.indptr, out.indptr) and np.array_equal(codes.indices, out.indices):
+        coded = codes.data  # allowed is what the keywords match: no lookup needed
     else:
-        coded = pair_values(product, rows, out.indices)
-    entries = np.flatnonzero((np.mod(coded, 64.0) == 1) & (n_phrases[rows] >= 2))
+        coded = pair_values(codes, rows, out.indices)
+    entries = np.flatnonzero((coded % 64 == 1) & (n_phrases[rows] >= 2))
     if not len(entries):
         return out, none
-    own = (coded[entries] // 64).astype(np.int64) - 1
+    own = coded[entries] // 64 - 1
     first = max(hi - CONTEXT_PAPERS, 0)
-    if first >= lo:
+    if first == lo:
+        known = hits.tocsr()
+    elif first > lo:
         known = hits.tocsr()[:, first - lo :].tocsr()
     else:
         known = phrase_match_matrix(model, phrases, first, hi)
-    # each weighed pair against each other keyword of its reader's that matches a context
-    # paper
+    breadth = np.diff(known.indptr)
     t_rows = rows[entries]
-    per = n_phrases[t_rows]
-    pair_of = np.repeat(np.arange(len(entries)), per)
-    phrase = phrases_of.indices[
-        np.repeat(phrases_of.indptr[t_rows] - _groups(per), per) + np.arange(len(pair_of))
-    ]
-    other = (phrase != own[pair_of]) & (np.diff(known.indptr)[phrase] > 0)
-    if not other.any():
-        return out, none
-    need = np.bincount(phrase[other], minlength=len(phrases)) > 0
-    with _LOCK:
-        # columns from the context's first paper (or an older candidate's): the same for
-        # every chunk whose candidates are all among the context papers, as most are
-        base = min(lo, first)
-        held = _supports(model, first, base, hi)
-        row_of = held.rows_of(phrases, np.flatnonzero(need), known)
-        table, width = held.table, hi - base
-        column = out.indices[entries][pair_of] + (lo - base)
-        found = np.full(len(phrase), -1.0, dtype=np.float32)
-        found[other] = np.take(table, row_of[phrase[other]] * width + column[other])
-    best = np.maximum.reduceat(found, _groups(per))
+    # a pair's first try: its reader's broadest keyword, or the next broadest where that is
+    # its own (readers of weighed pairs have two or more)
+    broadest, next_broadest = _two_broadest(phrases_of, breadth)
+    anchor = np.where(broadest[t_rows] == own, next_broadest[t_rows], broadest[t_rows])
+    head = phrases_of.indptr[t_rows]
+    # columns from the context's first paper (or an older candidate's): the same for every
+    # chunk whose candidates are all among the context papers, as most are
+    base = min(lo, first)
+    width = hi - base
+    column = out.indices[entries] + (lo - base)
+    best = np.full(len(entries), -1.0, dtype=np.float32)
+    if not nearest:
+        row_of, table, _ = _rows(model, first, base, hi, phrases, _used(anchor, breadth), known)
+        best = np.take(table, row_of[anchor] * width + column)
+    rest = np.flatnonzero(best < CONTEXT_SIMILARITY)
+    # the rest against each other keyword of their reader's: the keyword's table row (row 0,
+    # all -1, for a keyword that matches no context paper) at the pair's paper
+    per = n_phrases[t_rows[rest]]
+    pair_of = np.repeat(np.arange(len(rest)), per)
+    phrase = phrases_of.indices[np.repeat(head[rest] - _groups(per), per) + np.arange(len(pair_of))]
+    row_of, table, sim = _rows(model, first, base, hi, phrases, _used(phrase, breadth), known)
+    found = np.take(table, row_of[phrase] * width + column[rest][pair_of])
+    found[phrase == own[rest][pair_of]] = -1.0
+    if len(rest):
+        best[rest] = np.maximum.reduceat(found, _groups(per))
     keep = best >= 0
     weights = np.maximum(np.minimum(best[keep] / CONTEXT_SIMILARITY, 1.0) ** 2, MIN_CONTEXT)
     out.data[entries[keep]] = weights
     near = empty
     if nearest:
-        near = _nearest(held.sim, known, phrase, column, found, best, pair_of)[keep] + first
+        near = _nearest(sim, known, phrase, column[rest][pair_of], found, best, pair_of)[keep]
+        near = near + first
     return out, Context(entries[keep], out.data[entries[keep]], near, best[keep])
+
+
+def _two_broadest(phrases_of: sp.csr_matrix, breadth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per reader, the keyword that matches the most context papers and the next one (ties
+    to the later column; -1 or any keyword where a reader has too few)."""
+    n = len(breadth) + 1
+    key = breadth[phrases_of.indices].astype(np.int64) * n + phrases_of.indices
+    # each segment from one reader's first keyword runs to the next reader's that has any
+    counts = np.diff(phrases_of.indptr)
+    readers = np.flatnonzero(counts)
+    starts = phrases_of.indptr[readers]
+    owner = np.repeat(np.arange(len(counts)), counts)
+    best = np.full(len(counts), -1, dtype=np.int64)
+    second = best.copy()
+    if len(readers):
+        best[readers] = np.maximum.reduceat(key, starts) % n
+        key[phrases_of.indices == best[owner]] = -1
+        second[readers] = np.maximum.reduceat(key, starts) % n
+    return best, second
+
+
+def _used(phrase: np.ndarray, breadth: np.ndarray) -> np.ndarray:
+    """The distinct phrases among ``phrase`` that match a context paper."""
+    used = np.zeros(len(breadth), dtype=bool)
+    used[phrase] = True
+    return np.flatnonzero(used & (breadth > 0))
 
 
 def _nearest(

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from ..config import Config
 from ..errors import ScoringError
 from ..store import Digest, DigestItem, Feedback, Store
-from .context import in_context
+from .context import in_context, keyword_codes
 from .model import (
     PaperModel,
     keyword_matrix,
@@ -182,11 +182,12 @@ def top_papers(
 
     ``start[r]``: the first paper row reader r may get; ``banned``: sorted keys
     ``r * n_papers + paper`` never to pick; ``boost``: added to positive scores per paper;
-    ``allowed``: if given, rows x papers, non-zero where the reader may get the paper (no
-    padding: a keyword matches it or it is like a liked paper); ``close_share``: with
-    ``allowed``, a paper not allowed but in ``near`` (rows x papers: it shares a topical word
-    with the reader's keywords) may still be picked when it scores at least this share of
-    the row's best allowed paper (a row with no allowed paper gets nothing); ``feedback``:
+    ``allowed``: if given, rows x papers, the weight of each pair the reader may get (no
+    padding: a keyword matches it or it is like a liked paper), which multiplies its score: 1,
+    or less under scoring.context (see context.py); ``close_share``: with ``allowed``, a paper
+    not allowed but in ``near`` (rows x papers: it shares a topical word with the reader's
+    keywords) may still be picked when it scores at least this share of the row's best
+    allowed paper (a row with no allowed paper gets nothing); ``feedback``:
     each row's scores become those of its profile with its feedback terms added
     (:func:`feedback_vectors`), computed from the first product in the same block.
     Returns ``(indptr, paper_cols, scores)`` as from :func:`topk_rows`; the result is exactly
@@ -286,16 +287,15 @@ def _top_papers_exact(
     ks = np.broadcast_to(np.asarray(ks, dtype=np.int64), (n_rows,))
     profiles = profiles.tocsr()
     paper_terms = papers.T.tocsr()
-    mask = shade = None
-    if allowed is not None:
-        mask = _binary(allowed)
-        # a pair's weight under 1 (see context.py), as weight - 1 where it is not 1
-        shade = (allowed.tocsr() - mask).tocsr()
-        shade.eliminate_zeros()
+    mask = None if allowed is None else allowed.tocsr()
     has_banned = banned is not None and len(banned) > 0
     banned_keys = banned if banned is not None else np.zeros(0, np.int64)
     if near is not None:
         near = _binary(near)
+        if mask is not None:
+            # an allowed pair keeps its weight: it is not picked again as a close one
+            near = (near - near.multiply(_binary(mask))).tocsr()
+            near.eliminate_zeros()
 
     def block(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         scores = (profiles[lo:hi] @ paper_terms).tocsr()
@@ -315,8 +315,6 @@ def _top_papers_exact(
         elif mask is not None:
             scores = scores.multiply(mask[lo:hi]).tocsr()
             scores.eliminate_zeros()
-        if shade is not None and shade.nnz:
-            scores = (scores + scores.multiply(shade[lo:hi])).tocsr()
         rows = np.repeat(np.arange(lo, hi), np.diff(scores.indptr))
         cols = scores.indices.astype(np.int64)
         if boost is not None:
@@ -362,9 +360,10 @@ def rank(model: PaperModel, profiles: Profiles, *, now: float, config: Config) -
         return result
     profile, phrases, typed = profile_matrix(model, profiles, config)
     hits = phrase_match_matrix(model, phrases, lo, hi) if phrases else None
+    codes = keyword_codes(typed, hits) if hits is not None else None
     allowed = None
     if config["scoring.require_match"]:
-        allowed = _allowed(model, profiles.liked, typed, hits, lo, hi)
+        allowed = _allowed(model, profiles.liked, codes, lo, hi)
     # scoring.semantic: the embedding part joins the same product (see semantic.py)
     meaning = fusion(model, profiles.keywords, profiles.liked, profiles.disliked, lo, hi, config)
     candidates = model.matrix[lo:hi]
@@ -372,13 +371,11 @@ def rank(model: PaperModel, profiles: Profiles, *, now: float, config: Config) -
         profile, candidates = fused(meaning, profile, candidates)
         if allowed is not None:
             allowed = meaning.allowed(allowed)
-    if allowed is not None and hits is not None and config["scoring.context"]:
-        allowed, _ = in_context(model, phrases, typed, hits, allowed, lo, hi)
+    if allowed is not None and hits is not None and codes is not None and config["scoring.context"]:
+        allowed, _ = in_context(model, phrases, typed, hits, codes, allowed, lo, hi)
     feedback = None
     if config["scoring.feedback_weight"] and (phrases or any(profiles.liked)):
-        matched = (
-            allowed if allowed is not None else _allowed(model, profiles.liked, typed, hits, lo, hi)
-        )
+        matched = allowed if allowed is not None else _allowed(model, profiles.liked, codes, lo, hi)
         feedback = PseudoFeedback(
             model=model,
             lo=lo,
@@ -592,17 +589,17 @@ def _respelled(
 def _allowed(
     model: PaperModel,
     liked: list[list[int]],
-    typed: sp.csr_matrix,
-    hits: sp.csr_matrix | None,
+    codes: sp.csr_matrix | None,
     lo: int,
     hi: int,
 ) -> sp.csr_matrix:
-    """readers x papers[lo:hi], 1 where a keyword of the reader matches the paper or
-    the paper is at least LIKED_MIN_SIMILARITY like one the reader liked."""
-    n = typed.shape[0]
+    """readers x papers[lo:hi], 1 where a keyword of the reader matches the paper (non-zero
+    in ``codes``, from :func:`keyword_codes`) or the paper is at least LIKED_MIN_SIMILARITY
+    like one the reader liked."""
+    n = len(liked)
     allowed = sp.csr_matrix((n, hi - lo), dtype=np.float32)
-    if hits is not None:
-        allowed = allowed + typed @ hits
+    if codes is not None:
+        allowed = allowed + _binary(codes)
     if any(liked):
         likes = _incidence(liked, model.matrix.shape[0], mean=False)
         used = np.unique(likes.indices)

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from ..config import Config
 from ..errors import ScoringError
 from ..store import Store
-from .context import in_context
+from .context import in_context, keyword_codes
 from .engine import (
     LIKED_MIN_SIMILARITY,
     ProfileParts,
@@ -117,7 +117,8 @@ def explain(
     raw = parts.raw()
     s0 = _inverse_norm(raw)
     hits = phrase_match_matrix(model, parts.phrases) if parts.phrases else None
-    allowed = _allowed(model, profiles.liked, parts.typed, hits, 0, n)
+    codes = keyword_codes(parts.typed, hits) if hits is not None else None
+    allowed = _allowed(model, profiles.liked, codes, 0, n)
     pieces: list[tuple[str, sp.csr_matrix]] = [("keywords", parts.keywords * s0)]
     if parts.liked is not None:
         pieces.append(("liked", parts.liked * s0))
@@ -161,17 +162,21 @@ def explain(
         everything += meaning.weight * meaning.z(np.zeros(n, np.int64), np.arange(n))
         allowed = meaning.allowed(allowed)
     mask = allowed.toarray().ravel() != 0
-    best = float(everything[mask].max(initial=0.0))
+    # each allowed paper's weight: 1, or less under scoring.context; the best match is
+    # weighed too, as the engine weighs it before the close-papers floor
+    weights = mask.astype(np.float64)
     weight, context_paper, context_similarity = 1.0, None, None
-    if config["scoring.context"] and hits is not None and mask[row]:
+    if config["scoring.context"] and hits is not None and codes is not None and mask.any():
         weighed, found = in_context(
-            model, parts.phrases, parts.typed, hits, allowed, 0, n, nearest=True
+            model, parts.phrases, parts.typed, hits, codes, allowed, 0, n, nearest=True
         )
+        weights = weighed.toarray().ravel()
         at = np.flatnonzero(weighed.indices[found.entries] == row)
         if len(at):
             weight = float(found.weights[at[0]])
             context_paper = model.titles[int(found.nearest[at[0]])]
             context_similarity = round(float(found.similarity[at[0]]), 6)
+    best = float((everything * weights)[mask].max(initial=0.0))
     matched = []
     if hits is not None:
         found_hits = hits[:, row].toarray().ravel() != 0
