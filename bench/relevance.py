@@ -305,7 +305,7 @@ def main() -> None:
             # close papers, then pseudo-relevance feedback too (both off by default: they cost
             # several times the scoring time)
             "+close": digestbot(config.replace(scoring__close_share=CLOSE_ON)),
-            # interests seen together (off by default: about twice the scoring time)
+            # interests seen together (off by default: about 1.5 times the scoring time)
             "+context": digestbot(config.replace(scoring__context=True)),
             "+close+context": digestbot(
                 config.replace(scoring__close_share=CLOSE_ON, scoring__context=True)

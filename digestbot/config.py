@@ -249,7 +249,7 @@ SETTINGS: tuple[Setting, ...] = (
         "With require_match, a paper that only one of a reader's several keywords matches "
         "counts for less when it is unlike every paper their other keywords match (a word "
         'used in another field: "segmentation" of legal text for a reader of vision); off '
-        "by default, as it takes about twice the scoring time.",
+        "by default, as it takes about 1.5 times the scoring time.",
     ),
     _s(
         "scoring",
