@@ -227,3 +227,20 @@ def test_close_papers_do_not_lift_a_weighed_match(seeds: Store) -> None:
     close = {"scoring__close_share": 0.15}
     assert LEGAL in titles(seeds, VISION, **close)
     assert LEGAL not in titles(seeds, VISION, **close, **ON)
+
+
+def test_readers_weighed_in_blocks_are_weighed_alike(
+    seeds: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a chunk of many allowed pairs is weighed a block of readers at a time, to bound the
+    # memory it holds: the blocks change nothing
+    from digestbot.scoring import context
+
+    whole, at_once = _weighed(seeds, nearest=False)
+    monkeypatch.setattr(context, "PAIRS_PER_BLOCK", 300)
+    blocks, in_blocks = _weighed(seeds, nearest=False)
+    assert whole.nnz > 4 * 300  # several blocks
+    assert abs(whole - blocks).max() == 0
+    assert np.array_equal(at_once.entries, in_blocks.entries)
+    assert np.allclose(at_once.weights, in_blocks.weights)
+    assert np.allclose(at_once.similarity, in_blocks.similarity)

@@ -39,6 +39,8 @@ MIN_CONTEXT = 0.01
 CONTEXT_PAPERS = 3000
 # kept keyword x candidate cosines; past this they are computed again as chunks ask
 SUPPORT_MEMO_BYTES = 256 * 2**20
+# allowed pairs weighed at once (see in_context)
+PAIRS_PER_BLOCK = 100_000
 # context papers per block of their cosines with the candidates
 _SIM_ROWS = 256
 # gathered cosines per block while computing them (floats): a block that stays in the
@@ -204,7 +206,43 @@ def in_context(
     matches the most context papers): most pairs reach CONTEXT_SIMILARITY there, and their
     similarity is then that keyword's, not always the highest. The others are tried against
     every other keyword. With ``nearest`` (for `rank --explain`) every pair is, and the
-    Context also names its nearest paper of another keyword."""
+    Context also names its nearest paper of another keyword.
+
+    The chunk's readers are weighed in blocks of about PAIRS_PER_BLOCK allowed pairs, so the
+    arrays of one block are what the weighing holds at once."""
+    allowed = allowed.tocsr()
+    if nearest or allowed.nnz <= PAIRS_PER_BLOCK:
+        return _weigh(model, phrases, typed, hits, codes, allowed, lo, hi, nearest=nearest)
+    typed, codes = typed.tocsr(), codes.tocsr()
+    cuts = np.searchsorted(allowed.indptr, np.arange(PAIRS_PER_BLOCK, allowed.nnz, PAIRS_PER_BLOCK))
+    edges = np.unique(np.concatenate([[0], cuts, [allowed.shape[0]]])).tolist()
+    done = [
+        _weigh(model, phrases, typed[a:b], hits, codes[a:b], allowed[a:b], lo, hi)
+        for a, b in zip(edges[:-1], edges[1:], strict=True)
+    ]
+    out = sp.vstack([part for part, _ in done], format="csr")
+    at = out.indptr[edges[:-1]]
+    return out, Context(
+        np.concatenate([c.entries + x for (_, c), x in zip(done, at, strict=True)]),
+        np.concatenate([c.weights for _, c in done]),
+        np.zeros(0, np.int64),
+        np.concatenate([c.similarity for _, c in done]),
+    )
+
+
+def _weigh(
+    model: PaperModel,
+    phrases: list[str],
+    typed: sp.csr_matrix,
+    hits: sp.csr_matrix,
+    codes: sp.csr_matrix,
+    allowed: sp.csr_matrix,
+    lo: int,
+    hi: int,
+    *,
+    nearest: bool = False,
+) -> tuple[sp.csr_matrix, Context]:
+    """One block of :func:`in_context`'s readers."""
     out = allowed.tocsr().copy()
     out.data = (out.data != 0).astype(np.float32)
     out.eliminate_zeros()

@@ -10,6 +10,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+# rows of up to this many non-zeros share one bucket: one pass over them all cost less than a
+# pass per length (a masked chunk's rows are mostly this short: a reader's matched papers)
+SHORT = 16
+
 
 def topk_rows(
     matrix: sp.csr_matrix, k: int | np.ndarray
@@ -33,7 +37,7 @@ def topk_rows(
     live = np.flatnonzero(take > 0)
     if not len(live):
         return indptr, cols, values
-    buckets = np.ceil(np.log2(lengths[live])).astype(np.int64)
+    buckets = np.ceil(np.log2(np.maximum(lengths[live], SHORT))).astype(np.int64)
     for bucket in np.unique(buckets):
         rows = live[buckets == bucket]
         width = int(lengths[rows].max())
