@@ -50,8 +50,10 @@ _BLOCK = 250_000
 
 @dataclass
 class Context:
-    """The weighed pairs: their places in the weighed matrix's ``data``, their weights, their
-    highest cosine with a paper of another keyword, and (when asked) that paper's model row."""
+    """The weighed pairs: their places in the weighed matrix's ``data``, their weights, the
+    cosine that weighed them (the highest with a paper of another keyword; for a pair settled
+    at its first try, that try's, at least CONTEXT_SIMILARITY), and (when asked, with every
+    pair tried in full) the nearest paper's model row."""
 
     entries: np.ndarray
     weights: np.ndarray
