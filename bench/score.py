@@ -32,7 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from digestbot.config import Config, default_config  # noqa: E402
 from digestbot.scoring.context import in_context, keyword_codes  # noqa: E402
-from digestbot.scoring.engine import Profiles, PseudoFeedback, rank, top_papers  # noqa: E402
+from digestbot.scoring.engine import (  # noqa: E402
+    Profiles,
+    PseudoFeedback,
+    in_order,
+    rank,
+    top_papers,
+)
 from digestbot.scoring.model import NEAR_MAX_DF, PaperModel, l2_rows  # noqa: E402
 
 VOCAB = 50_000
@@ -71,12 +77,12 @@ def core(
     profile), the context weights of scoring.context and the close-papers rule of
     scoring.close_share, as rank() does."""
     config = default_config(scoring__feedback_weight=FEEDBACK, scoring__context=CONTEXT)
-    picks = 0
     binary = None if gate is None else (papers > 0).astype(np.float32).T.tocsr()
     model = None if gate is None else synthetic_model(papers)
     names = [] if model is None else list(model.vocabulary)
     df = np.bincount(papers.indices, minlength=papers.shape[1])
-    for lo in range(0, profiles.shape[0], chunk):
+
+    def one_chunk(lo: int) -> int:
         rows = profiles[lo : lo + chunk]
         codes = None if gate is None else keyword_codes(gate[lo : lo + chunk], binary)
         allowed = None if codes is None else (codes != 0).astype(np.float32)
@@ -121,10 +127,11 @@ def core(
             close_share=config["scoring.close_share"] if gate is not None else 0.0,
             near=near,
             feedback=feedback,
-            threads=os.cpu_count(),
         )
-        picks += int(indptr[-1])
-    return picks
+        return int(indptr[-1])
+
+    # chunks side by side, one a core, as score_subscribers ranks them
+    return sum(in_order(one_chunk, range(0, profiles.shape[0], chunk), os.cpu_count()))
 
 
 def synthetic_model(papers: sp.csr_matrix) -> PaperModel:

@@ -340,8 +340,8 @@ SETTINGS: tuple[Setting, ...] = (
         "chunk_size",
         "int",
         2000,
-        "Subscribers scored per sparse matrix product; bounds a run's memory (picks and "
-        "their explanations are held for a whole chunk).",
+        "Subscribers scored per sparse matrix product, one chunk a core at a time; bounds a "
+        "run's memory (picks and their explanations are held for a whole chunk).",
         minimum=1,
     ),
     # digest: what a reader gets

@@ -274,6 +274,43 @@ def test_chunks_give_the_same_picks_and_streaming_reads_in_chunks(papers: Store,
     assert [[r.id for r in c] for c in by_id] == [[1, 4], [7]]
 
 
+def test_chunks_are_ranked_side_by_side_in_order_and_stop_cleanly() -> None:
+    import threading
+
+    from digestbot.scoring.engine import in_order
+
+    second_started = threading.Event()
+    taken: list[int] = []
+
+    def items():
+        for i in range(6):
+            taken.append(i)
+            yield i
+
+    def work(i: int) -> int:
+        if i == 0:
+            # the first chunk finishes only once the second runs beside it
+            assert second_started.wait(10)
+        if i == 1:
+            second_started.set()
+        if i == 4:
+            raise ValueError("chunk 4")
+        return i * 10
+
+    results = in_order(work, items(), 2)
+    assert next(results) == 0
+    assert taken == [0, 1]  # no more read ahead than one chunk a thread
+    assert [next(results) for _ in range(3)] == [10, 20, 30]
+    with pytest.raises(ValueError, match="chunk 4"):
+        next(results)
+    # a consumer that stops early leaves no scoring thread behind
+    early = in_order(lambda i: i, iter(range(100)), 2)
+    assert next(early) == 0
+    early.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("digestbot-scoring")]
+    assert list(in_order(lambda i: -i, range(3), 1)) == [0, -1, -2]
+
+
 def test_empty_store_and_profile_without_matches(store: Store, config) -> None:
     sub = subscriber(store)
     assert picks_of(store, config, sub) == [[]]
@@ -329,8 +366,8 @@ def test_the_shortlisting_product_equals_the_exact_one(monkeypatch: pytest.Monke
     for a, b in zip(fast, exact, strict=True):
         assert np.allclose(a, b, atol=1e-6)
     assert fast[0][-1] > 300  # the test exercises real picks
-    # no padding: only allowed pairs. This takes the blocked exact path (several blocks, on
-    # threads), so it is checked against scoring every pair densely, by hand
+    # no padding: only allowed pairs. This takes the blocked exact path (several blocks), so
+    # it is checked against scoring every pair densely, by hand
     allowed = sp.random(400, 120, density=0.15, format="csr", random_state=3, dtype=np.float32)
     allowed.data[:] = 1.0
     monkeypatch.setattr(engine, "EXACT_BLOCK_ROWS", 64)
@@ -342,7 +379,6 @@ def test_the_shortlisting_product_equals_the_exact_one(monkeypatch: pytest.Monke
         min_scores=min_scores,
         banned=pairs,
         allowed=allowed,
-        threads=2,
     )
     dense = (profiles @ papers.T).toarray()
     ok = (allowed.toarray() > 0) & (dense > 0) & (np.arange(120)[None, :] >= start[:, None])

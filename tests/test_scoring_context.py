@@ -244,3 +244,35 @@ def test_readers_weighed_in_blocks_are_weighed_alike(
     assert np.array_equal(at_once.entries, in_blocks.entries)
     assert np.allclose(at_once.weights, in_blocks.weights)
     assert np.allclose(at_once.similarity, in_blocks.similarity)
+
+
+def test_keywords_matching_the_same_papers_share_a_kept_row() -> None:
+    # a keyword's row of highest cosines depends only on which context papers it matches:
+    # rows are kept by a fingerprint of that set, found again without being computed again,
+    # and never confused with another set's (whose sums differ, or whose count does)
+    import scipy.sparse as sp
+
+    from digestbot.scoring.context import _Supports
+
+    rng = np.random.default_rng(7)
+    sim = rng.random((6, 5)).astype(np.float32)
+    sets = [[0, 2], [2, 0], [1], [0, 2, 4], [3], [1]]  # keywords x the context papers they match
+    known = sp.csr_matrix(
+        (
+            np.ones(sum(map(len, sets)), np.float32),
+            [p for s in sets for p in sorted(s)],
+            np.cumsum([0, *map(len, sets)]),
+        ),
+        shape=(len(sets), 6),
+    )
+    held = _Supports((0, 0, 6), sim)
+    rows = held.rows_of(np.arange(len(sets)), known)
+    for k, papers in enumerate(sets):
+        assert np.array_equal(held.table[rows[k]], sim[papers].max(axis=0)), k
+    assert rows[0] == rows[1] and rows[2] == rows[5]
+    assert len({rows[0], rows[2], rows[3], rows[4]}) == 4
+    assert held.used == 5  # row 0 and one row per distinct set
+    # asked again, in another chunk's order: found, nothing computed
+    again = held.rows_of(np.array([3, 1]), known[[4, 3, 1, 0]].tocsr())
+    assert held.used == 5
+    assert again[3] == rows[0] and again[1] == rows[3] and again[0] == 0

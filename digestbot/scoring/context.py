@@ -23,7 +23,6 @@ from __future__ import annotations
 import threading
 import weakref
 from dataclasses import dataclass, field
-from itertools import repeat
 
 import numpy as np
 import scipy.sparse as sp
@@ -66,44 +65,76 @@ class _Supports:
     """For one window of papers: the cosines of the context papers (down) with the
     candidates (across), and per keyword each candidate's highest cosine with a context
     paper the keyword matches. Row 0 of the table is -1 throughout: the row of a keyword
-    that matches no context paper."""
+    that matches no context paper.
+
+    A keyword's row depends only on which context papers it matches, so rows are kept by a
+    fingerprint of that set (two sums of a random 64-bit number per paper, mod 2**64):
+    finding the rows of a chunk's few thousand keywords is a sorted search, not a dictionary
+    lookup a keyword (which took a third of the context's time), and keywords that match the
+    same papers share a row. A row is used only where both sums and the count agree."""
 
     window: tuple[int, int, int]  # first context paper, first candidate column, hi
     sim: np.ndarray
-    rows: dict[str, int] = field(default_factory=dict)
-    table: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
-    used: int = 1  # rows of the table in use
+    table: np.ndarray = field(init=False)
+    used: int = field(init=False)  # rows of the table in use
+    # the kept rows' first sums, sorted, and beside each its second sum, count and row
+    sums: np.ndarray = field(init=False)
+    kept: np.ndarray = field(init=False)
+    salt: np.ndarray = field(init=False)  # two random numbers per context paper
 
     def __post_init__(self) -> None:
-        self.table = np.full((1, self.sim.shape[1]), -1.0, np.float32)
+        self.salt = np.random.default_rng(len(self.sim)).integers(
+            0, 2**64 - 1, (2, len(self.sim)), dtype=np.uint64, endpoint=True
+        )
+        self._empty()
 
-    def rows_of(self, phrases: list[str], need: np.ndarray, known: sp.csr_matrix) -> np.ndarray:
-        """The table row of each phrase (0 unless in ``need``, indexes into ``phrases``),
-        computing the rows it lacks from ``known`` (phrases x context papers). Rows once
-        written are never written again in the same table (growing or clearing makes a new
-        one), so a thread may read them without the lock."""
-        width = self.sim.shape[1]
-        names = [phrases[i] for i in need.tolist()]
-        found = np.fromiter(map(self.rows.get, names, repeat(0)), np.int64, len(names))
-        if (self.used + int((found == 0).sum())) * width * 4 > SUPPORT_MEMO_BYTES:
-            # a new table: a thread may still read rows of the old one
-            self.rows.clear()
-            self.__post_init__()
-            self.used = 1
-            found[:] = 0
+    def _empty(self) -> None:
+        self.table = np.full((1, self.sim.shape[1]), -1.0, np.float32)
+        self.used = 1
+        self.sums = np.zeros(0, np.uint64)
+        self.kept = np.zeros((0, 3), np.uint64)
+
+    def rows_of(self, need: np.ndarray, known: sp.csr_matrix) -> np.ndarray:
+        """The table row of each row of ``known`` (phrases x context papers; 0 unless in
+        ``need``, which match some), computing the rows it lacks. Rows once written are
+        never written again in the same table (growing or clearing makes a new one), so a
+        thread may read them without the lock."""
+        out = np.zeros(known.shape[0], dtype=np.int64)
+        if not len(need):
+            return out
+        n = np.diff(known.indptr)[need]
+        flat = np.repeat(known.indptr[need] - _groups(n), n) + np.arange(int(n.sum()))
+        first, second = np.add.reduceat(self.salt[:, known.indices[flat]], _groups(n), axis=1)
+        counts = n.astype(np.uint64)
+        found = np.zeros(len(need), dtype=np.int64)
+        if len(self.sums):
+            place = np.minimum(np.searchsorted(self.sums, first), len(self.sums) - 1)
+            kept = self.kept[place]
+            same = (self.sums[place] == first) & (kept[:, 0] == second) & (kept[:, 1] == counts)
+            found[same] = kept[same, 2].astype(np.int64)
         missing = np.flatnonzero(found == 0)
         if len(missing):
-            at, self.used = self.used, self.used + len(missing)
+            prints = np.column_stack([first, second, counts])[missing]
+            # one row per distinct set of papers
+            _, lead, which = np.unique(prints, axis=0, return_index=True, return_inverse=True)
+            width = self.sim.shape[1]
+            if self.used > 1 and (self.used + len(lead)) * width * 4 > SUPPORT_MEMO_BYTES:
+                # a new table: a thread may still read rows of the old one
+                self._empty()
+                return self.rows_of(need, known)
+            at, self.used = self.used, self.used + len(lead)
             if self.used > len(self.table):
                 grown = np.empty((max(2 * len(self.table), self.used), width), np.float32)
                 grown[:at] = self.table[:at]
                 self.table = grown
-            self.table[at : self.used] = _highest(self.sim, known, need[missing])
-            found[missing] = np.arange(at, self.used)
-            self.rows.update(
-                zip([names[i] for i in missing.tolist()], found[missing].tolist(), strict=True)
-            )
-        out = np.zeros(len(phrases), dtype=np.int64)
+            self.table[at : self.used] = _highest(self.sim, known, need[missing[lead]])
+            new = np.arange(at, self.used)
+            found[missing] = new[which.ravel()]
+            fresh = np.column_stack([prints[lead], new.astype(np.uint64)])
+            fresh = fresh[np.argsort(fresh[:, 0], kind="stable")]
+            spots = np.searchsorted(self.sums, fresh[:, 0])
+            self.sums = np.insert(self.sums, spots, fresh[:, 0])
+            self.kept = np.insert(self.kept, spots, fresh[:, 1:], axis=0)
         out[need] = found
         return out
 
@@ -152,19 +183,13 @@ def _supports(model: PaperModel, first: int, base: int, hi: int) -> _Supports:
 
 
 def _rows(
-    model: PaperModel,
-    first: int,
-    base: int,
-    hi: int,
-    phrases: list[str],
-    need: np.ndarray,
-    known: sp.csr_matrix,
+    model: PaperModel, first: int, base: int, hi: int, need: np.ndarray, known: sp.csr_matrix
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Under the lock: the table row of each phrase, with the table and the cosines that
     hold them (a later call may grow or clear the memo; these arrays stay as they are)."""
     with _LOCK:
         held = _supports(model, first, base, hi)
-        row_of = held.rows_of(phrases, need, known)
+        row_of = held.rows_of(need, known)
         return row_of, held.table, held.sim
 
 
@@ -282,7 +307,7 @@ def _weigh(
     column = out.indices[entries] + (lo - base)
     best = np.full(len(entries), -1.0, dtype=np.float32)
     if not nearest:
-        row_of, table, _ = _rows(model, first, base, hi, phrases, _used(anchor, breadth), known)
+        row_of, table, _ = _rows(model, first, base, hi, _used(anchor, breadth), known)
         best = np.take(table, row_of[anchor] * width + column)
     rest = np.flatnonzero(best < CONTEXT_SIMILARITY)
     # the rest against each other keyword of their reader's: the keyword's table row (row 0,
@@ -290,7 +315,7 @@ def _weigh(
     per = n_phrases[t_rows[rest]]
     pair_of = np.repeat(np.arange(len(rest)), per)
     phrase = phrases_of.indices[np.repeat(head[rest] - _groups(per), per) + np.arange(len(pair_of))]
-    row_of, table, sim = _rows(model, first, base, hi, phrases, _used(phrase, breadth), known)
+    row_of, table, sim = _rows(model, first, base, hi, _used(phrase, breadth), known)
     found = np.take(table, row_of[phrase] * width + column[rest][pair_of])
     found[phrase == own[rest][pair_of]] = -1.0
     if len(rest):
