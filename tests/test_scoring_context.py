@@ -266,13 +266,15 @@ def test_keywords_matching_the_same_papers_share_a_kept_row() -> None:
         shape=(len(sets), 6),
     )
     held = _Supports((0, 0, 6), sim)
-    rows = held.rows_of(np.arange(len(sets)), known)
+    everyone = np.arange(len(sets))
+    rows = held.rows_of(everyone, known, held.fingerprints(everyone, known))
     for k, papers in enumerate(sets):
         assert np.array_equal(held.table[rows[k]], sim[papers].max(axis=0)), k
     assert rows[0] == rows[1] and rows[2] == rows[5]
     assert len({rows[0], rows[2], rows[3], rows[4]}) == 4
     assert held.used == 5  # row 0 and one row per distinct set
     # asked again, in another chunk's order: found, nothing computed
-    again = held.rows_of(np.array([3, 1]), known[[4, 3, 1, 0]].tocsr())
+    other, need = known[[4, 3, 1, 0]].tocsr(), np.array([3, 1])
+    again = held.rows_of(need, other, held.fingerprints(need, other))
     assert held.used == 5
     assert again[3] == rows[0] and again[1] == rows[3] and again[0] == 0

@@ -94,18 +94,25 @@ class _Supports:
         self.sums = np.zeros(0, np.uint64)
         self.kept = np.zeros((0, 3), np.uint64)
 
-    def rows_of(self, need: np.ndarray, known: sp.csr_matrix) -> np.ndarray:
-        """The table row of each row of ``known`` (phrases x context papers; 0 unless in
-        ``need``, which match some), computing the rows it lacks. Rows once written are
-        never written again in the same table (growing or clearing makes a new one), so a
-        thread may read them without the lock."""
+    def fingerprints(self, need: np.ndarray, known: sp.csr_matrix) -> np.ndarray:
+        """Per phrase of ``need`` (rows of ``known``, phrases x context papers, each matching
+        some): its two sums and its count. Reads only the salt, so needs no lock."""
+        if not len(need):
+            return np.zeros((0, 3), np.uint64)
+        n = np.diff(known.indptr)[need]
+        flat = np.repeat(known.indptr[need] - _groups(n), n) + np.arange(int(n.sum()))
+        sums = np.add.reduceat(self.salt[:, known.indices[flat]], _groups(n), axis=1)
+        return np.column_stack([sums[0], sums[1], n.astype(np.uint64)])
+
+    def rows_of(self, need: np.ndarray, known: sp.csr_matrix, prints: np.ndarray) -> np.ndarray:
+        """The table row of each row of ``known`` (0 unless in ``need``), from their
+        :meth:`fingerprints`, computing the rows it lacks. Rows once written are never
+        written again in the same table (growing or clearing makes a new one), so a thread
+        may read them without the lock."""
         out = np.zeros(known.shape[0], dtype=np.int64)
         if not len(need):
             return out
-        n = np.diff(known.indptr)[need]
-        flat = np.repeat(known.indptr[need] - _groups(n), n) + np.arange(int(n.sum()))
-        first, second = np.add.reduceat(self.salt[:, known.indices[flat]], _groups(n), axis=1)
-        counts = n.astype(np.uint64)
+        first, second, counts = prints.T
         found = np.zeros(len(need), dtype=np.int64)
         if len(self.sums):
             place = np.minimum(np.searchsorted(self.sums, first), len(self.sums) - 1)
@@ -114,14 +121,15 @@ class _Supports:
             found[same] = kept[same, 2].astype(np.int64)
         missing = np.flatnonzero(found == 0)
         if len(missing):
-            prints = np.column_stack([first, second, counts])[missing]
             # one row per distinct set of papers
-            _, lead, which = np.unique(prints, axis=0, return_index=True, return_inverse=True)
+            _, lead, which = np.unique(
+                prints[missing], axis=0, return_index=True, return_inverse=True
+            )
             width = self.sim.shape[1]
             if self.used > 1 and (self.used + len(lead)) * width * 4 > SUPPORT_MEMO_BYTES:
                 # a new table: a thread may still read rows of the old one
                 self._empty()
-                return self.rows_of(need, known)
+                return self.rows_of(need, known, prints)
             at, self.used = self.used, self.used + len(lead)
             if self.used > len(self.table):
                 grown = np.empty((max(2 * len(self.table), self.used), width), np.float32)
@@ -130,7 +138,7 @@ class _Supports:
             self.table[at : self.used] = _highest(self.sim, known, need[missing[lead]])
             new = np.arange(at, self.used)
             found[missing] = new[which.ravel()]
-            fresh = np.column_stack([prints[lead], new.astype(np.uint64)])
+            fresh = np.column_stack([prints[missing[lead]], new.astype(np.uint64)])
             fresh = fresh[np.argsort(fresh[:, 0], kind="stable")]
             spots = np.searchsorted(self.sums, fresh[:, 0])
             self.sums = np.insert(self.sums, spots, fresh[:, 0])
@@ -185,11 +193,14 @@ def _supports(model: PaperModel, first: int, base: int, hi: int) -> _Supports:
 def _rows(
     model: PaperModel, first: int, base: int, hi: int, need: np.ndarray, known: sp.csr_matrix
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Under the lock: the table row of each phrase, with the table and the cosines that
-    hold them (a later call may grow or clear the memo; these arrays stay as they are)."""
+    """The table row of each phrase, with the table and the cosines that hold them (a later
+    call may grow or clear the memo; these arrays stay as they are). The memo is read and
+    grown under the lock; the phrases' fingerprints are taken outside it."""
     with _LOCK:
         held = _supports(model, first, base, hi)
-        row_of = held.rows_of(need, known)
+    prints = held.fingerprints(need, known)
+    with _LOCK:
+        row_of = held.rows_of(need, known, prints)
         return row_of, held.table, held.sim
 
 
