@@ -261,6 +261,8 @@ def digest_stage(
             picks_iter = score_subscribers(
                 store, _stream_subscribers(store, due, subscribers), now=report.now, config=config
             )
+            # a stop (SIGTERM) ends the scoring threads at once, not when the stage returns
+            stack.callback(picks_iter.close)
             batch: Batch = []
             for item in picks_iter:
                 sub = subscribers.pop(item.subscriber_id)

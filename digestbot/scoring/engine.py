@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -743,9 +743,10 @@ def _store_profiles(
 
 def score_subscribers(
     store: Store, subscribers: Iterable[Any], *, now: datetime, config: Config
-) -> Iterator[SubscriberPicks]:
+) -> Generator[SubscriberPicks, None, None]:
     """Each subscriber's picks among the papers new to them, in chunks of
-    ``scoring.chunk_size`` subscribers (memory stays flat however many there are).
+    ``scoring.chunk_size`` subscribers, one chunk a core at once (memory stays flat however
+    many there are).
 
     A subscriber is anything with ``id``, ``keywords``, ``last_digest_at``, ``max_items``
     and ``min_score``: an ORM Subscriber, or a light row from :func:`iter_subscriber_chunks`.
