@@ -81,10 +81,12 @@ def test_whole_run_then_nothing_to_do(tmp_path: Path, db_url: str) -> None:
         add(store, "mail@example.org", send_hour=0, keywords=["diffusion"])
         add(store, "feed@example.org", send_hour=0, keywords=["speech"], formats="rss")
         add(store, "later@example.org", send_hour=23, keywords=["speech"])
+        # nothing matches: an empty digest, not sent (digest.send_empty), its period done
+        add(store, "none@example.org", send_hour=0, keywords=["xylophone quasar"])
         report = run_once(store, config, now=NOON)
         assert report.status == "ok", report.as_dict()
         assert report.files == 5 and report.papers_new > 100 and report.ingest_failed == 0
-        assert (report.due, report.queued, report.feed_only) == (2, 1, 1)
+        assert (report.due, report.queued, report.feed_only) == (3, 1, 1)
         assert (report.sent, report.retried, report.send_failed) == (1, 0, 0)
         assert report.feeds >= 1
         assert set(report.timings) == {"ingest", "select", "digests", "send", "feeds", "prune"}
@@ -95,6 +97,8 @@ def test_whole_run_then_nothing_to_do(tmp_path: Path, db_url: str) -> None:
             assert rows["mail@example.org"].last_period == "2026-11-22/daily"
             assert rows["mail@example.org"].last_digest_at == NOON
             assert rows["later@example.org"].last_period is None
+            assert rows["none@example.org"].last_period == "2026-11-22/daily"
+            assert rows["none@example.org"].last_digest_at is None
             states = sorted(d.state for d in session.query(Digest))
             assert states == ["feed_only", "sent"]
 

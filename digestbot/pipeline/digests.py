@@ -18,7 +18,7 @@ from contextlib import ExitStack
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ..config import Config
 from ..scoring.picks import Pick
@@ -147,6 +147,8 @@ def _queue(
         outgoing: list[Outgoing] = []
         # an outcome per digest in batch order; a queued one is known after enqueue_many
         outcomes: list[DigestOutcome | Outgoing] = []
+        # readers whose period is done, by (period, whether a digest was made)
+        done: dict[tuple[str, bool], list[int]] = {}
         for detached, period, picks, message in rendered:
             sub = current.get(detached.id)
             # re-checked inside the transaction: the reader may have unsubscribed meanwhile
@@ -169,9 +171,19 @@ def _queue(
                 )
                 outgoing.append(out)
                 outcomes.append(out)
-                sub.last_digest_at = now
-            sub.last_period = period
-        # the whole batch in three statements, not three per digest
+            done.setdefault((period, message is not None), []).append(sub.id)
+        # the whole batch in a few statements, not three per digest: one UPDATE of the
+        # readers per period (a row each cost a round trip and the ORM's bookkeeping)
+        for (period, made), readers in done.items():
+            values: dict[str, Any] = {"last_period": period}
+            if made:
+                values["last_digest_at"] = now
+            session.execute(
+                update(Subscriber)
+                .where(Subscriber.id.in_(readers))
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
         created = dict(zip(map(id, outgoing), enqueue_many(session, outgoing), strict=True))
     return [
         o
