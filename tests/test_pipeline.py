@@ -321,6 +321,43 @@ def test_an_unsubscribe_during_queueing_is_seen_or_waits(store: Store) -> None:
     assert not (committed_meanwhile and queued), "queued a digest for a reader who had left"
 
 
+def test_a_batch_marks_each_period_done_once(store: Store) -> None:
+    """A batch's readers are marked done in one UPDATE per period: a reader twice in one
+    batch gets one digest (the second is skipped, as a period already done is), and a
+    digest made for any of their entries still sets the time of their last digest."""
+    from types import SimpleNamespace
+
+    from sqlalchemy import select
+
+    from digestbot.pipeline.digests import _queue
+
+    from .test_deliver_support import add_subscribers
+
+    one, two = add_subscribers(store, 2)
+    with store.session() as s:
+        subs = {x.id: x for x in s.scalars(select(Subscriber))}
+    message = SimpleNamespace(
+        as_bytes=lambda: b"Subject: x\n\nhi\n", message_id="<m@x>", subject="x"
+    )
+    day, week = "2026-11-22/daily", "2026-11-22/weekly"
+    outcomes = _queue(
+        store,
+        [
+            (subs[one], day, [], message),
+            (subs[one], day, [], message),  # the same period again: skipped
+            (subs[one], week, [], None),  # another period, empty: done, time kept
+            (subs[two], day, [], None),  # empty: done, no time
+        ],
+        NOON,
+    )
+    assert [o.state for o in outcomes] == ["queued", "skipped", "empty", "empty"]
+    with store.session() as s:
+        first, second = s.get(Subscriber, one), s.get(Subscriber, two)
+        assert (first.last_period, first.last_digest_at) == (week, NOON)
+        assert (second.last_period, second.last_digest_at) == (day, None)
+        assert len(s.scalars(select(Digest)).all()) == 1
+
+
 def test_a_run_killed_before_sending_delivers_once_on_the_next_run(
     tmp_path: Path, db_url: str
 ) -> None:

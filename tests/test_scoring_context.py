@@ -248,8 +248,8 @@ def test_readers_weighed_in_blocks_are_weighed_alike(
 
 def test_keywords_matching_the_same_papers_share_a_kept_row() -> None:
     # a keyword's row of highest cosines depends only on which context papers it matches:
-    # rows are kept by a fingerprint of that set, found again without being computed again,
-    # and never confused with another set's (whose sums differ, or whose count does)
+    # rows are kept by a fingerprint of that set (two sums and a count), found again without
+    # being computed again, and never confused with another set's that shares a sum
     import scipy.sparse as sp
 
     from digestbot.scoring.context import _Supports
@@ -278,3 +278,25 @@ def test_keywords_matching_the_same_papers_share_a_kept_row() -> None:
     again = held.rows_of(need, other, held.fingerprints(need, other))
     assert held.used == 5
     assert again[3] == rows[0] and again[1] == rows[3] and again[0] == 0
+    # forged numbers: {3} sums as {0, 2} does (its count differs), and {5}'s first sum is
+    # {1}'s (its second differs): each still gets a row of its own, and the right one
+    salt = held.salt.copy()
+    salt[:, 3] = salt[:, 0] + salt[:, 2]
+    salt[0, 5] = salt[0, 1]
+    held.salt = salt
+    held._empty()
+    forged = [[0, 2], [3], [1], [5]]
+    known = sp.csr_matrix(
+        (
+            np.ones(sum(map(len, forged)), np.float32),
+            [p for s in forged for p in s],
+            np.cumsum([0, *map(len, forged)]),
+        ),
+        shape=(len(forged), 6),
+    )
+    each = np.arange(len(forged))
+    for _ in range(2):  # computed, then asked again
+        rows = held.rows_of(each, known, held.fingerprints(each, known))
+        assert len(set(rows.tolist())) == 4
+        for k, papers in enumerate(forged):
+            assert np.array_equal(held.table[rows[k]], sim[papers].max(axis=0)), k

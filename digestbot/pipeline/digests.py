@@ -147,12 +147,13 @@ def _queue(
         outgoing: list[Outgoing] = []
         # an outcome per digest in batch order; a queued one is known after enqueue_many
         outcomes: list[DigestOutcome | Outgoing] = []
-        # readers whose period is done, by (period, whether a digest was made)
-        done: dict[tuple[str, bool], list[int]] = {}
+        # each reader's period done in this batch, and whether a digest was made for it
+        done: dict[int, tuple[str, bool]] = {}
         for detached, period, picks, message in rendered:
             sub = current.get(detached.id)
             # re-checked inside the transaction: the reader may have unsubscribed meanwhile
-            if sub is None or sub.status != "active" or sub.last_period == period:
+            last, made = done.get(detached.id, (None, False))
+            if sub is None or sub.status != "active" or period in (sub.last_period, last):
                 outcomes.append(DigestOutcome(detached.id, period, "skipped"))
                 continue
             if message is None:
@@ -171,10 +172,13 @@ def _queue(
                 )
                 outgoing.append(out)
                 outcomes.append(out)
-            done.setdefault((period, message is not None), []).append(sub.id)
+            done[sub.id] = (period, made or message is not None)
         # the whole batch in a few statements, not three per digest: one UPDATE of the
         # readers per period (a row each cost a round trip and the ORM's bookkeeping)
-        for (period, made), readers in done.items():
+        groups: dict[tuple[str, bool], list[int]] = {}
+        for reader, key in done.items():
+            groups.setdefault(key, []).append(reader)
+        for (period, made), readers in groups.items():
             values: dict[str, Any] = {"last_period": period}
             if made:
                 values["last_digest_at"] = now
