@@ -224,10 +224,10 @@ def semantic_rankers(
         "+close+semantic": digestbot_ranker(
             store, liked_of, on.replace(scoring__close_share=SEMANTIC_CLOSE)
         ),
-        "+close+sem+ctx": digestbot_ranker(
+        "+close+sem-ctx": digestbot_ranker(
             store,
             liked_of,
-            on.replace(scoring__close_share=SEMANTIC_CLOSE, scoring__context=True),
+            on.replace(scoring__close_share=SEMANTIC_CLOSE, scoring__context=False),
         ),
     }
 
@@ -305,10 +305,10 @@ def main() -> None:
             # close papers, then pseudo-relevance feedback too (both off by default: they cost
             # several times the scoring time)
             "+close": digestbot(config.replace(scoring__close_share=CLOSE_ON)),
-            # interests seen together (off by default: about 1.5 times the scoring time)
-            "+context": digestbot(config.replace(scoring__context=True)),
-            "+close+context": digestbot(
-                config.replace(scoring__close_share=CLOSE_ON, scoring__context=True)
+            # without interests seen together (scoring.context, on by default)
+            "-context": digestbot(config.replace(scoring__context=False)),
+            "+close-context": digestbot(
+                config.replace(scoring__close_share=CLOSE_ON, scoring__context=False)
             ),
             "+close+prf": digestbot(
                 config.replace(scoring__close_share=CLOSE_ON, scoring__feedback_weight=FEEDBACK_ON)

@@ -2,7 +2,7 @@
 top 10 each, through digestbot's scoring core (one sparse product per chunk, masks, top k).
 
     .venv/bin/python bench/score.py [--subscribers N --papers M] [--quick] [--feedback W]
-        [--context]
+        [--no-context]
 
 Per size: wall and CPU time of the core on the default path, scoring.require_match (the
 allowed mask built per chunk from the readers' match terms, pseudo-relevance feedback, product,
@@ -80,6 +80,8 @@ def core(
     binary = None if gate is None else (papers > 0).astype(np.float32).T.tocsr()
     model = None if gate is None else synthetic_model(papers)
     names = [] if model is None else list(model.vocabulary)
+    # each gate term stands for a phrase, numbered once as the model numbers a run's phrases
+    numbers = np.zeros(0, np.int64) if model is None else model.phrase_numbers(names)
     df = np.bincount(papers.indices, minlength=papers.shape[1])
 
     def one_chunk(lo: int) -> int:
@@ -105,6 +107,7 @@ def core(
             allowed, _ = in_context(
                 model,
                 names,
+                numbers,
                 gate[lo : lo + chunk],
                 binary,
                 codes,
@@ -376,7 +379,9 @@ def main() -> None:
     parser.add_argument("--papers", type=int, default=1000)
     parser.add_argument("--chunk", type=int, default=default_config()["scoring.chunk_size"])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
-    parser.add_argument("--context", action="store_true", help="with scoring.context on")
+    parser.add_argument(
+        "--no-context", action="store_true", help="with scoring.context off (on by default)"
+    )
     parser.add_argument(
         "--semantic",
         action="store_true",
@@ -389,7 +394,7 @@ def main() -> None:
     global FEEDBACK, CONTEXT
     if args.feedback is not None:
         FEEDBACK = args.feedback
-    CONTEXT = CONTEXT or args.context
+    CONTEXT = CONTEXT and not args.no_context
     print(
         f"bench/score.py  cpu_count={os.cpu_count()}  chunk_size={args.chunk}  "
         f"(shared machine: figures are noisy)"

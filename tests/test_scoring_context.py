@@ -1,6 +1,6 @@
 """Issue 14's last flaw: one interest did not see the others. A reader of "vision transformer,
 segmentation, object detection, 3D" got "Structural Text Segmentation of Legal Documents" at
-#3; scoring.context (off by default, for its cost) weighs a paper that one of several keywords
+#3; scoring.context (on by default) weighs a paper that one of several keywords
 matches by how like it is to the papers the reader's other keywords match."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from .test_scoring_seeds import scored_in_one_chunk_and_alone
 VISION = "vision transformer, segmentation, object detection, 3D"
 LEGAL = "Structural Text Segmentation of Legal Documents"
 ON = {"scoring__context": True}
+OFF = {"scoring__context": False}
 
 PAPERS = {
     "img-seg": (
@@ -64,9 +65,9 @@ def scores(store: Store, keywords: str, **settings: object) -> list[tuple[str, f
 
 
 def test_the_issues_reader_no_longer_gets_legal_text_segmentation(seeds: Store) -> None:
-    before = titles(seeds, VISION)
-    assert LEGAL in before[:3]  # the flaw, as the issue found it (scoring.context is off)
-    now = titles(seeds, VISION, **ON)
+    before = titles(seeds, VISION, **OFF)
+    assert LEGAL in before[:3]  # the flaw, as the issue found it (no scoring.context)
+    now = titles(seeds, VISION)  # the default install
     assert LEGAL not in now
     # image segmentation papers stay, ahead of where they were
     for image in ("LD-ZNet", "RESAnything"):
@@ -78,7 +79,7 @@ def test_a_paper_one_keyword_matches_is_weighed_by_its_likeness_to_the_others(
 ) -> None:
     keywords = "vision transformer, segmentation"
     weighed = dict(scores(small, keywords, **ON))
-    plain = dict(scores(small, keywords))
+    plain = dict(scores(small, keywords, **OFF))
     model = load_model(small)
     vector = {p: model.matrix[model.index[p]].toarray().ravel() for p in PAPERS}
     # each paper only "segmentation" matches is weighed by its cosine with the nearest paper
@@ -101,16 +102,16 @@ def test_a_paper_one_keyword_matches_is_weighed_by_its_likeness_to_the_others(
 def test_a_paper_two_keywords_match_keeps_full_weight(store: Store) -> None:
     add_papers(store, {"both": BOTH, "other": PAPERS["other"]})
     keywords = "vision transformer, segmentation"
-    assert scores(store, keywords, **ON) == scores(store, keywords) != []
+    assert scores(store, keywords, **ON) == scores(store, keywords, **OFF) != []
 
 
 def test_full_weight_without_other_interests_to_compare_with(small: Store) -> None:
     # one keyword: nothing to see it with
-    assert scores(small, "segmentation", **ON) == scores(small, "segmentation")
+    assert scores(small, "segmentation", **ON) == scores(small, "segmentation", **OFF)
     # the other keyword matches no paper: no evidence either way (before, such a reader's
     # digest emptied when every weight fell to nothing)
     lonely = "segmentation, quantum chromodynamics"
-    assert scores(small, lonely, **ON) == scores(small, lonely) != []
+    assert scores(small, lonely, **ON) == scores(small, lonely, **OFF) != []
 
 
 def test_a_reader_is_weighed_alike_in_any_chunk(seeds: Store) -> None:
@@ -150,7 +151,7 @@ def test_the_other_keywords_papers_need_not_be_candidates(store: Store) -> None:
     later, all_of_them = ranked(model.index["img-seg"]), ranked(0)
     assert set(later) == {"img-seg", "text-seg"}
     assert later == {p: all_of_them[p] for p in later}
-    plain = dict(scores(store, "vision transformer, segmentation"))
+    plain = dict(scores(store, "vision transformer, segmentation", **OFF))
     assert later["text-seg"] < plain["text-seg"]
 
 
@@ -189,7 +190,10 @@ def _weighed(seeds: Store, *, nearest: bool) -> tuple[object, object]:
     hits = phrase_match_matrix(model, phrases, 0, papers)
     codes = keyword_codes(typed, hits)
     allowed = (codes != 0).astype(np.float32)
-    return in_context(model, phrases, typed, hits, codes, allowed, 0, papers, nearest=nearest)
+    numbers = model.phrase_numbers(phrases)
+    return in_context(
+        model, phrases, numbers, typed, hits, codes, allowed, 0, papers, nearest=nearest
+    )
 
 
 def test_the_first_try_weighs_as_trying_every_other_keyword(seeds: Store) -> None:
@@ -225,7 +229,7 @@ def test_close_papers_do_not_lift_a_weighed_match(seeds: Store) -> None:
     # with scoring.close_share, the legal paper (matched by "segmentation", weighed down by
     # the context) is not picked again at full score as a paper close to the best match
     close = {"scoring__close_share": 0.15}
-    assert LEGAL in titles(seeds, VISION, **close)
+    assert LEGAL in titles(seeds, VISION, **close, **OFF)
     assert LEGAL not in titles(seeds, VISION, **close, **ON)
 
 
@@ -246,57 +250,59 @@ def test_readers_weighed_in_blocks_are_weighed_alike(
     assert np.allclose(at_once.similarity, in_blocks.similarity)
 
 
-def test_keywords_matching_the_same_papers_share_a_kept_row() -> None:
-    # a keyword's row of highest cosines depends only on which context papers it matches:
-    # rows are kept by a fingerprint of that set (two sums and a count), found again without
-    # being computed again, and never confused with another set's that shares a sum
+def test_a_kept_row_is_found_again_by_the_phrases_number() -> None:
+    # a keyword of one context paper has that paper's own row; a keyword of several has a
+    # row computed once and kept under its phrase's number: asked again in another chunk's
+    # order it is found, not computed again; two phrases of one chunk with one number (two
+    # spellings read as one phrase) get one row
     import scipy.sparse as sp
 
     from digestbot.scoring.context import _Supports
 
     rng = np.random.default_rng(7)
     sim = rng.random((6, 5)).astype(np.float32)
-    sets = [[0, 2], [2, 0], [1], [0, 2, 4], [3], [1]]  # keywords x the context papers they match
-    known = sp.csr_matrix(
-        (
-            np.ones(sum(map(len, sets)), np.float32),
-            [p for s in sets for p in sorted(s)],
-            np.cumsum([0, *map(len, sets)]),
-        ),
-        shape=(len(sets), 6),
-    )
-    held = _Supports((0, 0, 6), sim)
+    sets = [[0, 2], [1], [0, 2, 4], [3], [0, 2]]  # keywords x the context papers they match
+    numbers = np.array([10, 3, 7, 2, 10])
+
+    def matrix(rows: list[list[int]]) -> sp.csr_matrix:
+        return sp.csr_matrix(
+            (
+                np.ones(sum(map(len, rows)), np.float32),
+                [p for s in rows for p in s],
+                np.cumsum([0, *map(len, rows)]),
+            ),
+            shape=(len(rows), 6),
+        )
+
+    held = _Supports((0, 0, 6), np.vstack([np.full((1, 5), -1, np.float32), sim]), 6)
     everyone = np.arange(len(sets))
-    rows = held.rows_of(everyone, known, held.fingerprints(everyone, known))
+    known = matrix(sets)
+    rows, table, _ = held.rows_of(everyone, known, numbers, np.diff(known.indptr))
     for k, papers in enumerate(sets):
-        assert np.array_equal(held.table[rows[k]], sim[papers].max(axis=0)), k
-    assert rows[0] == rows[1] and rows[2] == rows[5]
-    assert len({rows[0], rows[2], rows[3], rows[4]}) == 4
-    assert held.used == 5  # row 0 and one row per distinct set
-    # asked again, in another chunk's order: found, nothing computed
-    other, need = known[[4, 3, 1, 0]].tocsr(), np.array([3, 1])
-    again = held.rows_of(need, other, held.fingerprints(need, other))
-    assert held.used == 5
-    assert again[3] == rows[0] and again[1] == rows[3] and again[0] == 0
-    # forged numbers: {3} sums as {0, 2} does (its count differs), and {5}'s first sum is
-    # {1}'s (its second differs): each still gets a row of its own, and the right one
-    salt = held.salt.copy()
-    salt[:, 3] = salt[:, 0] + salt[:, 2]
-    salt[0, 5] = salt[0, 1]
-    held.salt = salt
-    held._empty()
-    forged = [[0, 2], [3], [1], [5]]
-    known = sp.csr_matrix(
-        (
-            np.ones(sum(map(len, forged)), np.float32),
-            [p for s in forged for p in s],
-            np.cumsum([0, *map(len, forged)]),
-        ),
-        shape=(len(forged), 6),
-    )
-    each = np.arange(len(forged))
-    for _ in range(2):  # computed, then asked again
-        rows = held.rows_of(each, known, held.fingerprints(each, known))
-        assert len(set(rows.tolist())) == 4
-        for k, papers in enumerate(forged):
-            assert np.array_equal(held.table[rows[k]], sim[papers].max(axis=0)), k
+        assert np.array_equal(table[rows[k]], sim[papers].max(axis=0)), k
+    assert rows[1] == 1 + 1 and rows[3] == 1 + 3  # the papers' own rows
+    assert rows[0] == rows[4] and len({*rows[:4].tolist()}) == 4
+    assert held.used == 1 + 6 + 2  # row 0, the papers', and one row per number of several
+    # asked again, in another chunk's order and numbering of its phrases: found, nothing
+    # computed, and a phrase not asked for gets row 0
+    order = [2, 3, 0]
+    known = matrix([sets[k] for k in order])
+    again, _, _ = held.rows_of(np.array([0, 2]), known, numbers[order], np.diff(known.indptr))
+    assert held.used == 9
+    assert again.tolist() == [rows[2], 0, rows[0]]
+
+
+def test_a_phrase_has_one_number_in_every_chunk_and_thread(seeds: Store) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = load_model(seeds)
+    words = [f"topic {i}" for i in range(2000)]
+    first = model.phrase_numbers(words[:1000])
+    with ThreadPoolExecutor(4) as pool:
+        asked = list(pool.map(model.phrase_numbers, [words[k::4] for k in range(4)] * 3))
+    seen: dict[str, int] = {}
+    for k, got in enumerate(asked):
+        for word, number in zip(words[k % 4 :: 4], got.tolist(), strict=True):
+            assert seen.setdefault(word, number) == number, word
+    assert len(set(seen.values())) == len(words)  # distinct phrases, distinct numbers
+    assert [seen[w] for w in words[:1000]] == first.tolist()

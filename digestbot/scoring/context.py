@@ -62,111 +62,115 @@ class Context:
 
 @dataclass
 class _Supports:
-    """For one window of papers: the cosines of the context papers (down) with the
-    candidates (across), and per keyword each candidate's highest cosine with a context
-    paper the keyword matches. Row 0 of the table is -1 throughout: the row of a keyword
-    that matches no context paper.
-
-    A keyword's row depends only on which context papers it matches, so rows are kept by a
-    fingerprint of that set (two sums of a random 64-bit number per paper, mod 2**64):
-    finding the rows of a chunk's few thousand keywords is a sorted search, not a dictionary
-    lookup a keyword (which took a third of the context's time), and keywords that match the
-    same papers share a row. A row is used only where both sums and the count agree."""
+    """For one window of papers, the table of highest cosines with the candidates (across):
+    row 0 is -1 throughout (the row of a keyword that matches no context paper); rows 1 to
+    ``n`` are the context papers' own cosines (:attr:`sim`), which are the rows of keywords
+    that match one context paper, as most do; after them, rows computed for keywords that
+    match several, each kept under the phrase's number (:meth:`PaperModel.phrase_numbers`,
+    the same in every chunk of readers). So finding the rows of a chunk's few thousand
+    keywords is array lookups; a dictionary lookup a keyword took a third of the context's
+    time."""
 
     window: tuple[int, int, int]  # first context paper, first candidate column, hi
-    sim: np.ndarray
-    table: np.ndarray = field(init=False)
+    table: np.ndarray
+    n: int  # context papers
     used: int = field(init=False)  # rows of the table in use
-    # the kept rows' first sums, sorted, and beside each its second sum, count and row
-    sums: np.ndarray = field(init=False)
-    kept: np.ndarray = field(init=False)
-    salt: np.ndarray = field(init=False)  # two random numbers per context paper
+    rows: np.ndarray = field(init=False)  # per phrase number, its row (-1: not computed)
+    generation: int = 0  # tables started since the first
 
     def __post_init__(self) -> None:
-        self.salt = np.random.default_rng(len(self.sim)).integers(
-            0, 2**64 - 1, (2, len(self.sim)), dtype=np.uint64, endpoint=True
-        )
-        self._empty()
+        self.used = 1 + self.n
+        self.rows = np.full(0, -1, np.int64)
 
-    def _empty(self) -> None:
-        self.table = np.full((1, self.sim.shape[1]), -1.0, np.float32)
-        self.used = 1
-        self.sums = np.zeros(0, np.uint64)
-        self.kept = np.zeros((0, 3), np.uint64)
+    @property
+    def sim(self) -> np.ndarray:
+        """The context papers' cosines (down) with the candidates (across)."""
+        return self.table[1 : 1 + self.n]
 
-    def fingerprints(self, need: np.ndarray, known: sp.csr_matrix) -> np.ndarray:
-        """Per phrase of ``need`` (rows of ``known``, phrases x context papers, each matching
-        some): its two sums and its count. Reads only the salt, so needs no lock."""
-        if not len(need):
-            return np.zeros((0, 3), np.uint64)
-        n = np.diff(known.indptr)[need]
-        flat = np.repeat(known.indptr[need] - _groups(n), n) + np.arange(int(n.sum()))
-        sums = np.add.reduceat(self.salt[:, known.indices[flat]], _groups(n), axis=1)
-        return np.column_stack([sums[0], sums[1], n.astype(np.uint64)])
-
-    def rows_of(self, need: np.ndarray, known: sp.csr_matrix, prints: np.ndarray) -> np.ndarray:
-        """The table row of each row of ``known`` (0 unless in ``need``), from their
-        :meth:`fingerprints`, computing the rows it lacks. Rows once written are never
-        written again in the same table (growing or clearing makes a new one), so a thread
-        may read them without the lock."""
+    def rows_of(
+        self, need: np.ndarray, known: sp.csr_matrix, numbers: np.ndarray, breadth: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The table row of each row of ``known`` (phrases x context papers; 0 unless in
+        ``need``, whose phrases match some; ``breadth``: how many each matches), by the
+        phrases' ``numbers``, with the table and
+        the cosines that hold them (a later call may grow or clear the memo; these arrays
+        stay as they are). Only the memo's lookups and additions hold the lock: two threads
+        may compute one row at once, and the later one's is kept."""
         out = np.zeros(known.shape[0], dtype=np.int64)
-        if not len(need):
-            return out
-        first, second, counts = prints.T
-        found = np.zeros(len(need), dtype=np.int64)
-        if len(self.sums):
-            place = np.minimum(np.searchsorted(self.sums, first), len(self.sums) - 1)
-            kept = self.kept[place]
-            same = (self.sums[place] == first) & (kept[:, 0] == second) & (kept[:, 1] == counts)
-            found[same] = kept[same, 2].astype(np.int64)
-        missing = np.flatnonzero(found == 0)
+        one = breadth[need] == 1
+        out[need[one]] = 1 + known.indices[known.indptr[need[one]]]
+        several = need[~one]
+        wanted = numbers[several]
+        with _LOCK:
+            found, table, generation = self.look_up(wanted)
+        missing = np.flatnonzero(found < 0)
         if len(missing):
-            # one row per distinct set of papers
-            _, lead, which = np.unique(
-                prints[missing], axis=0, return_index=True, return_inverse=True
+            # two phrases of a chunk may be one (two spellings read as the same phrase)
+            distinct, lead, which = np.unique(
+                wanted[missing], return_index=True, return_inverse=True
             )
-            width = self.sim.shape[1]
-            if self.used > 1 and (self.used + len(lead)) * width * 4 > SUPPORT_MEMO_BYTES:
-                # a new table: a thread may still read rows of the old one
-                self._empty()
-                return self.rows_of(need, known, prints)
-            at, self.used = self.used, self.used + len(lead)
-            if self.used > len(self.table):
-                grown = np.empty((max(2 * len(self.table), self.used), width), np.float32)
-                grown[:at] = self.table[:at]
-                self.table = grown
-            self.table[at : self.used] = _highest(self.sim, known, need[missing[lead]])
-            new = np.arange(at, self.used)
+            computed = _highest(self.sim, known, several[missing[lead]])
+            with _LOCK:
+                new = self.keep(distinct, computed, generation)
+                table = self.table
+            if new is None:
+                return self.rows_of(need, known, numbers, breadth)
             found[missing] = new[which.ravel()]
-            fresh = np.column_stack([prints[missing[lead]], new.astype(np.uint64)])
-            fresh = fresh[np.argsort(fresh[:, 0], kind="stable")]
-            spots = np.searchsorted(self.sums, fresh[:, 0])
-            self.sums = np.insert(self.sums, spots, fresh[:, 0])
-            self.kept = np.insert(self.kept, spots, fresh[:, 1:], axis=0)
-        out[need] = found
+        out[several] = found
+        return out, table, self.sim
+
+    def look_up(self, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """The rows kept under these phrase numbers (-1 where none is), with the table that
+        holds them and its generation. Under the lock (see :meth:`rows_of`)."""
+        if wanted.max(initial=-1) >= len(self.rows):
+            grown = np.full(max(2 * len(self.rows), int(wanted.max()) + 1), -1, np.int64)
+            grown[: len(self.rows)] = self.rows
+            self.rows = grown
+        return self.rows[wanted], self.table, self.generation
+
+    def keep(self, numbers: np.ndarray, computed: np.ndarray, generation: int) -> np.ndarray | None:
+        """Adds rows computed for these phrase numbers, and returns where they are: in the
+        table :meth:`look_up` gave, or None if that table was since cleared (or now is: past
+        SUPPORT_MEMO_BYTES a new table starts, as another thread may still read the old
+        one). Rows once written are never written again in the same table (growing copies
+        them), so threads read them without the lock. Under the lock."""
+        at, width = self.used, self.table.shape[1]
+        if at > 1 + self.n and (at + len(numbers)) * width * 4 > SUPPORT_MEMO_BYTES:
+            self.table = self._grown(1 + self.n, len(numbers))
+            self.__post_init__()
+            self.generation += 1
+        if generation != self.generation:
+            return None
+        self.used += len(numbers)
+        if self.used > len(self.table):
+            self.table = self._grown(at, max(len(self.table), len(numbers)))
+        self.table[at : self.used] = computed
+        new = np.arange(at, self.used)
+        self.rows[numbers] = new
+        return new
+
+    def _grown(self, keep: int, room: int) -> np.ndarray:
+        """A new table with the first ``keep`` rows of this one and room for more."""
+        out = np.empty((keep + max(room, len(self.table) - keep), self.table.shape[1]), np.float32)
+        out[:keep] = self.table[:keep]
         return out
 
 
 def _highest(sim: np.ndarray, known: sp.csr_matrix, phrases: np.ndarray) -> np.ndarray:
     """phrases x candidates: each candidate's highest cosine with a context paper the phrase
-    matches (each phrase matches at least one)."""
+    matches (each phrase matches several)."""
     out = np.empty((len(phrases), sim.shape[1]), dtype=np.float32)
     counts = np.diff(known.indptr)[phrases]
-    # a phrase of one paper (most are) takes that paper's row as it is
-    one = np.flatnonzero(counts == 1)
-    out[one] = sim[known.indices[known.indptr[phrases[one]]]]
-    many = np.flatnonzero(counts > 1)
-    counts = counts[many]
     ends = np.cumsum(counts)
     per_block = max(_BLOCK // max(sim.shape[1], 1), 1)
     i = 0
-    while i < len(many):
+    while i < len(phrases):
         # whole phrases, as many as fit in a block of gathered rows (at least one)
         j = max(int(np.searchsorted(ends, ends[i] - counts[i] + per_block, "right")), i + 1)
         n = counts[i:j]
-        at = known.indptr[phrases[many[i:j]]]
+        at = known.indptr[phrases[i:j]]
         papers = known.indices[np.repeat(at - _groups(n), n) + np.arange(int(n.sum()))]
-        out[many[i:j]] = np.maximum.reduceat(sim[papers], _groups(n), axis=0)
+        out[i:j] = np.maximum.reduceat(sim[papers], _groups(n), axis=0)
         i = j
     return out
 
@@ -182,26 +186,31 @@ def _supports(model: PaperModel, first: int, base: int, hi: int) -> _Supports:
         # in blocks of rows: the product of 3,000 papers with 3,000 is nearly dense, and
         # whole it held 120 MB more at the peak of a run
         across = model.matrix[base:hi].T.tocsr()
-        sim = np.empty((hi - first, hi - base), dtype=np.float32)
-        for at in range(0, hi - first, _SIM_ROWS):
-            end = min(at + _SIM_ROWS, hi - first)
-            sim[at:end] = (model.matrix[first + at : first + end] @ across).toarray()
-        found = _MEMO[model] = _Supports(window, sim)
+        n = hi - first
+        # room for as many computed rows as context papers, before it grows
+        table = np.empty((1 + 2 * n, hi - base), dtype=np.float32)
+        table[0] = -1.0
+        for at in range(0, n, _SIM_ROWS):
+            end = min(at + _SIM_ROWS, n)
+            table[1 + at : 1 + end] = (model.matrix[first + at : first + end] @ across).toarray()
+        found = _MEMO[model] = _Supports(window, table, n)
     return found
 
 
 def _rows(
-    model: PaperModel, first: int, base: int, hi: int, need: np.ndarray, known: sp.csr_matrix
+    model: PaperModel,
+    first: int,
+    base: int,
+    hi: int,
+    need: np.ndarray,
+    known: sp.csr_matrix,
+    numbers: np.ndarray,
+    breadth: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The table row of each phrase, with the table and the cosines that hold them (a later
-    call may grow or clear the memo; these arrays stay as they are). The memo is read and
-    grown under the lock; the phrases' fingerprints are taken outside it."""
+    """:meth:`_Supports.rows_of` for this window's memo."""
     with _LOCK:
         held = _supports(model, first, base, hi)
-    prints = held.fingerprints(need, known)
-    with _LOCK:
-        row_of = held.rows_of(need, known, prints)
-        return row_of, held.table, held.sim
+    return held.rows_of(need, known, numbers, breadth)
 
 
 def _groups(sizes: np.ndarray) -> np.ndarray:
@@ -226,6 +235,7 @@ def keyword_codes(typed: sp.csr_matrix, hits: sp.csr_matrix) -> sp.csr_matrix:
 def in_context(
     model: PaperModel,
     phrases: list[str],
+    numbers: np.ndarray,
     typed: sp.csr_matrix,
     hits: sp.csr_matrix,
     codes: sp.csr_matrix,
@@ -236,9 +246,9 @@ def in_context(
     nearest: bool = False,
 ) -> tuple[sp.csr_matrix, Context]:
     """``allowed`` (readers x papers[lo:hi]) with each pair's weight as its value: 1, or less
-    for a pair one of several keywords matches that is unlike the others' papers. ``hits``:
-    phrases x papers[lo:hi]; ``typed``: readers x phrases; ``codes``: their
-    :func:`keyword_codes`.
+    for a pair one of several keywords matches that is unlike the others' papers. ``numbers``:
+    each phrase's :meth:`PaperModel.phrase_numbers`; ``hits``: phrases x papers[lo:hi];
+    ``typed``: readers x phrases; ``codes``: their :func:`keyword_codes`.
 
     A weighed pair is first tried against its reader's broadest other keyword (the one that
     matches the most context papers): most pairs reach CONTEXT_SIMILARITY there, and their
@@ -250,12 +260,12 @@ def in_context(
     arrays of one block are what the weighing holds at once."""
     allowed = allowed.tocsr()
     if nearest or allowed.nnz <= PAIRS_PER_BLOCK:
-        return _weigh(model, phrases, typed, hits, codes, allowed, lo, hi, nearest=nearest)
+        return _weigh(model, phrases, numbers, typed, hits, codes, allowed, lo, hi, nearest=nearest)
     typed, codes = typed.tocsr(), codes.tocsr()
     cuts = np.searchsorted(allowed.indptr, np.arange(PAIRS_PER_BLOCK, allowed.nnz, PAIRS_PER_BLOCK))
     edges = np.unique(np.concatenate([[0], cuts, [allowed.shape[0]]])).tolist()
     done = [
-        _weigh(model, phrases, typed[a:b], hits, codes[a:b], allowed[a:b], lo, hi)
+        _weigh(model, phrases, numbers, typed[a:b], hits, codes[a:b], allowed[a:b], lo, hi)
         for a, b in zip(edges[:-1], edges[1:], strict=True)
     ]
     out = sp.vstack([part for part, _ in done], format="csr")
@@ -271,6 +281,7 @@ def in_context(
 def _weigh(
     model: PaperModel,
     phrases: list[str],
+    numbers: np.ndarray,
     typed: sp.csr_matrix,
     hits: sp.csr_matrix,
     codes: sp.csr_matrix,
@@ -293,10 +304,10 @@ def _weigh(
         coded = codes.data  # allowed is what the keywords match: no lookup needed
     else:
         coded = pair_values(codes, rows, out.indices)
-    entries = np.flatnonzero((coded % 64 == 1) & (n_phrases[rows] >= 2))
+    entries = np.flatnonzero(((coded & 63) == 1) & (n_phrases[rows] >= 2))
     if not len(entries):
         return out, none
-    own = coded[entries] // 64 - 1
+    own = (coded[entries] >> 6) - 1
     first = max(hi - CONTEXT_PAPERS, 0)
     if first == lo:
         known = hits.tocsr()
@@ -309,7 +320,8 @@ def _weigh(
     # a pair's first try: its reader's broadest keyword, or the next broadest where that is
     # its own (readers of weighed pairs have two or more)
     broadest, next_broadest = _two_broadest(phrases_of, breadth)
-    anchor = np.where(broadest[t_rows] == own, next_broadest[t_rows], broadest[t_rows])
+    anchor = broadest[t_rows]
+    anchor = np.where(anchor == own, next_broadest[t_rows], anchor)
     head = phrases_of.indptr[t_rows]
     # columns from the context's first paper (or an older candidate's): the same for every
     # chunk whose candidates are all among the context papers, as most are
@@ -318,7 +330,7 @@ def _weigh(
     column = out.indices[entries] + (lo - base)
     best = np.full(len(entries), -1.0, dtype=np.float32)
     if not nearest:
-        row_of, table, _ = _rows(model, first, base, hi, _used(anchor, breadth), known)
+        row_of, table, _ = _rows(model, first, base, hi, _used(anchor, breadth), known, numbers, breadth)
         best = np.take(table, row_of[anchor] * width + column)
     rest = np.flatnonzero(best < CONTEXT_SIMILARITY)
     # the rest against each other keyword of their reader's: the keyword's table row (row 0,
@@ -326,19 +338,20 @@ def _weigh(
     per = n_phrases[t_rows[rest]]
     pair_of = np.repeat(np.arange(len(rest)), per)
     phrase = phrases_of.indices[np.repeat(head[rest] - _groups(per), per) + np.arange(len(pair_of))]
-    row_of, table, sim = _rows(model, first, base, hi, _used(phrase, breadth), known)
+    row_of, table, sim = _rows(model, first, base, hi, _used(phrase, breadth), known, numbers, breadth)
     found = np.take(table, row_of[phrase] * width + column[rest][pair_of])
     found[phrase == own[rest][pair_of]] = -1.0
     if len(rest):
         best[rest] = np.maximum.reduceat(found, _groups(per))
     keep = best >= 0
     weights = np.maximum(np.minimum(best[keep] / CONTEXT_SIMILARITY, 1.0) ** 2, MIN_CONTEXT)
-    out.data[entries[keep]] = weights
+    weighed = entries[keep]
+    out.data[weighed] = weights
     near = empty
     if nearest:
         near = _nearest(sim, known, phrase, column[rest][pair_of], found, best, pair_of)[keep]
         near = near + first
-    return out, Context(entries[keep], out.data[entries[keep]], near, best[keep])
+    return out, Context(weighed, weights, near, best[keep])
 
 
 def _two_broadest(phrases_of: sp.csr_matrix, breadth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

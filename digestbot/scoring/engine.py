@@ -387,7 +387,8 @@ def rank(model: PaperModel, profiles: Profiles, *, now: float, config: Config) -
         if allowed is not None:
             allowed = meaning.allowed(allowed)
     if allowed is not None and hits is not None and codes is not None and config["scoring.context"]:
-        allowed, _ = in_context(model, phrases, typed, hits, codes, allowed, lo, hi)
+        numbers = model.phrase_numbers(phrases)
+        allowed, _ = in_context(model, phrases, numbers, typed, hits, codes, allowed, lo, hi)
     feedback = None
     if config["scoring.feedback_weight"] and (phrases or any(profiles.liked)):
         matched = allowed if allowed is not None else _allowed(model, profiles.liked, codes, lo, hi)

@@ -168,7 +168,16 @@ def explain(
     weight, context_paper, context_similarity = 1.0, None, None
     if config["scoring.context"] and hits is not None and codes is not None and mask.any():
         weighed, found = in_context(
-            model, parts.phrases, parts.typed, hits, codes, allowed, 0, n, nearest=True
+            model,
+            parts.phrases,
+            model.phrase_numbers(parts.phrases),
+            parts.typed,
+            hits,
+            codes,
+            allowed,
+            0,
+            n,
+            nearest=True,
         )
         weights = weighed.toarray().ravel()
         at = np.flatnonzero(weighed.indices[found.entries] == row)

@@ -11,7 +11,7 @@ import itertools
 import re
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -114,6 +114,9 @@ class PaperModel:
     # match clauses and keyword_matrix rows per phrase: readers share phrases, and every
     # chunk of readers asks again (the model is fixed once built; see PHRASE_MEMO)
     _memo: dict[tuple[str, str], object] = field(default_factory=dict, repr=False)
+    # see phrase_numbers
+    _numbers: dict[str, int] = field(default_factory=dict, repr=False)
+    _next_number: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
 
     def __post_init__(self) -> None:
         self.index = {pid: i for i, pid in enumerate(self.ids)}
@@ -147,6 +150,17 @@ class PaperModel:
         if len(tokens) == 1:
             out.extend(phrase_terms(long) for long in self.expansions.get(tokens[0], ()))
         return out
+
+    def phrase_numbers(self, phrases: Sequence[str]) -> np.ndarray:
+        """A number per phrase, the same in every chunk of readers, so what is kept per
+        phrase (scoring.context's rows) is found by array lookups. From a counter: two
+        scoring threads never hand out one number twice (a race only skips one)."""
+        numbers, counter = self._numbers, self._next_number
+        return np.fromiter(
+            (numbers.get(p) or numbers.setdefault(p, next(counter)) for p in phrases),
+            np.int64,
+            len(phrases),
+        )
 
     def _remember(self, kind: str, phrase: str, compute):  # noqa: ANN001, ANN202
         key = (kind, phrase)
