@@ -49,15 +49,24 @@ _BLOCK = 250_000
 
 @dataclass
 class Context:
-    """The weighed pairs: their places in the weighed matrix's ``data``, their weights, the
-    cosine that weighed them (the highest with a paper of another keyword; for a pair settled
-    at its first try, that try's, at least CONTEXT_SIMILARITY), and (when asked, with every
-    pair tried in full) the nearest paper's model row."""
+    """The weighed pairs: their places in the weighed matrix's ``data``, the cosine that
+    weighed them (the highest with a paper of another keyword; for a pair settled at its
+    first try, that try's, at least CONTEXT_SIMILARITY), and (when asked, with every pair
+    tried in full) the nearest paper's model row."""
 
     entries: np.ndarray
-    weights: np.ndarray
     nearest: np.ndarray
     similarity: np.ndarray
+
+    @property
+    def weights(self) -> np.ndarray:
+        return _weight(self.similarity)
+
+
+def _weight(similarity: np.ndarray) -> np.ndarray:
+    """Full weight from CONTEXT_SIMILARITY up, falling with its square below, never under
+    MIN_CONTEXT."""
+    return np.maximum(np.minimum(similarity / CONTEXT_SIMILARITY, 1.0) ** 2, MIN_CONTEXT)
 
 
 @dataclass
@@ -245,10 +254,11 @@ def in_context(
     *,
     nearest: bool = False,
 ) -> tuple[sp.csr_matrix, Context]:
-    """``allowed`` (readers x papers[lo:hi]) with each pair's weight as its value: 1, or less
-    for a pair one of several keywords matches that is unlike the others' papers. ``numbers``:
-    each phrase's :meth:`PaperModel.phrase_numbers`; ``hits``: phrases x papers[lo:hi];
-    ``typed``: readers x phrases; ``codes``: their :func:`keyword_codes`.
+    """``allowed`` (readers x papers[lo:hi], 1 where allowed; no stored zeros) with each
+    pair's weight as its value: 1, or less for a pair one of several keywords matches that
+    is unlike the others' papers. ``numbers``: each phrase's
+    :meth:`PaperModel.phrase_numbers`; ``hits``: phrases x papers[lo:hi]; ``typed``: readers
+    x phrases; ``codes``: their :func:`keyword_codes`.
 
     A weighed pair is first tried against its reader's broadest other keyword (the one that
     matches the most context papers): most pairs reach CONTEXT_SIMILARITY there, and their
@@ -272,7 +282,6 @@ def in_context(
     at = out.indptr[edges[:-1]]
     return out, Context(
         np.concatenate([c.entries + x for (_, c), x in zip(done, at, strict=True)]),
-        np.concatenate([c.weights for _, c in done]),
         np.zeros(0, np.int64),
         np.concatenate([c.similarity for _, c in done]),
     )
@@ -292,11 +301,13 @@ def _weigh(
     nearest: bool = False,
 ) -> tuple[sp.csr_matrix, Context]:
     """One block of :func:`in_context`'s readers."""
-    out = allowed.tocsr().copy()
-    out.data = (out.data != 0).astype(np.float32)
-    out.eliminate_zeros()
+    allowed = allowed.tocsr()
+    # allowed's pairs, weight 1 unless weighed below
+    out = sp.csr_matrix(
+        (np.ones(allowed.nnz, np.float32), allowed.indices, allowed.indptr), shape=allowed.shape
+    )
     empty = np.zeros(0, np.int64)
-    none = Context(empty, np.zeros(0, np.float32), empty, np.zeros(0, np.float32))
+    none = Context(empty, empty, np.zeros(0, np.float32))
     phrases_of = typed.tocsr()
     n_phrases = np.diff(phrases_of.indptr)
     rows = np.repeat(np.arange(out.shape[0]), np.diff(out.indptr))
@@ -322,36 +333,41 @@ def _weigh(
     broadest, next_broadest = _two_broadest(phrases_of, breadth)
     anchor = broadest[t_rows]
     anchor = np.where(anchor == own, next_broadest[t_rows], anchor)
-    head = phrases_of.indptr[t_rows]
     # columns from the context's first paper (or an older candidate's): the same for every
     # chunk whose candidates are all among the context papers, as most are
     base = min(lo, first)
     width = hi - base
     column = out.indices[entries] + (lo - base)
-    best = np.full(len(entries), -1.0, dtype=np.float32)
-    if not nearest:
-        row_of, table, _ = _rows(model, first, base, hi, _used(anchor, breadth), known, numbers, breadth)
+    if nearest:
+        best = np.full(len(entries), -1.0, dtype=np.float32)
+    else:
+        row_of, table, _ = _rows(
+            model, first, base, hi, _used(anchor, breadth), known, numbers, breadth
+        )
         best = np.take(table, row_of[anchor] * width + column)
     rest = np.flatnonzero(best < CONTEXT_SIMILARITY)
     # the rest against each other keyword of their reader's: the keyword's table row (row 0,
     # all -1, for a keyword that matches no context paper) at the pair's paper
     per = n_phrases[t_rows[rest]]
     pair_of = np.repeat(np.arange(len(rest)), per)
-    phrase = phrases_of.indices[np.repeat(head[rest] - _groups(per), per) + np.arange(len(pair_of))]
-    row_of, table, sim = _rows(model, first, base, hi, _used(phrase, breadth), known, numbers, breadth)
+    head = phrases_of.indptr[t_rows[rest]]
+    phrase = phrases_of.indices[np.repeat(head - _groups(per), per) + np.arange(len(pair_of))]
+    row_of, table, sim = _rows(
+        model, first, base, hi, _used(phrase, breadth), known, numbers, breadth
+    )
     found = np.take(table, row_of[phrase] * width + column[rest][pair_of])
     found[phrase == own[rest][pair_of]] = -1.0
     if len(rest):
         best[rest] = np.maximum.reduceat(found, _groups(per))
+    # only pairs of the rest can weigh less than 1
+    low = rest[(best[rest] >= 0) & (best[rest] < CONTEXT_SIMILARITY)]
+    out.data[entries[low]] = _weight(best[low])
     keep = best >= 0
-    weights = np.maximum(np.minimum(best[keep] / CONTEXT_SIMILARITY, 1.0) ** 2, MIN_CONTEXT)
-    weighed = entries[keep]
-    out.data[weighed] = weights
     near = empty
     if nearest:
         near = _nearest(sim, known, phrase, column[rest][pair_of], found, best, pair_of)[keep]
         near = near + first
-    return out, Context(weighed, weights, near, best[keep])
+    return out, Context(entries[keep], near, best[keep])
 
 
 def _two_broadest(phrases_of: sp.csr_matrix, breadth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
