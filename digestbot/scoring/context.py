@@ -269,13 +269,21 @@ def in_context(
     The chunk's readers are weighed in blocks of about PAIRS_PER_BLOCK allowed pairs, so the
     arrays of one block are what the weighing holds at once."""
     allowed = allowed.tocsr()
+    # which context papers (the CONTEXT_PAPERS newest before hi) each phrase matches
+    first = max(hi - CONTEXT_PAPERS, 0)
+    if first == lo:
+        known = hits.tocsr()
+    elif first > lo:
+        known = hits.tocsr()[:, first - lo :].tocsr()
+    else:
+        known = phrase_match_matrix(model, phrases, first, hi)
     if nearest or allowed.nnz <= PAIRS_PER_BLOCK:
-        return _weigh(model, phrases, numbers, typed, hits, codes, allowed, lo, hi, nearest=nearest)
+        return _weigh(model, numbers, typed, known, codes, allowed, lo, hi, nearest=nearest)
     typed, codes = typed.tocsr(), codes.tocsr()
     cuts = np.searchsorted(allowed.indptr, np.arange(PAIRS_PER_BLOCK, allowed.nnz, PAIRS_PER_BLOCK))
     edges = np.unique(np.concatenate([[0], cuts, [allowed.shape[0]]])).tolist()
     done = [
-        _weigh(model, phrases, numbers, typed[a:b], hits, codes[a:b], allowed[a:b], lo, hi)
+        _weigh(model, numbers, typed[a:b], known, codes[a:b], allowed[a:b], lo, hi)
         for a, b in zip(edges[:-1], edges[1:], strict=True)
     ]
     out = sp.vstack([part for part, _ in done], format="csr")
@@ -289,10 +297,9 @@ def in_context(
 
 def _weigh(
     model: PaperModel,
-    phrases: list[str],
     numbers: np.ndarray,
     typed: sp.csr_matrix,
-    hits: sp.csr_matrix,
+    known: sp.csr_matrix,
     codes: sp.csr_matrix,
     allowed: sp.csr_matrix,
     lo: int,
@@ -300,7 +307,8 @@ def _weigh(
     *,
     nearest: bool = False,
 ) -> tuple[sp.csr_matrix, Context]:
-    """One block of :func:`in_context`'s readers."""
+    """One block of :func:`in_context`'s readers; ``known``: phrases x the context papers
+    (the newest before ``hi``), where each phrase matches."""
     allowed = allowed.tocsr()
     # allowed's pairs, weight 1 unless weighed below
     out = sp.csr_matrix(
@@ -319,13 +327,7 @@ def _weigh(
     if not len(entries):
         return out, none
     own = (coded[entries] >> 6) - 1
-    first = max(hi - CONTEXT_PAPERS, 0)
-    if first == lo:
-        known = hits.tocsr()
-    elif first > lo:
-        known = hits.tocsr()[:, first - lo :].tocsr()
-    else:
-        known = phrase_match_matrix(model, phrases, first, hi)
+    first = hi - known.shape[1]
     breadth = np.diff(known.indptr)
     t_rows = rows[entries]
     # a pair's first try: its reader's broadest keyword, or the next broadest where that is
