@@ -306,3 +306,20 @@ def test_a_phrase_has_one_number_in_every_chunk_and_thread(seeds: Store) -> None
             assert seen.setdefault(word, number) == number, word
     assert len(set(seen.values())) == len(words)  # distinct phrases, distinct numbers
     assert [seen[w] for w in words[:1000]] == first.tolist()
+
+
+def test_forgotten_phrases_never_get_a_number_again(
+    seeds: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a long-lived process meets ever new phrases: past PHRASE_MEMO they are forgotten, and
+    # a number once given is never given to another phrase (its kept row would be wrong)
+    from digestbot.scoring import model as paper_model
+
+    monkeypatch.setattr(paper_model, "PHRASE_MEMO", 5)
+    model = load_model(seeds)
+    given: dict[int, str] = {}
+    for k in range(4):
+        words = [f"topic {k} {i}" for i in range(4)] + ["shared"]
+        for word, number in zip(words, model.phrase_numbers(words).tolist(), strict=True):
+            assert given.setdefault(number, word) == word
+    assert len(model._numbers) <= 5 + 5

@@ -101,10 +101,10 @@ class _Supports:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The table row of each row of ``known`` (phrases x context papers; 0 unless in
         ``need``, whose phrases match some; ``breadth``: how many each matches), by the
-        phrases' ``numbers``, with the table and
-        the cosines that hold them (a later call may grow or clear the memo; these arrays
-        stay as they are). Only the memo's lookups and additions hold the lock: two threads
-        may compute one row at once, and the later one's is kept."""
+        phrases' ``numbers``, with the table and the cosines that hold them (a later call
+        may grow or clear the memo; these arrays stay as they are). Only the memo's lookups
+        and additions hold the lock: two threads may compute one row at once, and the later
+        one's is kept."""
         out = np.zeros(known.shape[0], dtype=np.int64)
         one = breadth[need] == 1
         out[need[one]] = 1 + known.indices[known.indptr[need[one]]]

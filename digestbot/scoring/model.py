@@ -154,8 +154,12 @@ class PaperModel:
     def phrase_numbers(self, phrases: Sequence[str]) -> np.ndarray:
         """A number per phrase, the same in every chunk of readers, so what is kept per
         phrase (scoring.context's rows) is found by array lookups. From a counter: two
-        scoring threads never hand out one number twice (a race only skips one)."""
+        scoring threads never hand out one number twice (a race only skips one). Past
+        PHRASE_MEMO phrases they are forgotten, but no number is given again: a phrase met
+        again gets a new one, and its row is computed again."""
         numbers, counter = self._numbers, self._next_number
+        if len(numbers) >= PHRASE_MEMO:
+            numbers.clear()
         return np.fromiter(
             (numbers.get(p) or numbers.setdefault(p, next(counter)) for p in phrases),
             np.int64,
