@@ -64,6 +64,11 @@ def zipf_terms(rng: np.random.Generator, rows: int, per_row: int, skip: int) -> 
     return l2_rows(mat)
 
 
+# issues 14 and 18: the default path within FLOOR x its time when they were filed (the code
+# at FILING_COMMIT, then at a chunk of 20,000 readers)
+FILING_SECONDS = 2.46
+FILING_COMMIT = "063b400"
+FLOOR = 1.5
 FEEDBACK = default_config()["scoring.feedback_weight"]
 CONTEXT = default_config()["scoring.context"]
 
@@ -222,6 +227,12 @@ def run_core(n_subs: int, n_papers: int, chunk: int, seed: int = 1) -> None:
         print(
             f"  target (<= {TARGET_SECONDS:g} s and <= {TARGET_MIB / 1024:g} GiB beyond inputs, "
             f"default path, cpu_count={os.cpu_count()}): {'MET' if met else 'MISSED'}"
+        )
+        ratio = elapsed / FILING_SECONDS
+        print(
+            f"  issues 14 and 18: <= {FLOOR:g}x the time at their filing ({FILING_SECONDS} s on "
+            f"that host): {ratio:.2f}x, {'MET' if ratio <= FLOOR else 'MISSED'} (hosts differ: "
+            f"for a fair ratio run this file at {FILING_COMMIT} with --chunk 20000 on this host)"
         )
 
 

@@ -321,25 +321,30 @@ def test_an_unsubscribe_during_queueing_is_seen_or_waits(store: Store) -> None:
     assert not (committed_meanwhile and queued), "queued a digest for a reader who had left"
 
 
-def test_a_batch_marks_each_period_done_once(store: Store) -> None:
+def test_a_batch_marks_each_period_done_once(store: Store, tmp_path: Path) -> None:
     """A batch's readers are marked done in one UPDATE per period: a reader twice in one
     batch gets one digest (the second is skipped, as a period already done is), and a
     digest made for any of their entries still sets the time of their last digest."""
-    from types import SimpleNamespace
-
     from sqlalchemy import select
 
     from digestbot.pipeline.digests import _queue
+    from digestbot.render import render_digest
 
     from .test_deliver_support import add_subscribers
 
     one, two = add_subscribers(store, 2)
     with store.session() as s:
         subs = {x.id: x for x in s.scalars(select(Subscriber))}
-    message = SimpleNamespace(
-        as_bytes=lambda: b"Subject: x\n\nhi\n", message_id="<m@x>", subject="x"
-    )
     day, week = "2026-11-22/daily", "2026-11-22/weekly"
+    # a real rendered digest (digest.send_empty renders one without papers)
+    message = render_digest(
+        subs[one],
+        [],
+        period=day,
+        config=make_config(tmp_path, str(store.engine.url), digest__send_empty=True),
+        now=NOON,
+    )
+    assert message is not None
     outcomes = _queue(
         store,
         [

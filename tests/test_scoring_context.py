@@ -318,8 +318,16 @@ def test_forgotten_phrases_never_get_a_number_again(
     monkeypatch.setattr(paper_model, "PHRASE_MEMO", 5)
     model = load_model(seeds)
     given: dict[int, str] = {}
-    for k in range(4):
-        words = [f"topic {k} {i}" for i in range(4)] + ["shared"]
-        for word, number in zip(words, model.phrase_numbers(words).tolist(), strict=True):
-            assert given.setdefault(number, word) == word
-    assert len(model._numbers) <= 5 + 5
+
+    def numbered(words: list[str]) -> list[int]:
+        numbers = model.phrase_numbers(words).tolist()
+        for word, number in zip(words, numbers, strict=True):
+            assert given.setdefault(number, word) == word, (word, given[number])
+        return numbers
+
+    first = numbered(["shared"])[0]
+    assert numbered(["shared"]) == [first]  # remembered while there is room
+    for k in range(3):
+        numbered([f"topic {k} {i}" for i in range(5)])
+    # forgotten past the bound, and numbered anew, with a number no phrase had
+    assert numbered(["shared"]) != [first]
