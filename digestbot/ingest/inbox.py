@@ -97,7 +97,7 @@ def ingest_inbox(
             if result.error is None:
                 result.error = note
                 result.status = "failed"
-        report.add(result)
+        report.dumps.append(result)
         if progress is not None:
             progress(done, len(files))
     return report

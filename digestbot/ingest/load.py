@@ -83,7 +83,7 @@ def ingest_paths(
     files = list(expand_paths(paths, report.notes))
     for done, path in enumerate(files, 1):
         result = ingest_file(store, path, listing_date=listing_date, now=now, max_bytes=max_bytes)
-        report.add(result)
+        report.dumps.append(result)
         if progress is not None:
             progress(done, len(files))
     return report
