@@ -164,22 +164,13 @@ def export_csv(session: Session, file: str | Path | IO[str], *, status: str | No
         writer.writerow(CSV_COLUMNS)
         for sub in session.scalars(query).yield_per(1000):
             liked, disliked = feedback.get(sub.id, ([], []))
-            writer.writerow(
-                [
-                    sub.email,
-                    sub.name,
-                    ", ".join(sub.keywords or []),
-                    " ".join(liked),
-                    " ".join(disliked),
-                    sub.frequency,
-                    sub.weekday,
-                    sub.send_hour,
-                    sub.timezone,
-                    sub.max_items,
-                    f"{sub.min_score:g}",
-                    sub.formats,
-                    sub.status,
-                ]
-            )
+            # the columns not written as stored; the others are the subscriber's attributes
+            written = {
+                "keywords": ", ".join(sub.keywords or []),
+                "liked": " ".join(liked),
+                "disliked": " ".join(disliked),
+                "min_score": f"{sub.min_score:g}",
+            }
+            writer.writerow([written[c] if c in written else getattr(sub, c) for c in CSV_COLUMNS])
             count += 1
     return count
