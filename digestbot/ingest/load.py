@@ -192,17 +192,9 @@ def _ingest_file(
 
 def _store_dump(conn: Connection, parsed: ParsedDump, now: datetime) -> DumpResult:
     """A parsed dump's papers, in the caller's transaction."""
-    writer = DumpWriter(
-        conn, parsed.path, parsed.format, parsed.listed_on, parsed.content_hash, now
-    )
-    try:
-        skipped = writer.begin()
-        if skipped is not None:
-            return skipped
-        writer.add(parsed.papers)
-        result = writer.finish(parsed.entries, len(parsed.papers), parsed.warnings)
-    finally:
-        writer.close()
+    result = DumpWriter(conn, parsed, now).write()
+    if result.status == "skipped":
+        return result
     log.info("%s: %d new, %d updated", result.file, len(result.new_ids), len(result.updated_ids))
     return result
 
