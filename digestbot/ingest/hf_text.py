@@ -131,7 +131,6 @@ class _Entry:
     organization: str | None = None
     published_on: date | None = None
     meta: bool = False  # a metadata block has started
-    dot: bool = False  # its "·" line was seen
     long_title: int = 0  # the title's length, when over MAX_TITLE
 
 
@@ -291,7 +290,6 @@ class TextParser:
     def _meta_line(self, cur: _Entry, s: str, lineno: int) -> bool:
         """A line that continues the open metadata block; False if it is something else."""
         if s[0] == "·":
-            cur.dot = True
             s = s[1:].strip()
             if not s:
                 return True

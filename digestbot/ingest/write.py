@@ -118,10 +118,6 @@ def find_dump(conn: Connection, digest: str) -> tuple[int, str] | None:
     return (row[0], row[1]) if row else None
 
 
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
-
-
 def _merge_stored(row: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
     """:func:`merge_fields` for a stored paper, known by its abstract's length and its
     JSON columns as stored: they are decoded only when the new listing brings a value."""
@@ -130,7 +126,8 @@ def _merge_stored(row: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]
     new = {**fields, "abstract": None, "links": fields["links"] or None}
     for name in ("authors", "links"):
         if new[name] is not None and name not in row["_decoded"]:
-            row[name] = _json(row[name])
+            stored = row[name]
+            row[name] = json.loads(stored) if isinstance(stored, str) else stored
             row["_decoded"].add(name)
     changes = merge_fields(row, new)
     if len(abstract) > row["abstract_len"]:
