@@ -34,6 +34,9 @@ CSV_COLUMNS = (
     "formats",
     "status",
 )
+_HEADER_HINT = "The first row names the columns; 'email' is required. Columns: " + ", ".join(
+    CSV_COLUMNS
+)
 
 
 @dataclass
@@ -88,7 +91,7 @@ def import_csv(
             header = next(reader)
         except StopIteration:
             raise ValidationError(
-                "the file is empty", file=name, line=1, hint=_header_hint()
+                "the file is empty", file=name, line=1, hint=_HEADER_HINT
             ) from None
         columns = [h.strip().lower() for h in header]
         unknown = [c for c in columns if c and c not in CSV_COLUMNS]
@@ -98,11 +101,11 @@ def import_csv(
                 file=name,
                 line=1,
                 field=unknown[0],
-                hint=_header_hint(),
+                hint=_HEADER_HINT,
             )
         if "email" not in columns:
             raise ValidationError(
-                "no 'email' column", file=name, line=1, field="email", hint=_header_hint()
+                "no 'email' column", file=name, line=1, field="email", hint=_HEADER_HINT
             )
         start = reader.line_num + 1
         for row in reader:
@@ -138,12 +141,6 @@ def import_csv(
     if commit_every:
         session.commit()
     return report
-
-
-def _header_hint() -> str:
-    return "The first row names the columns; 'email' is required. Columns: " + ", ".join(
-        CSV_COLUMNS
-    )
 
 
 def export_csv(session: Session, file: str | Path | IO[str], *, status: str | None = None) -> int:
