@@ -5,7 +5,7 @@ Parsing (:func:`parse_file`; the formats in :data:`parse.FORMATS`) is pure;
 past bad ones, whatever fails, returning an :class:`IngestReport`.
 """
 
-from .inbox import inbox_files, ingest_inbox
+from .inbox import ingest_inbox
 from .load import expand_paths, ingest_file, ingest_paths
 from .model import ParsedDump, ParsedPaper, normalise_title, paper_id_for, title_key
 from .parse import detect_format, parse_file
@@ -20,7 +20,6 @@ __all__ = [
     "ParsedPaper",
     "detect_format",
     "expand_paths",
-    "inbox_files",
     "ingest_file",
     "ingest_inbox",
     "ingest_paths",

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import IngestError
 from .checks import MAX_TITLE, READS
-from .model import ParsedPaper, clean_text
+from .model import ParsedPaper, clean_text, title_key
 
 ARXIV_ID = re.compile(r"\d{4}\.\d{4,5}")
 _HINT = READS
@@ -55,11 +55,8 @@ def load_json(path: Path, text: str) -> Any:
 def parse_json(
     path: Path, text: str, listing_date: date | None, mtime_date: date
 ) -> tuple[date, list[ParsedPaper], str, list[str]]:
-    data = load_json(path, text)
-    listed_on, papers, shape, warnings = read_items(path, data, "")
-    if listing_date is not None:
-        return listing_date, papers, shape, warnings
-    return listed_on or mtime_date, papers, shape, warnings
+    listed_on, papers, shape, warnings = read_items(path, load_json(path, text), "")
+    return listing_date or listed_on or mtime_date, papers, shape, warnings
 
 
 def read_items(
@@ -97,7 +94,8 @@ def read_items(
             warnings.append(
                 f"{path}: {where}[{i}].title: {len(paper.title)} characters; cut to {MAX_TITLE}"
             )
-            paper = cut_title(paper)
+            paper.title = cut_title(paper.title)
+            paper.key = title_key(paper.title)
         papers.append(paper)
         if day is not None:
             listed.append(day)
@@ -109,13 +107,9 @@ def read_items(
     return None, papers, shape, warnings
 
 
-def cut_title(paper: ParsedPaper) -> ParsedPaper:
-    """The paper with its title cut to MAX_TITLE characters at a word, marked with '…'."""
-    cut = paper.title[: MAX_TITLE - 1].rsplit(" ", 1)[0].rstrip() + "…"
-    paper.title = cut
-    paper.key = ""
-    paper.__post_init__()
-    return paper
+def cut_title(title: str) -> str:
+    """The title cut to MAX_TITLE characters at a word, marked with '…'."""
+    return title[: MAX_TITLE - 1].rsplit(" ", 1)[0].rstrip() + "…"
 
 
 def _bad(path: Path, where: str, message: str) -> IngestError:

@@ -11,12 +11,14 @@ with URLs on lines of their own anywhere in the entry.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 from ..errors import IngestError
 from .checks import MAX_TITLE, READS
 from .dates import DATE_LINE, LISTING_LINE, latest_on_or_before, month_number, valid_month_day
+from .hf_json import cut_title
 from .lines import LineFeed
 from .model import ParsedPaper, clean_text
 from .page import UPVOTE_LINE, URL_LINE, LineTooLong, read_page
@@ -114,41 +116,22 @@ def _what(text: str) -> str:
     return "text with no paper entries (no paper links, upvotes or 'Daily Papers' header)"
 
 
+@dataclass(slots=True)
 class _Entry:
-    __slots__ = (
-        "line",
-        "title",
-        "abstract",
-        "abstract_line",
-        "upvotes",
-        "comments",
-        "arxiv_id",
-        "links",
-        "github_url",
-        "author_count",
-        "organization",
-        "published_on",
-        "meta",
-        "dot",
-        "long_title",
-    )
-
-    def __init__(self, line: int) -> None:
-        self.line = line
-        self.title: str | None = None
-        self.abstract: str | None = None
-        self.abstract_line = 0
-        self.upvotes: int | None = None
-        self.comments: int | None = None
-        self.arxiv_id: str | None = None
-        self.links: list[str] = []
-        self.github_url: str | None = None
-        self.author_count: int | None = None
-        self.organization: str | None = None
-        self.published_on: date | None = None
-        self.meta = False  # a metadata block has started
-        self.dot = False  # its "·" line was seen
-        self.long_title = 0  # the title's length, when over MAX_TITLE
+    line: int
+    title: str | None = None
+    abstract: str | None = None
+    abstract_line: int = 0
+    upvotes: int | None = None
+    comments: int | None = None
+    arxiv_id: str | None = None
+    links: list[str] = field(default_factory=list)
+    github_url: str | None = None
+    author_count: int | None = None
+    organization: str | None = None
+    published_on: date | None = None
+    meta: bool = False  # a metadata block has started
+    long_title: int = 0  # the title's length, when over MAX_TITLE
 
 
 class TextParser:
@@ -166,8 +149,6 @@ class TextParser:
         # the file's line of each line of ``text``, when that is a rendering taken back to
         # the plain shape (see :mod:`.page`)
         self.source = source
-        self.count = 0  # papers parsed so far
-        self.last: ParsedPaper | None = None
         # True: the text is known to hold no control characters; False: not known; None:
         # look, a segment at a time
         self._plain = plain
@@ -288,7 +269,7 @@ class TextParser:
             para.append(s)
         self._close_para()
         self._finish(at_end=True)
-        if not self.count:
+        if not self.papers:
             raise self.error(
                 "no papers after the header",
                 None,
@@ -309,7 +290,6 @@ class TextParser:
     def _meta_line(self, cur: _Entry, s: str, lineno: int) -> bool:
         """A line that continues the open metadata block; False if it is something else."""
         if s[0] == "·":
-            cur.dot = True
             s = s[1:].strip()
             if not s:
                 return True
@@ -439,7 +419,7 @@ class TextParser:
                 f"{self.path}:{self.in_file(cur.line)}: a title of {cur.long_title} "
                 f"characters; cut to {MAX_TITLE}"
             )
-            cur.title = cur.title[: MAX_TITLE - 1].rsplit(" ", 1)[0].rstrip() + "…"
+            cur.title = cut_title(cur.title)
         if at_end and cur.meta and cur.published_on is None:
             raise self.error(
                 f"the dump ends inside the metadata of {cur.title!r}",
@@ -466,8 +446,6 @@ class TextParser:
             github_url=cur.github_url,
         )
         self.papers.append(paper)
-        self.last = paper
-        self.count += 1
 
     def _no_abstract(self, cur: _Entry, at_end: bool = False) -> IngestError:
         if at_end:
@@ -483,7 +461,7 @@ class TextParser:
         )
 
     def _slipped(self, line: int, length: int) -> IngestError:
-        before = self.last
+        before = self.papers[-1] if self.papers else None
         hint = "Titles are one short paragraph, followed by a blank line and the abstract."
         if before is not None:
             hint = (

@@ -22,23 +22,6 @@ FAILED = "failed"
 _PARTIAL = (".part", ".partial", ".tmp", ".crdownload", ".download", ".error")
 
 
-def inbox_files(inbox: Path) -> list[Path]:
-    if not inbox.is_dir():
-        raise IngestError(
-            "the inbox folder does not exist",
-            file=inbox,
-            field="ingest.inbox",
-            hint=f"Create it (mkdir -p {inbox}) or point ingest.inbox at the right folder.",
-        )
-    return [p for p in _candidates(inbox) if p.is_file()]
-
-
-def _candidates(inbox: Path) -> list[Path]:
-    return sorted(
-        p for p in inbox.iterdir() if not p.name.startswith(".") and not p.name.endswith(_PARTIAL)
-    )
-
-
 def _free_name(folder: Path, name: str) -> Path:
     """A name in folder not taken yet: the same dump name may arrive on many days."""
     target = folder / name
@@ -75,10 +58,21 @@ def ingest_inbox(
     """Ingest every new file in the inbox and move each where it belongs."""
     now = now or clock.now()
     inbox = Path(inbox)
-    files = inbox_files(inbox)
+    if not inbox.is_dir():
+        raise IngestError(
+            "the inbox folder does not exist",
+            file=inbox,
+            field="ingest.inbox",
+            hint=f"Create it (mkdir -p {inbox}) or point ingest.inbox at the right folder.",
+        )
     report = IngestReport()
-    for path in _candidates(inbox):
-        if not path.is_file() and not path.is_dir():
+    files = []
+    for path in sorted(inbox.iterdir()):
+        if path.name.startswith(".") or path.name.endswith(_PARTIAL):
+            continue
+        if path.is_file():
+            files.append(path)
+        elif not path.is_dir():
             # a FIFO would block the read; it stays where it is, said once per run
             report.notes.append(f"{printable_name(path)}: skipped: not a regular file")
     for done, path in enumerate(files, 1):
@@ -97,7 +91,7 @@ def ingest_inbox(
             if result.error is None:
                 result.error = note
                 result.status = "failed"
-        report.add(result)
+        report.dumps.append(result)
         if progress is not None:
             progress(done, len(files))
     return report

@@ -83,7 +83,7 @@ def ingest_paths(
     files = list(expand_paths(paths, report.notes))
     for done, path in enumerate(files, 1):
         result = ingest_file(store, path, listing_date=listing_date, now=now, max_bytes=max_bytes)
-        report.add(result)
+        report.dumps.append(result)
         if progress is not None:
             progress(done, len(files))
     return report
@@ -104,28 +104,28 @@ def ingest_file(
     name = printable_name(path)
     digest: list[str] = []  # set once the bytes are read: a failure is recorded against it
     try:
-        with gc_paused():
-            return _ingest_file(store, Path(path), name, listing_date, now, max_bytes, digest)
-    except StoreError:
-        raise
-    except Exception as exc:
-        # not an IngestError: a case the parsers do not foresee, so the traceback is logged
-        log.error("ingesting %s failed", name, exc_info=True)
-        error = IngestError(
-            f"digestbot could not read this dump ({type(exc).__name__}: {_short(exc)})",
-            file=name,
-            hint="The log has the traceback; report it with the file if you can. "
-            "The other dumps go on.",
-        )
-        if digest:
-            try:
+        try:
+            with gc_paused():
+                return _ingest_file(store, Path(path), name, listing_date, now, max_bytes, digest)
+        except (StoreError, OperationalError):
+            raise
+        except Exception as exc:
+            # not an IngestError: a case the parsers do not foresee, so the traceback is logged
+            log.error("ingesting %s failed", name, exc_info=True)
+            error = IngestError(
+                f"digestbot could not read this dump ({type(exc).__name__}: {_short(exc)})",
+                file=name,
+                hint="The log has the traceback; report it with the file if you can. "
+                "The other dumps go on.",
+            )
+            if digest:
                 _record_failure(store, name, digest[0], None, error, now)
-            except OperationalError as store_exc:
-                raise StoreError(
-                    f"cannot write to the store: {store_exc.orig}",
-                    hint="Check that the database is reachable, writable, and not full.",
-                ) from None
-        return DumpResult(name, "failed", error=FailedDump.from_error(name, error))
+            return DumpResult(name, "failed", error=FailedDump.from_error(name, error))
+    except OperationalError as exc:
+        raise StoreError(
+            f"cannot write to the store: {exc.orig}",
+            hint="Check that the database is reachable, writable, and not full.",
+        ) from None
 
 
 def _short(exc: BaseException) -> str:
@@ -150,59 +150,45 @@ def _ingest_file(
         data, mtime = read_bytes(path, max_bytes=max_bytes)
     except IngestError as exc:
         return DumpResult(name, "failed", error=FailedDump.from_error(name, exc))
+    digest = content_hash(data)
+    digest_out.append(digest)
+    with store.session() as session:
+        done = find_dump(session.connection(), digest)
+    if done is not None and done[1] == "ok":
+        return DumpResult(name, "skipped", dump_id=done[0])
     try:
-        digest = content_hash(data)
-        digest_out.append(digest)
-        with store.session() as session:
-            done = find_dump(session.connection(), digest)
-        if done is not None and done[1] == "ok":
-            return DumpResult(name, "skipped", dump_id=done[0])
+        raw = decode_dump(path, data, mtime, digest, max_bytes)
+        del data  # parse_raw frees the text too; a big dump is held once, not thrice
+        parsed = parse_raw(raw, listing_date=listing_date)
+    except IngestError as exc:
+        _record_failure(store, name, digest, None, exc, now)
+        return DumpResult(name, "failed", error=FailedDump.from_error(name, exc))
+    error: IngestError | None = None
+    for attempt in (1, 2):
         try:
-            raw = decode_dump(path, data, mtime, digest, max_bytes)
-            del data  # parse_raw frees the text too; a big dump is held once, not thrice
-            parsed = parse_raw(raw, listing_date=listing_date)
-        except IngestError as exc:
-            _record_failure(store, name, digest, None, exc, now)
-            return DumpResult(name, "failed", error=FailedDump.from_error(name, exc))
-        error: IngestError | None = None
-        for attempt in (1, 2):
-            try:
-                with store.engine.begin() as conn:
-                    return _store_dump(conn, parsed, now)
-            except IntegrityError as exc:
-                # another worker stored the same paper or dump a moment ago: look again
-                if attempt == 2:
-                    error = _refused(name, exc)
-            except OperationalError:
-                raise
-            except DBAPIError as exc:
-                # a value the database will not take (too long, bad encoding, a trigger):
-                # this dump's fault, not the store's, so the others go on
+            with store.engine.begin() as conn:
+                return _store_dump(conn, parsed, now)
+        except IntegrityError as exc:
+            # another worker stored the same paper or dump a moment ago: look again
+            if attempt == 2:
                 error = _refused(name, exc)
-                break
-        assert error is not None
-        _record_failure(store, name, digest, parsed.format, error, now)
-        return DumpResult(name, "failed", error=FailedDump.from_error(name, error))
-    except OperationalError as exc:
-        raise StoreError(
-            f"cannot write to the store: {exc.orig}",
-            hint="Check that the database is reachable, writable, and not full.",
-        ) from None
+        except OperationalError:
+            raise
+        except DBAPIError as exc:
+            # a value the database will not take (too long, bad encoding, a trigger):
+            # this dump's fault, not the store's, so the others go on
+            error = _refused(name, exc)
+            break
+    assert error is not None
+    _record_failure(store, name, digest, parsed.format, error, now)
+    return DumpResult(name, "failed", error=FailedDump.from_error(name, error))
 
 
 def _store_dump(conn: Connection, parsed: ParsedDump, now: datetime) -> DumpResult:
     """A parsed dump's papers, in the caller's transaction."""
-    writer = DumpWriter(
-        conn, parsed.path, parsed.format, parsed.listed_on, parsed.content_hash, now
-    )
-    try:
-        skipped = writer.begin()
-        if skipped is not None:
-            return skipped
-        writer.add(parsed.papers)
-        result = writer.finish(parsed.entries, len(parsed.papers), parsed.warnings)
-    finally:
-        writer.close()
+    result = DumpWriter(conn, parsed, now).write()
+    if result.status == "skipped":
+        return result
     log.info("%s: %d new, %d updated", result.file, len(result.new_ids), len(result.updated_ids))
     return result
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
@@ -24,18 +24,9 @@ from .reading import DEFAULT_MAX_BYTES, RawDump, gc_paused, read_dump
 _LEADING = re.compile("[\ufeff \t\r\n]*")
 
 
-@dataclass
-class Parsed:
-    """What a format's parser gives back."""
-
-    listed_on: date
-    papers: list[ParsedPaper]
-    shape: str  # what the file looked like, for messages ("Markdown page", "JSON list")
-    warnings: list[str] = field(default_factory=list)
-
-
-# (path, text, --date, a date the listing is not after) -> Parsed
-Parser = Callable[[Path, str, date | None, date], Parsed]
+# (path, text, --date, a date the listing is not after) -> (listed_on, papers, shape,
+# warnings), the shape saying what the file looked like, for messages ("Markdown page")
+Parser = Callable[[Path, str, date | None, date], tuple[date, list[ParsedPaper], str, list[str]]]
 
 
 @dataclass(frozen=True)
@@ -45,25 +36,20 @@ class Format:
     parse: Parser
 
 
-def _of(
-    parse: Callable[[Path, str, date | None, date], tuple[date, list[ParsedPaper], str, list[str]]],
-) -> Parser:
-    """A parser that returns (listed_on, papers, shape, warnings), as a :data:`Parser`."""
-    return lambda path, text, given, limit: Parsed(*parse(path, text, given, limit))
-
-
-def _atom(path: Path, text: str, given: date | None, limit: date) -> Parsed:
+def _atom(
+    path: Path, text: str, given: date | None, limit: date
+) -> tuple[date, list[ParsedPaper], str, list[str]]:
     # lxml reads the encoding the feed declares, so it gets bytes
     listed_on, papers = parse_atom(path, text.encode("utf-8"), given, limit)
-    return Parsed(listed_on, papers, "arXiv Atom feed")
+    return listed_on, papers, "arXiv Atom feed", []
 
 
 FORMATS: list[Format] = [
-    Format("hf-json", is_json, _of(parse_json)),
+    Format("hf-json", is_json, parse_json),
     Format("arxiv-atom", lambda head: is_atom(head, 0), _atom),
-    Format("hf-html", is_html, _of(parse_html)),
+    Format("hf-html", is_html, parse_html),
     # last: any other text is read as a papers page, which refuses what is not one
-    Format("hf-text", lambda head: True, _of(parse_text)),
+    Format("hf-text", lambda head: True, parse_text),
 ]
 
 
@@ -88,18 +74,21 @@ def parse_raw(raw: RawDump, *, listing_date: date | None = None) -> ParsedDump:
             hint=READS,
         )
     text = raw.text
-    _drop_text(raw)  # the parser holds the text: not bytes and text
-    parsed = fmt.parse(path, text, listing_date, limit)
+    # the parser holds the text, not bytes and text: a 100 MB dump would otherwise be held
+    # three times over while it is written to the store
+    raw.data = b""
+    raw.text = ""
+    listed_on, papers, shape, warnings = fmt.parse(path, text, listing_date, limit)
     del text
-    check_papers(path, parsed.shape, parsed.papers)
+    check_papers(path, shape, papers)
     return ParsedDump(
         path=path,
         format=fmt.name,
-        listed_on=parsed.listed_on,
-        papers=merge_repeats(parsed.papers),
+        listed_on=listed_on,
+        papers=merge_repeats(papers),
         content_hash=raw.content_hash,
-        entries=len(parsed.papers),
-        warnings=raw.warnings + parsed.warnings,
+        entries=len(papers),
+        warnings=raw.warnings + warnings,
     )
 
 
@@ -109,13 +98,6 @@ def parse_file(
     """Read and parse one dump; raises :class:`IngestError` naming the file and line."""
     with gc_paused():
         return parse_raw(read_dump(Path(path), max_bytes=max_bytes), listing_date=listing_date)
-
-
-def _drop_text(raw: RawDump) -> None:
-    """Free the file's bytes and text once parsed: a 100 MB dump would otherwise be held
-    three times over while it is written to the store."""
-    raw.data = b""
-    raw.text = ""
 
 
 def merge_repeats(papers: list[ParsedPaper]) -> list[ParsedPaper]:

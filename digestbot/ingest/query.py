@@ -9,6 +9,10 @@ from sqlalchemy import func, select
 
 from ..store import Dump, Paper, Sighting, Store
 
+# what `digestbot papers` shows of a paper: every column but the dedupe key and the time of
+# the last change, in the table's order
+_SHOWN = [c.key for c in Paper.__table__.columns if c.key not in ("title_key", "updated_at")]
+
 
 def list_papers(
     store: Store, *, since: date | None = None, limit: int | None = None
@@ -35,39 +39,18 @@ def list_papers(
                     {"dump": name, "listed_on": listed_on, "position": position}
                 )
     return [
-        {
-            "id": p.id,
-            "arxiv_id": p.arxiv_id,
-            "title": p.title,
-            "abstract": p.abstract,
-            "authors": p.authors,
-            "author_count": p.author_count,
-            "organization": p.organization,
-            "published_on": p.published_on,
-            "listed_on": p.listed_on,
-            "upvotes": p.upvotes,
-            "comments": p.comments,
-            "links": p.links,
-            "github_url": p.github_url,
-            "github_stars": p.github_stars,
-            "first_seen_at": p.first_seen_at,
-            "sightings": seen.get(p.id, []),
-        }
+        {**{name: getattr(p, name) for name in _SHOWN}, "sightings": seen.get(p.id, [])}
         for p in papers
     ]
 
 
 def store_counts(store: Store) -> dict[str, int]:
     """How many papers, dumps and failed dumps the store holds."""
+    count = select(func.count())
     with store.session() as session:
         return {
-            "papers": session.scalar(select(func.count()).select_from(Paper)) or 0,
-            "dumps": session.scalar(
-                select(func.count()).select_from(Dump).where(Dump.status == "ok")
-            )
-            or 0,
-            "failed_dumps": session.scalar(
-                select(func.count()).select_from(Dump).where(Dump.status == "failed")
-            )
+            "papers": session.scalar(count.select_from(Paper)) or 0,
+            "dumps": session.scalar(count.select_from(Dump).where(Dump.status == "ok")) or 0,
+            "failed_dumps": session.scalar(count.select_from(Dump).where(Dump.status == "failed"))
             or 0,
         }

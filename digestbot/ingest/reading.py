@@ -119,15 +119,14 @@ def decode(path: Path, data: bytes) -> tuple[str, list[str]]:
         return data.decode("utf-8-sig"), []
     except UnicodeDecodeError as exc:
         bad = exc
+    line = data.count(b"\n", 0, bad.start) + 1
     if bad.start >= len(data) - 3 and bad.reason == "unexpected end of data":
-        line = data.count(b"\n", 0, bad.start) + 1
         raise IngestError(
             "file ends in the middle of a character: it looks cut off",
             file=path,
             line=line,
             hint="Download or copy the dump again.",
         )
-    line = data.count(b"\n", 0, bad.start) + 1
     replaced = data.decode("utf-8-sig", "replace")
     if _OTHER_THAN_ASCII.search(replaced):
         # UTF-8 but for a few broken sequences (an encoded lone surrogate, a cut character):

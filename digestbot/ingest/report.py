@@ -56,9 +56,6 @@ class IngestReport:
     # files passed over without a result of their own (a FIFO found in a folder)
     notes: list[str] = field(default_factory=list)
 
-    def add(self, result: DumpResult) -> None:
-        self.dumps.append(result)
-
     @property
     def files(self) -> int:
         return len(self.dumps)
@@ -71,12 +68,8 @@ class IngestReport:
     def updated_paper_ids(self) -> list[str]:
         """Papers that were already stored and got better facts (not those new in this run)."""
         new = set(self.new_paper_ids)
-        seen: dict[str, None] = {}
-        for d in self.dumps:
-            for pid in d.updated_ids:
-                if pid not in new:
-                    seen[pid] = None
-        return list(seen)
+        updated = (pid for d in self.dumps for pid in d.updated_ids if pid not in new)
+        return list(dict.fromkeys(updated))
 
     @property
     def papers_new(self) -> int:

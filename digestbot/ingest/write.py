@@ -1,17 +1,16 @@
 """Writing one parsed dump into the store: bulk statements, no row loops against the database.
 
-:class:`DumpWriter` takes a dump's papers in one or more batches, in file order, inside one
-transaction: each batch's stored matches are read, its new papers and sightings inserted;
-the changes to stored papers are written once at the end.
+:class:`DumpWriter` takes a dump's papers in file order, inside one transaction: their stored
+matches are read, the new papers and sightings inserted, then the changes to stored papers
+written.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
-from datetime import date, datetime
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from operator import itemgetter
-from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -33,6 +32,7 @@ from ..store import Dump, Paper, Sighting
 from ..store.bulk import insert_many, process_column
 from .model import (
     MERGED_FIELDS,
+    ParsedDump,
     ParsedPaper,
     merge_fields,
     merged_values,
@@ -118,15 +118,6 @@ def find_dump(conn: Connection, digest: str) -> tuple[int, str] | None:
     return (row[0], row[1]) if row else None
 
 
-def _chunks(values: list[str]) -> Iterator[list[str]]:
-    for i in range(0, len(values), CHUNK):
-        yield values[i : i + CHUNK]
-
-
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
-
-
 def _merge_stored(row: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
     """:func:`merge_fields` for a stored paper, known by its abstract's length and its
     JSON columns as stored: they are decoded only when the new listing brings a value."""
@@ -135,7 +126,8 @@ def _merge_stored(row: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]
     new = {**fields, "abstract": None, "links": fields["links"] or None}
     for name in ("authors", "links"):
         if new[name] is not None and name not in row["_decoded"]:
-            row[name] = _json(row[name])
+            stored = row[name]
+            row[name] = json.loads(stored) if isinstance(stored, str) else stored
             row["_decoded"].add(name)
     changes = merge_fields(row, new)
     if len(abstract) > row["abstract_len"]:
@@ -144,73 +136,73 @@ def _merge_stored(row: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]
 
 
 class DumpWriter:
-    """One dump into the store, in the caller's transaction, batch by batch."""
+    """One parsed dump into the store, in the caller's transaction."""
 
-    def __init__(
-        self,
-        conn: Connection,
-        path: Path,
-        fmt: str,
-        listed_on: date,
-        content_hash: str,
-        now: datetime,
-    ) -> None:
-        self.conn, self.path, self.format = conn, path, fmt
-        self.listed_on, self.content_hash, self.now = listed_on, content_hash, now
-        self.dump_id: int | None = None
+    def __init__(self, conn: Connection, dump: ParsedDump, now: datetime) -> None:
+        self.conn, self.dump, self.now = conn, dump, now
         self.by_key: dict[str, list[dict[str, Any]]] = {}
         self.by_arxiv: dict[str, dict[str, Any]] = {}
-        self.known: set[str] = set()  # ids of the stored papers read so far
-        self.new_ids: list[str] = []
-        self.flushed: set[str] = set()  # new papers already inserted
-        self.late: dict[str, dict[str, Any]] = {}  # inserted new papers changed since
+        self.known: set[str] = set()  # ids of the stored papers read
         self.changed: dict[str, dict[str, Any]] = {}  # stored papers this dump improves
-        self.sighted: set[str] = set()
-        self.position = 0
-        self.sqlite = conn.dialect.name == "sqlite"
-        self._cache: Any = None
-        self._processed: dict[str, dict[Any, Any]] = {}  # bound values, by column
 
-    def begin(self) -> DumpResult | None:
-        """The dump's record; a :class:`DumpResult` if it is stored already."""
-        conn = self.conn
-        done = find_dump(conn, self.content_hash)
+    def write(self) -> DumpResult:
+        """The dump's papers and record; a skipped :class:`DumpResult` if it is stored
+        already."""
+        conn, dump = self.conn, self.dump
+        done = find_dump(conn, dump.content_hash)
         if done is not None and done[1] == "ok":
-            return DumpResult(printable_name(self.path), "skipped", dump_id=done[0])
+            return DumpResult(printable_name(dump.path), "skipped", dump_id=done[0])
         if done is not None:
             conn.execute(delete(dumps_t).where(dumps_t.c.id == done[0]))
         inserted = conn.execute(
             insert(dumps_t).values(
-                content_hash=self.content_hash,
-                file_name=printable_name(self.path.name)[:500],
-                format=self.format,
-                listed_on=self.listed_on,
+                content_hash=dump.content_hash,
+                file_name=printable_name(dump.path.name)[:500],
+                format=dump.format,
+                listed_on=dump.listed_on,
                 ingested_at=self.now,
                 entries=0,
                 status="ok",
             )
         ).inserted_primary_key
         assert inserted is not None
-        self.dump_id = inserted[0]
-        if self.sqlite:
-            self._cache = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+        dump_id = inserted[0]
+        cache = None
+        if conn.dialect.name == "sqlite":
+            cache = conn.exec_driver_sql("PRAGMA cache_size").scalar()
             conn.exec_driver_sql(f"PRAGMA cache_size=-{_SQLITE_CACHE_KIB}")
-        return None
-
-    def close(self) -> None:
-        """Give SQLite its page cache size back (also after a failure)."""
-        if self._cache is not None:
-            self.conn.exec_driver_sql(f"PRAGMA cache_size={int(self._cache)}")
-            self._cache = None
+        try:
+            new_ids = self._add(dump_id)
+            self._update_changed()
+        finally:
+            if cache is not None:  # SQLite's page cache size back, also after a failure
+                conn.exec_driver_sql(f"PRAGMA cache_size={int(cache)}")
+        conn.execute(
+            update(dumps_t)
+            .where(dumps_t.c.id == dump_id)
+            .values(entries=dump.entries, papers_new=len(new_ids), papers_updated=len(self.changed))
+        )
+        return DumpResult(
+            printable_name(dump.path),
+            "ok",
+            format=dump.format,
+            listed_on=dump.listed_on,
+            entries=dump.entries,
+            papers=len(dump.papers),
+            new_ids=new_ids,
+            updated_ids=list(self.changed),
+            dump_id=dump_id,
+            warnings=list(dump.warnings),
+        )
 
     def _read_stored(self, papers: Sequence[ParsedPaper]) -> None:
         """The stored papers these may match, by title key or arXiv id."""
         keys = sorted({p.key for p in papers})
         arxiv = sorted({p.arxiv_id for p in papers if p.arxiv_id})
         for column, values in (("title_key", keys), ("arxiv_id", arxiv)):
-            for chunk in _chunks(values):
-                for found in self._matching(column, chunk):
-                    if found[0] in self.known or found[0] in self.flushed:
+            for i in range(0, len(values), CHUNK):
+                for found in self._matching(column, values[i : i + CHUNK]):
+                    if found[0] in self.known:
                         continue
                     self.known.add(found[0])
                     row = dict(zip(_STORED_NAMES, found, strict=True))
@@ -222,7 +214,7 @@ class DumpWriter:
 
     def _matching(self, column: str, values: list[str]) -> Iterable[Sequence[Any]]:
         """The stored papers whose ``column`` is one of ``values``, as :data:`_STORED`."""
-        if not self.sqlite:
+        if self.conn.dialect.name != "sqlite":
             return self.conn.execute(_MATCHING[column], {"values": values})
         # SQLite: the driver's rows as they come (building SQLAlchemy rows and expanding
         # the IN list cost more than the query), the date columns converted as SQLAlchemy
@@ -238,15 +230,15 @@ class DumpWriter:
             columns[i] = process_column(columns[i], process, False)
         return zip(*columns, strict=True)
 
-    def add(self, papers: Sequence[ParsedPaper]) -> None:
-        """The next papers of the dump, in file order, each paper once."""
+    def _add(self, dump_id: int) -> list[str]:
+        """The dump's papers, in file order, each paper once; the new papers' ids."""
+        papers, listed_on = self.dump.papers, self.dump.listed_on
         self._read_stored(papers)
-        by_key, by_arxiv, listed_on = self.by_key, self.by_arxiv, self.listed_on
-        sighted, dump_id, position = self.sighted, self.dump_id, self.position
+        by_key, by_arxiv = self.by_key, self.by_arxiv
+        sighted: set[str] = set()
         new_rows: list[dict[str, Any]] = []
         sightings: list[tuple[Any, ...]] = []
-        for p in papers:
-            position += 1
+        for position, p in enumerate(papers, 1):
             key, arxiv_id = p.key, p.arxiv_id
             row = by_arxiv.get(arxiv_id) if arxiv_id else None
             if row is None and (candidates := by_key.get(key)):
@@ -273,21 +265,15 @@ class DumpWriter:
             if pid not in sighted:
                 sighted.add(pid)
                 sightings.append((pid, dump_id, position, listed_on, p.upvotes, p.comments))
-        self.position = position
         if new_rows:
             # in key order: the primary key and title_key indexes grow at their ends
             # (a text-only paper's id is its key's prefix) instead of at random pages
-            ordered = sorted(new_rows, key=_ID)
-            rows = list(map(_NEW_ROW, ordered))
+            rows = list(map(_NEW_ROW, sorted(new_rows, key=_ID)))
             columns = [*_NEW_COLUMNS, "first_seen_at", "updated_at"]
-            insert_many(
-                self.conn, papers_t, columns, rows, self.now, self.now, caches=self._processed
-            )
-            ids = list(map(_ID, new_rows))
-            self.new_ids += ids
-            self.flushed.update(ids)
-        sightings.sort(key=_FIRST)  # by paper id: each is in one sighting of the batch at most
-        insert_many(self.conn, sightings_t, _SIGHTING_COLUMNS, sightings, caches=self._processed)
+            insert_many(self.conn, papers_t, columns, rows, self.now, self.now)
+        sightings.sort(key=_FIRST)  # by paper id: each is in one sighting of the dump at most
+        insert_many(self.conn, sightings_t, _SIGHTING_COLUMNS, sightings)
+        return list(map(_ID, new_rows))
 
     def _merge(self, row: dict[str, Any], fields: dict[str, Any]) -> None:
         """A paper seen before (stored, or new in this dump) improved by another listing."""
@@ -303,50 +289,20 @@ class DumpWriter:
             if "abstract" in changes:
                 row["abstract_len"] = len(cast(str, changes["abstract"]))
             self.changed[row["id"]] = row
-        elif row["id"] in self.flushed:
-            self.late[row["id"]] = row
         if "arxiv_id" in changes:
             self.by_arxiv[row["arxiv_id"]] = row
 
-    def finish(self, entries: int, papers: int, warnings: list[str]) -> DumpResult:
-        """The stored papers' changes and the dump's counts."""
-        conn, now = self.conn, self.now
-        if self.late:
-            # new papers a later batch improved: written whole, they count as new
-            conn.execute(
-                _UPDATE,
-                [
-                    {"b_id": pid, "b_updated_at": now, **{n: row[n] for n in MERGED_FIELDS}}
-                    for pid, row in self.late.items()
-                ],
-            )
+    def _update_changed(self) -> None:
+        """The stored papers' changes, only the changed fields of each."""
         if self.changed:
-            conn.execute(
+            self.conn.execute(
                 _UPDATE,
                 [
                     {
                         "b_id": pid,
-                        "b_updated_at": now,
+                        "b_updated_at": self.now,
                         **{n: row[n] if n in row["_changed"] else None for n in MERGED_FIELDS},
                     }
                     for pid, row in self.changed.items()
                 ],
             )
-        conn.execute(
-            update(dumps_t)
-            .where(dumps_t.c.id == self.dump_id)
-            .values(entries=entries, papers_new=len(self.new_ids), papers_updated=len(self.changed))
-        )
-        self.close()
-        return DumpResult(
-            printable_name(self.path),
-            "ok",
-            format=self.format,
-            listed_on=self.listed_on,
-            entries=entries,
-            papers=papers,
-            new_ids=self.new_ids,
-            updated_ids=list(self.changed),
-            dump_id=self.dump_id,
-            warnings=list(warnings),
-        )

@@ -25,7 +25,6 @@ def insert_many(
     names: list[str],
     rows: list[tuple[Any, ...]],
     *extra: Any,
-    caches: dict[str, dict[Any, Any]] | None = None,
 ) -> None:
     """A bulk INSERT of plain tuples (``extra`` values end every row), each column's bind
     processor applied column by column. On SQLite the rows go to the driver's executemany
@@ -51,8 +50,7 @@ def insert_many(
             # messages are all different: hashing them to share the work would cost more
             values = list(map(process, values))
         else:
-            cache = None if caches is None else caches.setdefault(f"{table.name}.{name}", {})
-            values = process_column(values, process, isinstance(column_type, JSON), cache)
+            values = process_column(values, process, isinstance(column_type, JSON))
         if len(values) != len(rows):  # an extra value, the same in every row
             values = values * len(rows)
         out.append(values)
@@ -120,26 +118,16 @@ def _by_nulls(columns: list[Sequence[Any]]) -> Iterator[tuple[set[int], list[tup
         yield nulls | {j for j, null in zip(mixed, key, strict=True) if null}, group
 
 
-def process_column(
-    values: Sequence[Any],
-    process: Callable[[Any], Any],
-    lists: bool,
-    processed: dict[Any, Any] | None = None,
-) -> list[Any]:
+def process_column(values: Sequence[Any], process: Callable[[Any], Any], lists: bool) -> list[Any]:
     """Apply a bind processor once per distinct value: a dump's rows share their listing
     date and most publication dates, and most link lists are empty. The lookups run in C.
-    ``lists``: a JSON column, its lists keyed by their items. ``processed``: the values
-    processed so far, kept from batch to batch."""
+    ``lists``: a JSON column, its lists keyed by their items."""
     keys: Sequence[Any] = values
     if lists:
         keys = [tuple(v) if v.__class__ is list else v for v in values]
-    if processed is None:
-        processed = {}
     try:
         distinct = dict(zip(keys, values, strict=True))
     except TypeError:  # unhashable values (JSON objects): each processed on its own
         return list(map(process, values))
-    for key, value in distinct.items():
-        if key not in processed:
-            processed[key] = process(value)
+    processed = {key: process(value) for key, value in distinct.items()}
     return list(map(processed.__getitem__, keys))

@@ -33,7 +33,7 @@ def normalise_url(db: str | Path) -> str:
     if not raw:
         raise StoreError("no database given", hint="Pass --db PATH or set DIGESTBOT_DB.")
     if DB_URL.match(raw):
-        if raw.startswith("postgresql://") or raw.startswith("postgres://"):
+        if raw.startswith(("postgresql://", "postgres://")):
             # psycopg 3 is the driver we ship; plain postgresql:// would ask for psycopg2
             raw = "postgresql+psycopg://" + raw.split("://", 1)[1]
         return raw
@@ -178,7 +178,6 @@ def open_store(
     *,
     create: bool = True,
     migrate: bool = True,
-    echo: bool = False,
     busy_seconds: float = 30,
 ) -> Store:
     """Open the store at ``db`` (a URL or a SQLite file path).
@@ -201,7 +200,7 @@ def open_store(
             f"not a database URL: {db!r} ({exc})",
             hint="Use a file path or e.g. postgresql+psycopg://host/db",
         ) from None
-    kwargs: dict[str, Any] = {"echo": echo, "future": True}
+    kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         path = parsed.database
         if path and path != ":memory:":
@@ -349,11 +348,9 @@ class RunLock:
             return self
         from filelock import FileLock, Timeout
 
-        base = self.lock_dir or (
-            self.store.sqlite_path.parent if self.store.sqlite_path else Path.cwd()
-        )
-        stem = self.store.sqlite_path.name if self.store.sqlite_path else "digestbot"
-        path = Path(base) / f"{stem}.{self.name}.lock"
+        db = self.store.sqlite_path
+        folder = self.lock_dir or (db.parent if db else Path.cwd())
+        path = Path(folder) / f"{db.name if db else 'digestbot'}.{self.name}.lock"
         lock = FileLock(str(path), timeout=0)
         try:
             lock.acquire()

@@ -293,12 +293,10 @@ def as_dict(session: Session, subscriber: Subscriber, *, secrets_too: bool = Fal
         # why mail stopped: a refusal at send time or a bounce read from the mailbox
         "bounced_reason": subscriber.bounced_reason,
         "soft_bounces": subscriber.soft_bounces or 0,
-        "created_at": subscriber.created_at.isoformat() if subscriber.created_at else None,
-        "updated_at": subscriber.updated_at.isoformat() if subscriber.updated_at else None,
-        "last_digest_at": subscriber.last_digest_at.isoformat()
-        if subscriber.last_digest_at
-        else None,
     }
+    for name in ("created_at", "updated_at", "last_digest_at"):
+        moment = getattr(subscriber, name)
+        data[name] = moment.isoformat() if moment else None
     if secrets_too:
         data["feed_token"] = subscriber.feed_token
         data["pref_token"] = subscriber.pref_token

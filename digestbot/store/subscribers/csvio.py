@@ -34,6 +34,9 @@ CSV_COLUMNS = (
     "formats",
     "status",
 )
+_HEADER_HINT = "The first row names the columns; 'email' is required. Columns: " + ", ".join(
+    CSV_COLUMNS
+)
 
 
 @dataclass
@@ -88,7 +91,7 @@ def import_csv(
             header = next(reader)
         except StopIteration:
             raise ValidationError(
-                "the file is empty", file=name, line=1, hint=_header_hint()
+                "the file is empty", file=name, line=1, hint=_HEADER_HINT
             ) from None
         columns = [h.strip().lower() for h in header]
         unknown = [c for c in columns if c and c not in CSV_COLUMNS]
@@ -98,11 +101,11 @@ def import_csv(
                 file=name,
                 line=1,
                 field=unknown[0],
-                hint=_header_hint(),
+                hint=_HEADER_HINT,
             )
         if "email" not in columns:
             raise ValidationError(
-                "no 'email' column", file=name, line=1, field="email", hint=_header_hint()
+                "no 'email' column", file=name, line=1, field="email", hint=_HEADER_HINT
             )
         start = reader.line_num + 1
         for row in reader:
@@ -140,12 +143,6 @@ def import_csv(
     return report
 
 
-def _header_hint() -> str:
-    return "The first row names the columns; 'email' is required. Columns: " + ", ".join(
-        CSV_COLUMNS
-    )
-
-
 def export_csv(session: Session, file: str | Path | IO[str], *, status: str | None = None) -> int:
     """Write every subscriber (or those with ``status``); returns how many."""
     feedback: dict[int, tuple[list[str], list[str]]] = {}
@@ -164,22 +161,13 @@ def export_csv(session: Session, file: str | Path | IO[str], *, status: str | No
         writer.writerow(CSV_COLUMNS)
         for sub in session.scalars(query).yield_per(1000):
             liked, disliked = feedback.get(sub.id, ([], []))
-            writer.writerow(
-                [
-                    sub.email,
-                    sub.name,
-                    ", ".join(sub.keywords or []),
-                    " ".join(liked),
-                    " ".join(disliked),
-                    sub.frequency,
-                    sub.weekday,
-                    sub.send_hour,
-                    sub.timezone,
-                    sub.max_items,
-                    f"{sub.min_score:g}",
-                    sub.formats,
-                    sub.status,
-                ]
-            )
+            # the columns not written as stored; the others are the subscriber's attributes
+            written = {
+                "keywords": ", ".join(sub.keywords or []),
+                "liked": " ".join(liked),
+                "disliked": " ".join(disliked),
+                "min_score": f"{sub.min_score:g}",
+            }
+            writer.writerow([written[c] if c in written else getattr(sub, c) for c in CSV_COLUMNS])
             count += 1
     return count

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import email_validator
@@ -202,43 +203,27 @@ def validate_tz(value: Any) -> str:
         raise ValidationError(exc.message, field="timezone", hint=exc.hint) from None
 
 
-def validate_frequency(value: Any) -> str:
-    return _choice(value, "frequency", FREQUENCIES)
-
-
-def validate_formats(value: Any) -> str:
-    return _choice(value, "formats", FORMATS)
-
-
-def validate_status(value: Any) -> str:
-    return _choice(value, "status", STATUSES)
-
-
 def parse_ids(value: str | Sequence[str] | None) -> list[str]:
     """Paper ids separated by spaces, commas or semicolons (or a list of them)."""
     if value is None:
         return []
     items = [value] if isinstance(value, str) else list(value)
-    out: list[str] = []
-    for item in items:
-        for part in re.split(r"[\s,;]+", str(item)):
-            if part and part not in out:
-                out.append(part)
-    return out
+    parts = (part for item in items for part in re.split(r"[\s,;]+", str(item)))
+    return list(dict.fromkeys(part for part in parts if part))
 
 
-# field name -> checker, for update_subscriber and CSV rows
-# each field's check: the raw value in, the value to store out
+# each field's check, for adding and changing subscribers: the raw value in, the value to
+# store out
 CHECKS: dict[str, Callable[[Any], Any]] = {
     "email": validate_email,
     "name": validate_name,
     "keywords": parse_keywords,
-    "frequency": validate_frequency,
+    "frequency": partial(_choice, field="frequency", choices=FREQUENCIES),
     "weekday": validate_weekday,
     "send_hour": validate_send_hour,
     "timezone": validate_tz,
     "max_items": validate_max_items,
     "min_score": validate_min_score,
-    "formats": validate_formats,
-    "status": validate_status,
+    "formats": partial(_choice, field="formats", choices=FORMATS),
+    "status": partial(_choice, field="status", choices=STATUSES),
 }
