@@ -21,7 +21,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from .errors import ConfigError
 
@@ -768,16 +768,10 @@ def validate_timezone(name: str, *, field: str | None = None, file: str | None =
             f"unknown time zone {name!r}",
             field=field,
             file=file,
-            hint=_did_you_mean(name, sorted(_zone_names()))
+            hint=_did_you_mean(name, sorted(available_timezones()))
             + "Use an IANA name such as 'Europe/Berlin' or 'UTC'.",
         ) from None
     return name
-
-
-def _zone_names() -> set[str]:
-    import zoneinfo
-
-    return zoneinfo.available_timezones()
 
 
 def validate_cron(expr: str, *, field: str | None = None, file: str | None = None) -> str:
@@ -793,12 +787,6 @@ def validate_cron(expr: str, *, field: str | None = None, file: str | None = Non
             hint="Use five fields: minute hour day month weekday, e.g. '0 * * * *'.",
         ) from None
     return expr
-
-
-def read_secret_file(path: Path, field: str) -> str:
-    """Read a secret from a file that only its owner may read."""
-    check_secret_mode(path, field)
-    return path.read_text(encoding="utf-8").strip()
 
 
 def check_secret_mode(path: Path, field: str) -> None:
@@ -1010,7 +998,9 @@ def load_config(
         ("mailbox.password", "mailbox.password_file"),
     ):
         if not values[secret] and values[file_key]:
-            values[secret] = read_secret_file(Path(values[file_key]).expanduser(), file_key)
+            path = Path(values[file_key]).expanduser()
+            check_secret_mode(path, file_key)
+            values[secret] = path.read_text(encoding="utf-8").strip()
             sources[secret] = str(values[file_key])
 
     if values["dkim.key_file"]:
