@@ -11,7 +11,6 @@ import logging
 import resource
 import threading
 from collections.abc import Callable
-from contextlib import nullcontext
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -186,7 +185,6 @@ def run_stages(
     stop: threading.Event | None = None,
     ingest: bool = True,
     send: bool = True,
-    lock: bool = True,
     fetch: bool = True,
 ) -> RunReport:
     """The whole run. Raises LockError at once if another run holds the lock.
@@ -197,7 +195,7 @@ def run_stages(
     """
     report = RunReport(now=aware_utc(now), replay=now is not None)
     prepare_folders(config)
-    with run_lock(store, config) if lock else nullcontext():
+    with run_lock(store, config):
         # fetched files go through the inbox, so fetching without ingesting would only
         # pile them up for the next run
         if fetch and ingest and config["fetch.sources"] and _go(report, stop, "fetch"):
