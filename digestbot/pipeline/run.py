@@ -12,6 +12,7 @@ import resource
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,9 +56,7 @@ def prepare_folders(config: Config) -> None:
 
 
 def _stage_progress(progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:
-    if progress is None:
-        return None
-    return lambda done, total: progress(stage, done, total)
+    return None if progress is None else partial(progress, stage)
 
 
 def fetch_stage(
