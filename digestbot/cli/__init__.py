@@ -72,14 +72,15 @@ class App:
             self._config = load_config(self.config_path, overrides=self.overrides)
         return self._config
 
-    def store(self, *, create: bool = False) -> Store:
-        """The configured store. Only the commands that run the pipeline (``run``,
-        ``schedule``) and ``ingest`` pass ``create``; the others refuse a missing or
-        unmigrated store, so a mistyped --db never gains a schema."""
+    def store(self, *, create: bool = False, migrate: bool = True) -> Store:
+        """The configured store, disposed of when the command ends. Only the commands that
+        run the pipeline (``run``, ``schedule``), ``ingest`` and ``db upgrade`` pass
+        ``create``; the others refuse a missing or unmigrated store, so a mistyped --db never
+        gains a schema. ``migrate``: see :func:`~digestbot.store.open_store`."""
         if self._store is None:
             from ..store import open_store
 
-            self._store = open_store(self.config["store.db"], create=create)
+            self._store = open_store(self.config["store.db"], create=create, migrate=migrate)
         return self._store
 
     @property

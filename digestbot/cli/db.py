@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import re
+from contextlib import ExitStack
+from dataclasses import asdict
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 import click
 
 from . import App, common_options, pass_app, print_json, progress_bars
-
-if TYPE_CHECKING:
-    from ..store.copy import CopyReport
 
 _AGE = re.compile(r"^\s*(\d+)\s*([dw]?)\s*$")
 
@@ -31,16 +29,12 @@ def db_upgrade(app: App) -> None:
     Example:
       digestbot db upgrade --db postgresql+psycopg://digestbot@db.example.org/digestbot
     """
-    from ..store import open_store
     from ..store.db import current_revision, upgrade
 
-    store = open_store(app.config["store.db"], create=True, migrate=False)
-    try:
-        before = current_revision(store)
-        upgrade(store)
-        after = current_revision(store)
-    finally:
-        store.dispose()
+    store = app.store(create=True, migrate=False)
+    before = current_revision(store)
+    upgrade(store)
+    after = current_revision(store)
     if before == after:
         click.echo(f"Schema is current (revision {after}).")
     else:
@@ -86,16 +80,12 @@ def db_status(app: App) -> None:
     Example:
       digestbot db status --db /var/lib/digestbot/digestbot.db
     """
-    from ..store import open_store
     from ..store.db import current_revision, head_revision
 
-    store = open_store(app.config["store.db"], create=False, migrate=False)
-    try:
-        click.echo(f"store:    {store.engine.url.render_as_string(hide_password=True)}")
-        click.echo(f"current:  {current_revision(store) or 'empty'}")
-        click.echo(f"head:     {head_revision(store)}")
-    finally:
-        store.dispose()
+    store = app.store(migrate=False)
+    click.echo(f"store:    {store.engine.url.render_as_string(hide_password=True)}")
+    click.echo(f"current:  {current_revision(store) or 'empty'}")
+    click.echo(f"head:     {head_revision(store)}")
 
 
 def parse_age(value: str) -> timedelta:
@@ -133,21 +123,11 @@ def db_prune(app: App, older_than: str | None, as_json: bool) -> None:
     else:
         raise click.UsageError("store.retention_days is 0 (keep all): give --older-than AGE")
     from .. import clock
-    from ..store import open_store
     from ..store.retention import prune
 
-    store = open_store(app.config["store.db"], create=False)
-    try:
-        pruned = prune(store, clock.now() - age)
-    finally:
-        store.dispose()
+    pruned = prune(app.store(), clock.now() - age)
     if as_json:
-        print_json(
-            {
-                "digests": pruned.digests,
-                "used_tokens": pruned.used_tokens,
-            }
-        )
+        print_json(asdict(pruned))
     else:
         click.echo(
             f"Pruned history older than {age.days} days: {pruned.digests} digests, "
@@ -174,7 +154,16 @@ def db_copy(app: App, source: str, destination: str) -> None:
       digestbot db copy /var/lib/digestbot/digestbot.db \\
           postgresql+psycopg://digestbot@db.example.org/digestbot
     """
-    report = _copy(app, source, destination)
+    from ..store import open_store
+    from ..store.copy import copy_store
+
+    with ExitStack() as stores:
+        src = open_store(source, create=False)
+        stores.callback(src.dispose)
+        dst = open_store(destination, create=False)
+        stores.callback(dst.dispose)
+        with progress_bars(app) as bars:
+            report = copy_store(src, dst, progress=bars)
     width = max(len(t.table) for t in report.tables)
     for t in report.tables:
         click.echo(f"{t.table + ':':<{width + 1}} {t.copied:>9} rows  (source {t.source})")
@@ -182,22 +171,6 @@ def db_copy(app: App, source: str, destination: str) -> None:
         f"Copied {report.rows} rows in {len(report.tables)} tables from {report.source} "
         f"to {report.destination}; every count matches."
     )
-
-
-def _copy(app: App, source: str, destination: str) -> CopyReport:
-    from ..store import open_store
-    from ..store.copy import copy_store
-
-    src = open_store(source, create=False)
-    try:
-        dst = open_store(destination, create=False)
-        try:
-            with progress_bars(app) as bars:
-                return copy_store(src, dst, progress=bars)
-        finally:
-            dst.dispose()
-    finally:
-        src.dispose()
 
 
 COMMANDS = [db_group]

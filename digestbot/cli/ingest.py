@@ -110,8 +110,8 @@ def ingest_command(
     lock_dir = config["store.lock_dir"] or None
     report = IngestReport()
     with RunLock(store, "ingest", lock_dir=Path(lock_dir) if lock_dir else None):
-        if paths:
-            with progress_bars(app, enabled=not as_json) as bars:
+        with progress_bars(app, enabled=not as_json) as bars:
+            if paths:
                 report = ingest_paths(
                     store,
                     list(paths),
@@ -119,8 +119,7 @@ def ingest_command(
                     max_bytes=max_bytes,
                     progress=bars.stage("ingest"),
                 )
-        if use_inbox:
-            with progress_bars(app, enabled=not as_json) as bars:
+            if use_inbox:
                 inbox_report = ingest_inbox(
                     store,
                     config.path("ingest.inbox"),
@@ -128,7 +127,7 @@ def ingest_command(
                     max_bytes=max_bytes,
                     progress=bars.stage("inbox"),
                 )
-            report.dumps.extend(inbox_report.dumps)
+                report.dumps.extend(inbox_report.dumps)
         # scoring.semantic: new papers are embedded once, here, not at every scoring run
         from ..ingest.embed import embed_if_on
 

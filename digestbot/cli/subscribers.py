@@ -107,10 +107,9 @@ def add_command(app: App, email: str, as_json: bool, **values: Any) -> None:
     from ..store.subscribers import add_subscriber, as_dict
 
     values["keywords"] = values["keywords"] or ()
-    if values["max_items"] is None:
-        values["max_items"] = app.config["digest.max_items"]
-    if values["min_score"] is None:
-        values["min_score"] = app.config["digest.min_score"]
+    for key in ("max_items", "min_score"):
+        if values[key] is None:
+            values[key] = app.config[f"digest.{key}"]
     with app.store().session() as session:
         sub = add_subscriber(session, email=email, **values)
         data = as_dict(session, sub)
@@ -272,14 +271,12 @@ def rotate_command(app: App, subscribers: tuple[str, ...], everyone: bool) -> No
 
     if not subscribers and not everyone:
         raise click.UsageError("give one or more SUBSCRIBERs, or --all")
-    old_feeds = []
     with app.store().session() as session:
         if everyone:
             chosen = list(session.scalars(select(Subscriber).order_by(Subscriber.id)))
         else:
             chosen = [get_subscriber(session, who) for who in subscribers]
-        for sub in chosen:
-            old_feeds.append(rotate_tokens(session, sub)[1])
+        old_feeds = [rotate_tokens(session, sub)[1] for sub in chosen]
         emails = [sub.email for sub in chosen]
     for token in old_feeds:
         remove_feed_files(app.config, token)
@@ -356,11 +353,9 @@ def export_command(app: App, csv_file: str, status: str | None) -> None:
     """
     from ..store.subscribers import export_csv
 
+    target: Any = sys.stdout if csv_file == "-" else csv_file
     with app.store().session() as session:
-        if csv_file == "-":
-            count = export_csv(session, sys.stdout, status=status)
-        else:
-            count = export_csv(session, csv_file, status=status)
+        count = export_csv(session, target, status=status)
     if csv_file != "-":
         click.echo(f"Exported {count} subscriber{'s' if count != 1 else ''} to {csv_file}")
 

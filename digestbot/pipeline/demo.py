@@ -87,8 +87,6 @@ class DemoResult:
     report: RunReport
     readers: list[ReaderResult]
     maildir: Path
-    feeds: list[Path]
-    seeds: Path
 
     @property
     def html(self) -> list[Path]:
@@ -175,9 +173,7 @@ def run_demo(folder: Path, seeds: Path, *, now: datetime | None = None) -> DemoR
         )
     finally:
         store.dispose()
-    feeds_dir = config.path("digest.feeds_dir")
-    feeds = sorted(p for p in feeds_dir.rglob("*") if p.is_file()) if feeds_dir.is_dir() else []
-    return DemoResult(folder, report, readers, config.path("delivery.maildir"), feeds, seeds)
+    return DemoResult(folder, report, readers, config.path("delivery.maildir"))
 
 
 def _delivered(maildir: Path) -> dict[str, bytes]:

@@ -44,11 +44,7 @@ def record_run(store: Store, config: Config, report: RunReport) -> None:
     summary = run_summary(report)
     try:
         with store.session() as session:
-            row = session.get(Meta, LAST_RUN)
-            if row is None:
-                session.add(Meta(key=LAST_RUN, value=json.dumps(summary)))
-            else:
-                row.value = json.dumps(summary)
+            session.merge(Meta(key=LAST_RUN, value=json.dumps(summary)))  # insert or update
     except SQLAlchemyError as exc:
         log.warning("could not record the run's summary: %s", exc)
     path = config["log.metrics_textfile"]

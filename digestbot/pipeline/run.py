@@ -11,8 +11,8 @@ import logging
 import resource
 import threading
 from collections.abc import Callable
-from contextlib import nullcontext
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,9 +56,7 @@ def prepare_folders(config: Config) -> None:
 
 
 def _stage_progress(progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:
-    if progress is None:
-        return None
-    return lambda done, total: progress(stage, done, total)
+    return None if progress is None else partial(progress, stage)
 
 
 def fetch_stage(
@@ -186,7 +184,6 @@ def run_stages(
     stop: threading.Event | None = None,
     ingest: bool = True,
     send: bool = True,
-    lock: bool = True,
     fetch: bool = True,
 ) -> RunReport:
     """The whole run. Raises LockError at once if another run holds the lock.
@@ -196,46 +193,38 @@ def run_stages(
     mail server must not keep new papers out of the store or digests out of the feeds.
     """
     report = RunReport(now=aware_utc(now), replay=now is not None)
+
+    def stage(name: str, work: Callable[[], T]) -> T | None:
+        """``work`` unless a stop was asked for, its failure recorded (see _guarded)."""
+        return _guarded(report, name, work) if _go(report, stop, name) else None
+
     prepare_folders(config)
-    with run_lock(store, config) if lock else nullcontext():
+    with run_lock(store, config):
         # fetched files go through the inbox, so fetching without ingesting would only
         # pile them up for the next run
         if fetch and ingest and config["fetch.sources"] and _go(report, stop, "fetch"):
             fetch_stage(config, report, progress=progress, stop=stop)
-        if ingest and _go(report, stop, "ingest"):
-            _guarded(
-                report, "ingest", lambda: ingest_stage(store, config, report, progress=progress)
-            )
-        if not _go(report, stop, "select"):
-            return report
-        selection = _guarded(report, "select", lambda: _select(store, report))
+        if ingest:
+            stage("ingest", lambda: ingest_stage(store, config, report, progress=progress))
+        selection = stage("select", lambda: _select(store, report))
         if selection is None:
             return report
-        if selection.due and _go(report, stop, "digests"):
-            _guarded(
-                report,
+        if selection.due:
+            stage(
                 "digests",
                 lambda: digest_stage(
                     store, config, selection.due, report, progress=progress, stop=stop
                 ),
             )
-        if send and _go(report, stop, "send"):
-            _guarded(
-                report,
-                "send",
-                lambda: send_stage(store, config, report, progress=progress, stop=stop),
-            )
+        if send:
+            stage("send", lambda: send_stage(store, config, report, progress=progress, stop=stop))
         feeds_dir = config.path("digest.feeds_dir")
         # feeds change only when digests are made; write them also on the very first run
         fresh = not any(feeds_dir.iterdir())
-        if (report.queued or report.feed_only or fresh) and _go(report, stop, "feeds"):
-            _guarded(
-                report,
-                "feeds",
-                lambda: feeds_stage(store, config, report, progress=progress, stop=stop),
-            )
-        if config["store.retention_days"] and _go(report, stop, "prune"):
-            _guarded(report, "prune", lambda: prune_stage(store, config, report))
+        if report.queued or report.feed_only or fresh:
+            stage("feeds", lambda: feeds_stage(store, config, report, progress=progress, stop=stop))
+        if config["store.retention_days"]:
+            stage("prune", lambda: prune_stage(store, config, report))
     return report
 
 

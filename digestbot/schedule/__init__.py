@@ -1,5 +1,5 @@
 """The daemon: APScheduler cron jobs that run the pipeline stages on time."""
 
-from .daemon import JOB_DEFAULTS, Jobs, build_scheduler, run_daemon
+from .daemon import Jobs, build_scheduler, run_daemon
 
-__all__ = ["JOB_DEFAULTS", "Jobs", "build_scheduler", "run_daemon"]
+__all__ = ["Jobs", "build_scheduler", "run_daemon"]

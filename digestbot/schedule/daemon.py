@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -39,8 +39,6 @@ from ..store import Store
 log = logging.getLogger("digestbot.schedule")
 
 R = TypeVar("R", RunReport, MailboxReport)
-
-JOB_DEFAULTS: dict[str, Any] = {"coalesce": True, "max_instances": 1}
 
 
 @dataclass
@@ -99,7 +97,8 @@ def build_scheduler(config: Config, jobs: Jobs) -> BackgroundScheduler:
         # its next tick comes is not doubled (max_instances=1, the tick is skipped)
         executors={"default": ThreadPoolExecutor(max_workers=1)},
         job_defaults={
-            **JOB_DEFAULTS,
+            "coalesce": True,
+            "max_instances": 1,
             "misfire_grace_time": config["schedule.misfire_grace_seconds"],
         },
     )
