@@ -223,6 +223,18 @@ def test_inbox_from_configuration(runner: CliRunner, tmp_path: Path) -> None:
     assert nothing.stdout == "Ingested 0 files, 0 new papers, 0 updated.\n"
 
 
+def test_the_inbox_says_what_it_skipped(runner: CliRunner, tmp_path: Path) -> None:
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    shutil.copy(SEEDS / "003_2edaceab08cb7299.txt", inbox / "a.txt")
+    os.mkfifo(inbox / "pipe")
+    env = {"DIGESTBOT_INGEST_INBOX": str(inbox)}
+    result = runner.invoke(main, ["ingest", "--inbox", "--db", "x.db"], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"Warning: {inbox / 'pipe'}: skipped: not a regular file\n" in result.stderr
+    assert result.stdout.endswith("Ingested 1 file, 62 new papers, 0 updated.\n")
+
+
 def test_missing_inbox_folder(runner: CliRunner) -> None:
     result = runner.invoke(main, ["ingest", "--inbox", "--db", "x.db"])
     assert result.exit_code == 1

@@ -128,6 +128,8 @@ def ingest_command(
                     progress=bars.stage("inbox"),
                 )
                 report.dumps.extend(inbox_report.dumps)
+                # what the inbox skipped (a FIFO, a folder) is said as for given paths
+                report.notes.extend(inbox_report.notes)
         # scoring.semantic: new papers are embedded once, here, not at every scoring run
         from ..ingest.embed import embed_if_on
 
