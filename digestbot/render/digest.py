@@ -399,7 +399,7 @@ def render_digest(
         "date_short": when,
         "preferences_url": links.preferences_url(config, subscriber),
         "unsubscribe_url": unsubscribe_url,
-        "feed_url": links.feed_urls(config, subscriber)["rss"]
+        "feed_url": links.feed_urls(config, subscriber.feed_token)["rss"]
         if subscriber.formats in ("rss", "both")
         else "",
         "view_url": "",

@@ -143,7 +143,7 @@ def subscriber_feeds(
     With ``pieces``, from the entries and document feedgen wrote once per process (see
     feedcards.py); without, feedgen writes the whole pair (same bytes, slower: for tests).
     """
-    urls = links.feed_urls(config, subscriber)
+    urls = links.feed_urls(config, subscriber.feed_token)
     name = clean_text(config["digest.from_name"]) or "digestbot"
     keywords = [clean_word(k) for k in (subscriber.keywords or []) if clean_word(k)]
     description = (
@@ -242,7 +242,7 @@ def public_feeds(papers: Sequence[Paper], *, config: Config) -> tuple[bytes, byt
         feed_id="urn:digestbot:feed:new",
         title=f"{name}: new papers",
         description="New research papers, most upvoted first.",
-        self_url=links.public_feed_urls(config)["atom"][: -len(".atom")],
+        self_url=links.feed_urls(config, PUBLIC)["atom"][: -len(".atom")],
     )
     newest = EPOCH
     last: datetime | None = None

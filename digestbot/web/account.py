@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from ..errors import NotFoundError
-from ..render.feeds import remove_feed_files
-from ..render.links import DIRECTIONS, feed_urls, paper_url, public_feed_urls
+from ..render.feeds import PUBLIC, remove_feed_files
+from ..render.links import DIRECTIONS, feed_urls, paper_url
 from ..store import Paper, Store, Subscriber
 from ..store.subscribers import (
     disliked_ids,
@@ -65,7 +65,7 @@ def _snapshot(session: Any, site: Site, sub: Subscriber) -> dict[str, Any]:
         "timezone": sub.timezone,
         "formats": sub.formats,
         "max_items": sub.max_items,
-        "feeds": feed_urls(site.config, sub),
+        "feeds": feed_urls(site.config, sub.feed_token),
         "liked": len(liked_ids(session, sub)),
         "disliked": len(disliked_ids(session, sub)),
         "unsubscribe_token": site.tokens.dumps("unsubscribe", sub.pref_token),
@@ -170,7 +170,7 @@ async def preferences(request: Request) -> Response:
         "sub": current,
         "token": token,
         "notice": None if status != 200 else notice,
-        "public_feeds": public_feed_urls(site.config),
+        "public_feeds": feed_urls(site.config, PUBLIC),
         **form_context(result, defaults),
     }
     return site.page(request, "preferences.html", context, status=status, private=True)

@@ -39,25 +39,15 @@ class Notice:
     confirm_nonce: str | None = None
 
 
-class _Sub:
-    """The two attributes the link builders read from a subscriber."""
-
-    def __init__(self, notice: Notice) -> None:
-        self.pref_token = notice.pref_token
-        self.feed_token = ""  # not in these emails
-        self.email = notice.email
-
-
 def compose(config: Config, tokens: Tokens, notice: Notice) -> bytes:
-    sub = _Sub(notice)
     context = {
         "kind": notice.kind,
         "email": notice.email,
         "confirm_hours": config["web.confirm_hours"],
         "site_url": config["digest.site_url"].rstrip("/"),
         "from_name": config["digest.from_name"],
-        "preferences_url": preferences_url(config, sub),
-        "unsubscribe_url": unsubscribe_url(config, sub),
+        "preferences_url": preferences_url(config, notice),
+        "unsubscribe_url": unsubscribe_url(config, notice),
         "confirm_url": "",
     }
     if notice.kind == "confirm":
