@@ -11,7 +11,7 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
-from markupsafe import Markup, escape
+from markupsafe import escape
 
 from ..store import Paper
 from . import links
@@ -224,31 +224,19 @@ READER_FIELDS = frozenset(READER_ORDER)
 Picker = Callable[[Sequence[str]], Sequence[str]]
 
 
-@dataclass(slots=True)
 class _Slots:
     """What a card template sees when it is rendered once per paper: the paper's own
     fields, and for each reader's field a marker where the value will go."""
 
-    url: str
-    title: str
-    title_wrapped: str
-    meta: str
-    meta_wrapped: str
-    snippet: str
-    snippet_wrapped: str
-    authors: str
-    authors_wrapped: str
-    abs_url: str
-    pdf_url: str
-    code_url: str
-    code_label: str
-    label: str
-    paper_id: str = ""
+    __slots__ = ("view",)
 
-    def __getattr__(self, name: str) -> Markup:
+    def __init__(self, view: PaperView) -> None:
+        self.view = view
+
+    def __getattr__(self, name: str) -> Any:
         if name in READER_FIELDS:
             return slot(name)
-        raise AttributeError(name)
+        return getattr(self.view, name)
 
 
 def card(template: Any, view: PaperView, *, html: bool) -> tuple[Card, Picker]:
@@ -257,23 +245,8 @@ def card(template: Any, view: PaperView, *, html: bool) -> tuple[Card, Picker]:
     what picks the card's values from all of a reader's, given in ``READER_ORDER``."""
     found = view.cards.get(template)
     if found is None:
-        slots = _Slots(
-            view.url,
-            view.title,
-            view.title_wrapped,
-            view.meta,
-            view.meta_wrapped,
-            view.snippet,
-            view.snippet_wrapped,
-            view.authors,
-            view.authors_wrapped,
-            view.abs_url,
-            view.pdf_url,
-            view.code_url,
-            view.code_label,
-            view.label,
-        )
-        shown = split(template.render(e=slots), READER_FIELDS, template.name, html=html)
+        rendered = template.render(e=_Slots(view))
+        shown = split(rendered, READER_FIELDS, template.name, html=html)
         found = shown, _picker(tuple(READER_ORDER.index(name) for name in shown.names))
         view.cards[template] = found
     return found
