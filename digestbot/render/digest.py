@@ -65,14 +65,10 @@ class RenderedDigest:
     recipient: str
     headers: list[tuple[str, str]] = field(repr=False)
     paper_ids: list[str] = field(default_factory=list)
-    _text: str = field(default="", repr=False)
+    text: str = field(default="", repr=False)
     _html: str | None = field(default=None, repr=False)
     _bytes: bytes | None = field(default=None, repr=False)
     _make_html: Callable[[], str] | None = field(default=None, repr=False)
-
-    @property
-    def text(self) -> str:
-        return self._text
 
     @property
     def html(self) -> str:
@@ -382,6 +378,7 @@ def render_digest(
     }
 
     lazy_html: Callable[[], str] | None = None
+    html: str | None = None
     if entries:
         noun = "paper" if count == 1 else "papers"
         subject = f"{count} new {noun} for you · {when} · {top_topic(entries)}"
@@ -448,12 +445,11 @@ def render_digest(
         recipient=subscriber.email,
         headers=headers,
         paper_ids=[paper.id for paper, _ in entries],
+        text=text,
+        _html=html,
+        _make_html=lazy_html,
     )
-    result._text = text
-    if lazy_html is None:
-        result._html = html
-    else:
-        result._make_html = lazy_html
+    if lazy_html is not None:
         result._bytes = _message(headers, context, html_cards, text, lazy_html)
     return result
 

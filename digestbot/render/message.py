@@ -26,10 +26,6 @@ from .clean import clean_text
 _FOLD = policy.default.clone(linesep="\n")
 
 
-def from_header(config: Config) -> str:
-    return _from_header(config["digest.from_name"], config["digest.from_address"])
-
-
 @lru_cache(maxsize=64)
 def _from_header(name: str, address: str) -> str:
     return formataddr((clean_text(name), address))
@@ -204,7 +200,7 @@ def base_headers(
 ) -> list[tuple[str, str]]:
     when = date or clock.now().astimezone()
     out = [
-        ("From", from_header(config)),
+        ("From", _from_header(config["digest.from_name"], config["digest.from_address"])),
         ("To", to),
         ("Subject", clean_text(subject)),
         ("Date", _date_header(when.replace(tzinfo=None), when.utcoffset(), when)),
