@@ -6,7 +6,6 @@ whether a new address got a confirmation link or a known one got a reminder.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from dataclasses import dataclass
@@ -97,10 +96,7 @@ async def address_problem(site: Site, email: str) -> str | None:
 async def deliver_notice(config: Config, tokens: Tokens, notice: Notice) -> None:
     """Compose and send now; DeliveryError when the message was not accepted."""
     message = await run_in_threadpool(compose, config, tokens, notice)
-    if inspect.iscoroutinefunction(send_now):
-        await send_now(config, message, recipient=notice.email)
-    else:
-        await run_in_threadpool(send_now, config, message, recipient=notice.email)
+    await run_in_threadpool(send_now, config, message, recipient=notice.email)
 
 
 async def send_notice(config: Config, tokens: Tokens, notice: Notice) -> None:
