@@ -78,20 +78,15 @@ class PaperView:
 FIRST_AUTHORS = 3
 
 
-def first_authors(paper: Paper) -> tuple[str, ...]:
-    names = (shorten(n, 40) for n in (clean_text(a) for a in (paper.authors or [])) if n)
-    return tuple(name for name, _ in zip(names, range(FIRST_AUTHORS), strict=False))
-
-
-def paper_authors(paper: Paper) -> str:
-    """The first authors, then "et al." when there are more; or the author count when the
-    listing gave no names."""
+def paper_authors(paper: Paper) -> tuple[str, tuple[str, ...]]:
+    """The first authors, then "et al." when there are more, or the author count when the
+    listing gave no names; and those first authors' names one by one."""
     names = [shorten(n, 40) for n in (clean_text(a) for a in (paper.authors or [])) if n]
     count = max(paper.author_count or 0, len(names))
+    first = tuple(names[:FIRST_AUTHORS])
     if not names:
-        return f"{count} author{'s' if count != 1 else ''}" if count else ""
-    shown = ", ".join(names[:FIRST_AUTHORS])
-    return shown + " et al." if count > FIRST_AUTHORS else shown
+        return (f"{count} author{'s' if count != 1 else ''}" if count else ""), first
+    return ", ".join(first) + (" et al." if count > FIRST_AUTHORS else ""), first
 
 
 def star_count(stars: int) -> str:
@@ -170,7 +165,7 @@ def paper_view(paper: Paper) -> PaperView:
         title = clean_title(paper.title)
         snippet = first_sentences(paper.abstract)
         title_safe, snippet_safe = str(escape(breakable(title))), str(escape(breakable(snippet)))
-        authors = paper_authors(paper)
+        authors, author_names = paper_authors(paper)
         meta = paper_meta(paper)
         view = PaperView(
             paper_id=paper.id,
@@ -181,7 +176,7 @@ def paper_view(paper: Paper) -> PaperView:
             meta=meta,
             meta_wrapped=wrap(meta, WRAP),
             authors=authors,
-            author_names=first_authors(paper),
+            author_names=author_names,
             authors_wrapped=wrap(authors, WRAP) if authors else "",
             abs_url=links.arxiv_url(paper, "abs"),
             pdf_url=links.arxiv_url(paper, "pdf"),
