@@ -419,9 +419,9 @@ def test_highlighter_mark_safe_matches_mark() -> None:
         safe = str(escape(text))
         expected = hl.mark(text, "<m>", "</m>")
         low = safe.lower()
-        assert hl.mark_safe(safe, low, "<m>", "</m>") == expected
+        assert hl.mark_str(safe, low, "<m>", "</m>") == expected
         index = word_index(safe, low)
-        assert hl.mark_safe(safe, low, "<m>", "</m>", index or {}) == expected
+        assert hl.mark_str(safe, low, "<m>", "</m>", index or {}) == expected
 
 
 def test_short_lines_check_matches_measuring_every_line() -> None:

@@ -92,20 +92,7 @@ class Highlighter:
     def mark(self, text: str, open_tag: str, close_tag: str) -> Markup:
         """``text`` HTML-escaped, each keyword wrapped in the given tags."""
         safe = str(escape(text))
-        return self.mark_safe(safe, safe.lower(), open_tag, close_tag)
-
-    def mark_safe(
-        self,
-        safe: str,
-        low: str,
-        open_tag: str,
-        close_tag: str,
-        index: dict[str, list[int]] | None = None,
-    ) -> Markup:
-        """:meth:`mark` for text already HTML-escaped (``safe``) and lowercased (``low``):
-        digests compute both once per paper, not once per reader, and with them
-        ``index = word_index(safe, low)``, where one-word keywords are looked up."""
-        return Markup(self.mark_str(safe, low, open_tag, close_tag, index))
+        return Markup(self.mark_str(safe, safe.lower(), open_tag, close_tag))
 
     def mark_str(
         self,
@@ -115,14 +102,16 @@ class Highlighter:
         close_tag: str,
         index: dict[str, list[int]] | None = None,
     ) -> str:
-        """:meth:`mark_safe` as a plain string, for code that prints it as it is (making
-        a Markup twice per paper per reader cost more than finding the keywords)."""
+        """:meth:`mark` for text already HTML-escaped (``safe``) and lowercased (``low``),
+        as a plain string: digests compute both once per paper, not once per reader, and
+        with them ``index = word_index(safe, low)``, where one-word keywords are looked up
+        (making a Markup twice per paper per reader cost more than finding the keywords)."""
         if not self.words:
             return safe
         if index is None:
-            spans = self._spans(safe, low, self.escaped_words, escaped=True)
+            spans = self._spans(safe, low, self.escaped_words)
         else:
-            found = self._spans(safe, low, self.other, escaped=True) if self.other else []
+            found = self._spans(safe, low, self.other) if self.other else []
             for word in self.simple:
                 starts = index.get(word)
                 if starts:
@@ -143,18 +132,13 @@ class Highlighter:
         out.append(safe[last:])
         return "".join(out)
 
-    def spans(self, text: str, *, escaped: bool = False) -> list[tuple[int, int]]:
-        """Where the keywords are. With ``escaped``, ``text`` is HTML-escaped and the
-        keywords are looked up escaped too, never inside a character reference."""
-        words = self.escaped_words if escaped else self.words
-        return self._spans(text, text.lower(), words, escaped=escaped)
-
     @staticmethod
-    def _spans(text: str, low: str, words: list[str], *, escaped: bool) -> list[tuple[int, int]]:
+    def _spans(safe: str, low: str, words: list[str]) -> list[tuple[int, int]]:
+        """Where the (escaped) keywords are in HTML-escaped text, never inside a character
+        reference."""
         size = len(low)
-        if size != len(text):  # lower() changed lengths (e.g. "İ"): offsets would drift
+        if size != len(safe):  # lower() changed lengths (e.g. "İ"): offsets would drift
             return []
-        not_before = "&#_" if escaped else "_"  # never inside a character reference
         found: list[tuple[int, int]] = []
         for word in words:
             start = low.find(word)
@@ -163,7 +147,7 @@ class Highlighter:
                 end = start + length
                 if start:
                     before = low[start - 1]
-                    ok = not before.isalnum() and before not in not_before
+                    ok = not before.isalnum() and before not in "&#_"
                 else:
                     ok = True
                 if ok and end < size:
@@ -173,21 +157,6 @@ class Highlighter:
                     found.append((start, end))
                 start = low.find(word, start + 1)
         return _non_overlapping(found)
-
-    def segments(self, text: str) -> list[tuple[str, bool]]:
-        """``text`` split into (piece, is_keyword)."""
-        if not self.words:
-            return [(text, False)]
-        out: list[tuple[str, bool]] = []
-        last = 0
-        for start, end in self.spans(text):
-            if start > last:
-                out.append((text[last:start], False))
-            out.append((text[start:end], True))
-            last = end
-        if last < len(text):
-            out.append((text[last:], False))
-        return out
 
 
 def _non_overlapping(found: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -206,7 +175,7 @@ def _non_overlapping(found: list[tuple[int, int]]) -> list[tuple[int, int]]:
 def word_index(safe: str, low: str) -> dict[str, list[int]] | None:
     """Where each run of word characters starts in ``low`` (``safe`` lowercased), leaving
     out character references' names (after ``&`` or ``#``); None when lowercasing changed
-    the length (no highlights then, as :meth:`Highlighter.spans` gives none)."""
+    the length (no highlights then, as :meth:`Highlighter.mark_str` makes none)."""
     if len(low) != len(safe):
         return None
     index: dict[str, list[int]] = {}

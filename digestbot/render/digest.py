@@ -65,14 +65,10 @@ class RenderedDigest:
     recipient: str
     headers: list[tuple[str, str]] = field(repr=False)
     paper_ids: list[str] = field(default_factory=list)
-    _text: str = field(default="", repr=False)
+    text: str = field(default="", repr=False)
     _html: str | None = field(default=None, repr=False)
     _bytes: bytes | None = field(default=None, repr=False)
     _make_html: Callable[[], str] | None = field(default=None, repr=False)
-
-    @property
-    def text(self) -> str:
-        return self._text
 
     @property
     def html(self) -> str:
@@ -147,31 +143,39 @@ def _mark_open() -> str:
 Filled = list[tuple[Card, Sequence[str]]]  # cards and each one's values, in order
 
 
+def _marked(highlighter: Highlighter, view: PaperView, snippet: bool) -> tuple[str, str]:
+    """A paper's title and, if ``snippet``, its snippet with the reader's keywords marked
+    (HTML); else ""."""
+    mark, mark_open = highlighter.mark_str, _mark_open()
+    title = mark(view.title_safe, view.title_low, mark_open, MARK_CLOSE, view.title_index)
+    if not snippet:
+        return title, ""
+    return title, mark(
+        view.snippet_safe, view.snippet_low, mark_open, MARK_CLOSE, view.snippet_index
+    )
+
+
 def _papers(
     entries: Sequence[tuple[Paper, Pick]],
-    highlighter: Highlighter,
+    views: Sequence[PaperView],
+    marks: Marks,
     config: Config,
     subscriber: Subscriber,
     full: int,
-    marks: Marks | None = None,
-    known: Sequence[PaperView] | None = None,
-) -> tuple[Filled, Filled, list[PaperView]]:
-    """The papers of a digest as (HTML, text, views), the first ``full`` with full cards
-    and the rest with short ones: each paper's card is rendered once per process and
-    returned with this reader's values, to be filled in."""
+) -> tuple[Filled, Filled]:
+    """The papers of a digest as (HTML, text), the first ``full`` with full cards and the
+    rest with short ones: each paper's card is rendered once per process and returned with
+    this reader's values (``marks`` the highlighted titles and snippets), to be filled in."""
     top = max(pick.score for _, pick in entries)
-    mark_open = _mark_open()
     feedback = links.signer(config, "feedback")
     base = f"{links.site(config)}/feedback/"
     pref = subscriber.pref_token
-    views = list(known) if known is not None else [paper_view(paper) for paper, _ in entries]
     templates = {
         True: (get_template("_card.html.j2"), get_template("_card.txt.j2")),
         False: (get_template("_card_short.html.j2"), get_template("_card_short.txt.j2")),
     }
     # signed tokens are URL-safe base64 and dots: only the base needs escaping
     base_html = str(escape(base))
-    mark = highlighter.mark_str  # printed as it is: no Markup needed
     divider = static_card(get_template("_divider.html.j2"))
     html_cards: Filled = []
     text_cards: Filled = []
@@ -189,42 +193,14 @@ def _papers(
             html_cards.append((divider, ()))
         # in READER_ORDER, as autoescaping Jinja prints them: escaped (the highlights,
         # Markup, as they are; these words and dots have nothing to escape)
-        if marks is not None:  # measured by papers_shown already
-            title_html, snippet_html = marks[rank - 1]
-        else:
-            title_html = mark(
-                view.title_safe, view.title_low, mark_open, MARK_CLOSE, view.title_index
-            )
-            snippet_html = mark(
-                view.snippet_safe, view.snippet_low, mark_open, MARK_CLOSE, view.snippet_index
-            )
+        shared = (rank_text, *marks[rank - 1], scale, words)
         shown, pick_values = card(html_card, view, html=True)
-        values = (
-            rank_text,
-            title_html,
-            snippet_html,
-            scale,
-            words,
-            why_html,
-            str(escape(why_wrapped)),
-            base_html + more,
-            base_html + less,
-        )
-        html_cards.append((shown, pick_values(values)))
+        html_why = (why_html, str(escape(why_wrapped)), base_html + more, base_html + less)
+        html_cards.append((shown, pick_values((*shared, *html_why))))
         shown, pick_values = card(text_card, view, html=False)
-        values = (
-            rank_text,
-            title_html,
-            snippet_html,
-            scale,
-            words,
-            why,
-            why_wrapped,
-            base + more,
-            base + less,
-        )
-        text_cards.append((shown, pick_values(values)))
-    return html_cards, text_cards, views
+        text_why = (why, why_wrapped, base + more, base + less)
+        text_cards.append((shown, pick_values((*shared, *text_why))))
+    return html_cards, text_cards
 
 
 # What a message may hold: Gmail clips messages over 102 KB, hiding the footer's links.
@@ -274,17 +250,11 @@ def papers_shown(
     highlighted title and snippet, measured here and printed by the cards (a short card
     has no snippet: "")."""
     used = 0
-    mark = highlighter.mark_str
-    mark_open = _mark_open()
     marks: Marks = []
     for i, (view, why) in enumerate(zip(views, whys, strict=True)):
         full, short, title_extra, snippet_extra = _paper_sizes(view)
-        title = mark(view.title_safe, view.title_low, mark_open, MARK_CLOSE, view.title_index)
-        snippet = ""
+        title, snippet = _marked(highlighter, view, i < FULL_CARDS)
         if i < FULL_CARDS:
-            snippet = mark(
-                view.snippet_safe, view.snippet_low, mark_open, MARK_CLOSE, view.snippet_index
-            )
             size = full + len(title) + title_extra + len(snippet) + snippet_extra
             size += _why_size(why)
         else:
@@ -384,8 +354,7 @@ def render_digest(
     count = len(entries)
 
     unsubscribe_token = links.sign(config, "unsubscribe", subscriber.pref_token)
-    site = str(config["digest.site_url"]).rstrip("/")
-    unsubscribe_url = f"{site}/unsubscribe/{unsubscribe_token}"
+    unsubscribe_url = f"{links.site(config)}/unsubscribe/{unsubscribe_token}"
     keywords = [w for w in map(clean_word, subscriber.keywords or []) if w]
     from_name = clean_text(config["digest.from_name"]) or "digestbot"
     schedule = "weekly" if weekly else "daily"
@@ -399,7 +368,7 @@ def render_digest(
         "date_short": when,
         "preferences_url": links.preferences_url(config, subscriber),
         "unsubscribe_url": unsubscribe_url,
-        "feed_url": links.feed_urls(config, subscriber)["rss"]
+        "feed_url": links.feed_urls(config, subscriber.feed_token)["rss"]
         if subscriber.formats in ("rss", "both")
         else "",
         "view_url": "",
@@ -409,31 +378,23 @@ def render_digest(
     }
 
     lazy_html: Callable[[], str] | None = None
-    html_cards: Filled = []
+    html: str | None = None
     if entries:
         noun = "paper" if count == 1 else "papers"
         subject = f"{count} new {noun} for you · {when} · {top_topic(entries)}"
         matched = {m for _, pick in entries for m in pick.matched}
         highlighter = Highlighter.cached(frozenset((*matched, *keywords)))
-        marks: Marks | None = None
-        all_views: list[PaperView] | None = None
+        views = [paper_view(p) for p, _ in entries]
         if whole:
-            shown, full = count, count
+            shown = full = count
+            marks = [_marked(highlighter, view, True) for view in views]
         else:
-            all_views = [paper_view(p) for p, _ in entries]
-            whys = [why_pair(v.upvotes, e[1])[0] for v, e in zip(all_views, entries, strict=True)]
-            shown, marks = papers_shown(all_views, whys, highlighter)
+            whys = [why_pair(v.upvotes, e[1])[0] for v, e in zip(views, entries, strict=True)]
+            shown, marks = papers_shown(views, whys, highlighter)
             full = FULL_CARDS
             context["view_url"] = links.digest_view_url(config, subscriber, period)
-        papers_html, papers_text, views = _papers(
-            entries[:shown],
-            highlighter,
-            config,
-            subscriber,
-            full,
-            marks,
-            all_views[:shown] if all_views is not None else None,
-        )
+        views = views[:shown]
+        html_cards, papers_text = _papers(entries[:shown], views, marks, config, subscriber, full)
         trending = float(config["scoring.popularity_weight"]) > 0
         subline = _subline(keywords, trending)
         rest = count - shown
@@ -447,7 +408,6 @@ def render_digest(
             if rest
             else "",
         )
-        html_cards = papers_html
         lazy_html = _html(context, html_cards)
         text = fill_document(
             get_template("digest.txt.j2"),
@@ -464,7 +424,6 @@ def render_digest(
 
     message_id = digest_message_id(config, subscriber, period)
     mailto = config["digest.unsubscribe_mailto"] or config["digest.from_address"]
-    list_name = clean_text(config["digest.from_name"]) or "digestbot"
     headers = base_headers(
         config,
         to=_recipient(subscriber),
@@ -472,7 +431,7 @@ def render_digest(
         message_id=message_id,
         date=local,
         headers=[
-            ("List-Id", f"{list_name} <{config['digest.list_id']}>"),
+            ("List-Id", f"{from_name} <{config['digest.list_id']}>"),
             (
                 "List-Unsubscribe",
                 f"<{unsubscribe_url}>, <mailto:{mailto}?subject=unsubscribe%20{unsubscribe_token}>",
@@ -486,12 +445,11 @@ def render_digest(
         recipient=subscriber.email,
         headers=headers,
         paper_ids=[paper.id for paper, _ in entries],
+        text=text,
+        _html=html,
+        _make_html=lazy_html,
     )
-    result._text = text
-    if lazy_html is None:
-        result._html = html
-    else:
-        result._make_html = lazy_html
+    if lazy_html is not None:
         result._bytes = _message(headers, context, html_cards, text, lazy_html)
     return result
 

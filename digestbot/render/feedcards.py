@@ -16,10 +16,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
 from feedgen.feed import FeedGenerator
 from feedgen.util import formatRFC2822
+
+from .views import PaperView
 
 MARK = "\ue000"  # a private-use character; a skeleton that holds one elsewhere is refused
 _SENTINEL = datetime(1901, 2, 3, 4, 5, 6, tzinfo=UTC)  # stands for a reader's date
@@ -64,13 +66,17 @@ class XmlPiece:
         out.extend(parts)
 
 
-def _piece(xml: str, names: set[str]) -> XmlPiece | None:
-    """``xml`` split at its markers, or None if a marker is not one of ``names`` (a
-    paper's own text held the marker character)."""
+class _Uncut(Exception):
+    """feedgen's output could not be cut at its markers (a paper's text held one)."""
+
+
+def _piece(xml: str, names: set[str]) -> XmlPiece:
+    """``xml`` split at its markers; :class:`_Uncut` if a marker is not one of ``names``
+    (a paper's own text held the marker character)."""
     parts = xml.split(MARK)
     found = tuple(parts[1::2])
     if len(parts) % 2 == 0 or not set(found) <= names:
-        return None
+        raise _Uncut
     statics = tuple(parts[::2])
     # a value filling an attribute follows its opening quote; text follows a tag
     named = tuple(n + "@" if s.endswith('"') else n for s, n in zip(statics, found, strict=False))
@@ -82,11 +88,6 @@ def escaped(values: Mapping[str, str]) -> dict[str, str]:
     out = {name: text(value) for name, value in values.items()}
     out.update({name + "@": attribute(value) for name, value in values.items()})
     return out
-
-
-def _dated(xml: str, kind: str) -> str:
-    entry_date, feed_date = _DATES[kind]
-    return xml.replace(entry_date, slot("when")).replace(feed_date, slot("newest"))
 
 
 def documents(fg: FeedGenerator) -> tuple[bytes, bytes]:
@@ -108,30 +109,29 @@ def documents(fg: FeedGenerator) -> tuple[bytes, bytes]:
     return rss, atom
 
 
-def _serialise(fg: FeedGenerator) -> dict[str, str]:
-    rss, atom = documents(fg)
-    return {
-        "rss": _dated(rss.decode("utf-8"), "rss"),
-        "atom": _dated(atom.decode("utf-8"), "atom"),
-    }
-
-
 _ENTRY_OPEN = {"rss": "    <item>", "atom": "  <entry>"}
 _ENTRY_CLOSE = {"rss": "</item>\n", "atom": "</entry>\n"}
 
 
-def _around_entry(xml: str, kind: str) -> tuple[str, str, str] | None:
-    """(before, the one entry, after) of a document with a single entry."""
-    start = xml.find(_ENTRY_OPEN[kind])
-    end = xml.find(_ENTRY_CLOSE[kind], start)
-    if start < 0 or end < 0 or xml.find(_ENTRY_OPEN[kind], start + 1) >= 0:
-        return None
-    end += len(_ENTRY_CLOSE[kind])
-    return xml[:start], xml[start:end], xml[end:]
+def _cut(fg: FeedGenerator) -> dict[str, tuple[str, str, str]]:
+    """Each kind of ``fg``'s document, which has a single entry, as (before, the entry,
+    after), with markers where the sentinel dates were."""
+    out = {}
+    for kind, data in zip(("rss", "atom"), documents(fg), strict=True):
+        entry_date, feed_date = _DATES[kind]
+        xml = data.decode("utf-8").replace(entry_date, slot("when"))
+        xml = xml.replace(feed_date, slot("newest"))
+        start = xml.find(_ENTRY_OPEN[kind])
+        end = xml.find(_ENTRY_CLOSE[kind], start)
+        if start < 0 or end < 0 or xml.find(_ENTRY_OPEN[kind], start + 1) >= 0:
+            raise _Uncut
+        end += len(_ENTRY_CLOSE[kind])
+        out[kind] = xml[:start], xml[start:end], xml[end:]
+    return out
 
 
-# (fg, why, when, categories): adds one paper's entry to fg
-EntryWriter = Callable[[FeedGenerator, str, datetime, Sequence[str]], None]
+# (fg, view, why, when, categories): adds one paper's entry to fg
+EntryWriter = Callable[[FeedGenerator, PaperView, str, datetime, Sequence[str]], None]
 # (feed_id, description, self_url): a FeedGenerator with the feed's own elements
 HeadWriter = Callable[[str, str, str], FeedGenerator]
 
@@ -146,75 +146,61 @@ CATEGORY_ATTRIBUTE = tuple(f"cat{i}@" for i in range(CATEGORIES))  # in an attri
 _HEAD_NAMES = {"feed_id", "description", "self_url", "newest"}
 _ENTRY_NAMES = {WHY_RAW, WHY_HTML, "when", *(f"cat{i}" for i in range(CATEGORIES))}
 
-
-@dataclass(slots=True, frozen=True)
-class Frame:
-    """A reader's feed documents around their entries: kind -> (before, after)."""
-
-    parts: dict[str, tuple[XmlPiece, XmlPiece]]
-
+# A reader's feed documents around their entries: kind -> (before, after)
+Frame = dict[str, tuple[XmlPiece, XmlPiece]]
 
 _FRAMES: dict[Any, Frame | None] = {}
 _ENTRIES: dict[Any, dict[str, XmlPiece] | None] = {}
 _ENTRIES_MAX = 16384
 
 
-def frame(key: Any, head: HeadWriter, dummy: EntryWriter) -> Frame | None:
-    """The documents around the entries, written by ``head`` with markers and one dummy
-    entry to cut out (None if feedgen's output cannot be cut); cached under ``key``."""
+def frame(key: Any, head: HeadWriter, write: EntryWriter, dummy: PaperView) -> Frame | None:
+    """The documents around the entries, written by ``head`` with markers and the entry
+    of ``dummy`` to cut out (None if feedgen's output cannot be cut); cached under ``key``."""
     if key in _FRAMES:
         return _FRAMES[key]
     fg = head(slot("feed_id"), slot("description"), slot("self_url"))
-    dummy(fg, "", _SENTINEL, ())
+    write(fg, dummy, "", _SENTINEL, ())
     fg.updated(_SENTINEL_FEED)
     fg.lastBuildDate(_SENTINEL_FEED)
-    found: Frame | None = Frame({})
-    for kind, xml in _serialise(fg).items():
-        cut = _around_entry(xml, kind)
-        before = after = None
-        if cut is not None:
-            before, after = _piece(cut[0], _HEAD_NAMES), _piece(cut[2], _HEAD_NAMES)
-        if found is None or before is None or after is None:
-            found = None
-            continue
-        found.parts[kind] = (before, after)
+    found: Frame | None
+    try:
+        found = {
+            kind: (_piece(before, _HEAD_NAMES), _piece(after, _HEAD_NAMES))
+            for kind, (before, _, after) in _cut(fg).items()
+        }
+    except _Uncut:
+        found = None
     _FRAMES[key] = found
     return found
 
 
-def cached_entry(
-    key: Any, has_why: bool, categories: int
-) -> dict[str, XmlPiece] | None | Literal[False]:
-    """What :func:`entry` made for these arguments before, or False."""
-    return _ENTRIES.get((key, has_why, categories), False)
-
-
 def entry(
-    key: Any, write: EntryWriter, has_why: bool, categories: int
+    view: PaperView, write: EntryWriter, has_why: bool, categories: int
 ) -> dict[str, XmlPiece] | None:
     """One paper's entry per kind, written by ``write`` with markers, for a reader with
     (``has_why``) or without a why line and ``categories`` categories; None if it cannot be
-    cut (the paper's text holds the marker character). Cached under ``key``."""
-    full = (key, has_why, categories)
-    if full in _ENTRIES:
-        return _ENTRIES[full]
+    cut (the paper's text holds the marker character). Cached per view."""
+    key = (view, has_why, categories)
+    try:
+        return _ENTRIES[key]
+    except KeyError:  # the first reader of this paper, with as many categories
+        pass
     fg = FeedGenerator()
     fg.id("x")
     fg.title("x")
     fg.link(href="x.atom", rel="self")
     fg.description("x")
-    write(fg, slot(WHY) if has_why else "", _SENTINEL, [slot(f"cat{i}") for i in range(categories)])
-    found: dict[str, XmlPiece] | None = {}
-    for kind, xml in _serialise(fg).items():
-        cut = _around_entry(xml, kind)
-        piece = _piece(cut[1], _ENTRY_NAMES) if cut is not None else None
-        if found is None or piece is None:
-            found = None
-            continue
-        found[kind] = piece
+    cats = [slot(f"cat{i}") for i in range(categories)]
+    write(fg, view, slot(WHY) if has_why else "", _SENTINEL, cats)
+    found: dict[str, XmlPiece] | None
+    try:
+        found = {kind: _piece(one, _ENTRY_NAMES) for kind, (_, one, _) in _cut(fg).items()}
+    except _Uncut:
+        found = None
     if len(_ENTRIES) >= _ENTRIES_MAX:
         _ENTRIES.clear()
-    _ENTRIES[full] = found
+    _ENTRIES[key] = found
     return found
 
 

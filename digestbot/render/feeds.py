@@ -59,14 +59,16 @@ def paper_guid(paper_id: str) -> str:
 
 
 def _generator(
-    config: Config, *, feed_id: str, title: str, description: str, self_url: str
+    config: Config, title: str, feed_id: str, description: str, self_url: str
 ) -> FeedGenerator:
+    """A feed's own elements, titled "{from_name}: {title}"."""
+    name = clean_text(config["digest.from_name"]) or "digestbot"
     fg = FeedGenerator()
     fg.id(feed_id)
-    fg.title(title)
+    fg.title(f"{name}: {title}")
     fg.subtitle(description)
-    fg.author({"name": clean_text(config["digest.from_name"]) or "digestbot"})
-    fg.link(href=str(config["digest.site_url"]).rstrip("/") + "/", rel="alternate")
+    fg.author({"name": name})
+    fg.link(href=links.site(config) + "/", rel="alternate")
     # self_url is the feed's address without its extension: .atom here, .rss in the RSS
     # file (see feedcards.documents)
     fg.link(href=self_url + ".atom", rel="self")
@@ -76,15 +78,9 @@ def _generator(
 
 
 def _entry(
-    fg: FeedGenerator,
-    why: str,
-    when: datetime,
-    categories: Iterable[str],
-    *,
-    paper: Paper,
-    view: PaperView,
+    fg: FeedGenerator, view: PaperView, why: str, when: datetime, categories: Iterable[str]
 ) -> None:
-    guid = paper_guid(paper.id)
+    guid = paper_guid(view.paper_id)
     fe = fg.add_entry(order="append")
     fe.id(guid)
     fe.guid(guid, permalink=False)
@@ -106,12 +102,8 @@ def _entry(
     fe.updated(when)
 
 
-_DUMMY = Paper(id="dummy", arxiv_id="dummy", title="dummy", abstract="")
-
-
-def _dummy_entry(fg: FeedGenerator, why: str, when: datetime, categories: Iterable[str]) -> None:
-    # an entry for feedcards.frame to cut out of the document around it
-    _entry(fg, why, when, categories, paper=_DUMMY, view=paper_view(_DUMMY))
+# an entry for feedcards.frame to cut out of the document around it
+_DUMMY = paper_view(Paper(id="dummy", arxiv_id="dummy", title="dummy", abstract=""))
 
 
 def _finish(fg: FeedGenerator, newest: datetime) -> tuple[bytes, bytes]:
@@ -143,8 +135,6 @@ def subscriber_feeds(
     With ``pieces``, from the entries and document feedgen wrote once per process (see
     feedcards.py); without, feedgen writes the whole pair (same bytes, slower: for tests).
     """
-    urls = links.feed_urls(config, subscriber)
-    name = clean_text(config["digest.from_name"]) or "digestbot"
     keywords = [clean_word(k) for k in (subscriber.keywords or []) if clean_word(k)]
     description = (
         "Papers picked for your interests: " + ", ".join(keywords[:6])
@@ -153,53 +143,44 @@ def subscriber_feeds(
     )
     token_hash = hashlib.sha256(subscriber.feed_token.encode()).hexdigest()[:32]
     feed_id = f"urn:digestbot:feed:{token_hash}"
-    newest: datetime | None = None
     seen: set[str] = set()
-    items: list[tuple[Paper, PaperView, str, datetime, list[str]]] = []
+    items: list[tuple[PaperView, str, datetime, list[str]]] = []
     last: datetime | None = None
     for paper, pick, when in entries:
         view = paper_view(paper)
         if view.paper_id in seen:
             continue
         seen.add(view.paper_id)
+        # strictly older than the entry before it: the first is the newest
         when = last = _distinct(_aware(when), last)
-        newest = when if newest is None else max(newest, when)
         matched = [w for w in map(clean_word, pick.matched) if w]
-        items.append((paper, view, why_text(view.upvotes, pick), when, matched[:5]))
-    newest = newest or _aware(subscriber.created_at or EPOCH)
-
-    def head(feed_id: str, description: str, self_url: str) -> FeedGenerator:
-        return _generator(
-            config,
-            feed_id=feed_id,
-            title=f"{name}: your papers",
-            description=description,
-            self_url=self_url,
-        )
-
-    self_url = urls["atom"][: -len(".atom")]
+        items.append((view, why_text(view.upvotes, pick), when, matched[:5]))
+    newest = items[0][2] if items else _aware(subscriber.created_at or EPOCH)
+    head = partial(_generator, config, "your papers")
+    self_url = links.feed_urls(config, subscriber.feed_token)["atom"][: -len(".atom")]
+    feed = (feed_id, description, self_url)
     if pieces and items:
         pair = _from_pieces(
-            (name, links.site(config)), head, items, newest, (feed_id, description, self_url)
+            (config["digest.from_name"], links.site(config)), head, items, newest, feed
         )
         if pair is not None:
             return pair
-    fg = head(feed_id, description, self_url)
-    for paper, view, why, when, categories in items:
-        _entry(fg, why, when, categories, paper=paper, view=view)
+    fg = head(*feed)
+    for item in items:
+        _entry(fg, *item)
     return _finish(fg, newest)
 
 
 def _from_pieces(
     key: Any,
     head: feedcards.HeadWriter,
-    items: Sequence[tuple[Paper, PaperView, str, datetime, list[str]]],
+    items: Sequence[tuple[PaperView, str, datetime, list[str]]],
     newest: datetime,
     feed: tuple[str, str, str],
 ) -> tuple[bytes, bytes] | None:
     """The pair filled in from cached pieces, or None when feedgen's output for one of
     them could not be cut at its markers (then feedgen writes the pair)."""
-    frame = feedcards.frame(key, head, _dummy_entry)
+    frame = feedcards.frame(key, head, _entry, _DUMMY)
     if frame is None:
         return None
     feed_id, description, self_url = feed
@@ -207,18 +188,15 @@ def _from_pieces(
         {"feed_id": feed_id, "description": description, "self_url": self_url}
     )
     rss_newest, atom_newest = dates(newest)
-    rss_values, atom_values = {**head_values, "newest": rss_newest}, {**head_values}
-    atom_values["newest"] = atom_newest
-    (rss_before, rss_after), (atom_before, atom_after) = frame.parts["rss"], frame.parts["atom"]
+    rss_values = {**head_values, "newest": rss_newest}
+    atom_values = {**head_values, "newest": atom_newest}
+    (rss_before, rss_after), (atom_before, atom_after) = frame["rss"], frame["atom"]
     rss: list[str] = []
     atom: list[str] = []
     rss_before.fill(rss_values, rss)
     atom_before.fill(atom_values, atom)
-    for paper, view, why, when, categories in items:
-        has_why, count = bool(why), len(categories)
-        entry = feedcards.cached_entry(view, has_why, count)
-        if entry is False:
-            entry = feedcards.entry(view, partial(_entry, paper=paper, view=view), has_why, count)
+    for view, why, when, categories in items:
+        entry = feedcards.entry(view, _entry, bool(why), len(categories))
         if not entry:
             return None
         fields = {WHY_RAW: text(why), WHY_HTML: text(why_html(why))}
@@ -236,13 +214,12 @@ def _from_pieces(
 
 def public_feeds(papers: Sequence[Paper], *, config: Config) -> tuple[bytes, bytes]:
     """New papers for everyone, in the order given (``write_feeds`` sorts by upvotes)."""
-    name = clean_text(config["digest.from_name"]) or "digestbot"
     fg = _generator(
         config,
-        feed_id="urn:digestbot:feed:new",
-        title=f"{name}: new papers",
-        description="New research papers, most upvoted first.",
-        self_url=links.public_feed_urls(config)["atom"][: -len(".atom")],
+        "new papers",
+        "urn:digestbot:feed:new",
+        "New research papers, most upvoted first.",
+        links.feed_urls(config, PUBLIC)["atom"][: -len(".atom")],
     )
     newest = EPOCH
     last: datetime | None = None
@@ -250,7 +227,7 @@ def public_feeds(papers: Sequence[Paper], *, config: Config) -> tuple[bytes, byt
         when = last = _distinct(_aware(paper.first_seen_at or EPOCH), last)
         newest = max(newest, when)
         upvotes = f"{paper.upvotes} upvotes" if paper.upvotes else ""
-        _entry(fg, upvotes, when, (), paper=paper, view=paper_view(paper))
+        _entry(fg, paper_view(paper), upvotes, when, ())
     return _finish(fg, newest)
 
 

@@ -18,6 +18,7 @@ from itsdangerous.encoding import base64_encode, int_to_bytes, want_bytes
 
 from .. import clock
 from ..config import Config
+from ..store import Paper
 from ..tokens import Tokens
 
 HF_PAPER = "https://huggingface.co/papers/"
@@ -25,18 +26,11 @@ HF_SEARCH = "https://huggingface.co/papers?q="
 DIRECTIONS = ("more", "less")
 
 
-class _PaperLike(Protocol):
-    arxiv_id: str | None
-    title: str
-
-
-class _CodeLike(Protocol):
-    github_url: str | None
-
-
 class _SubscriberLike(Protocol):
-    pref_token: str
-    feed_token: str
+    """A subscriber, or what a notice carries of one: the token its links sign."""
+
+    @property
+    def pref_token(self) -> str: ...
 
 
 # what itsdangerous' json.dumps(obj, separators=...) does, without a new encoder per call
@@ -126,10 +120,7 @@ def site(config: Config) -> str:
     return str(config["digest.site_url"]).rstrip("/")
 
 
-_site = site
-
-
-def paper_url(paper: _PaperLike) -> str:
+def paper_url(paper: Paper) -> str:
     """The paper's Hugging Face page when its arXiv id is known, else a title search."""
     if paper.arxiv_id:
         return HF_PAPER + quote(paper.arxiv_id, safe="")
@@ -139,12 +130,12 @@ def paper_url(paper: _PaperLike) -> str:
 ARXIV = "https://arxiv.org/"
 
 
-def arxiv_url(paper: _PaperLike, kind: str) -> str:
+def arxiv_url(paper: Paper, kind: str) -> str:
     """The paper's arXiv abstract (``kind`` "abs") or PDF ("pdf") page; "" without an id."""
     return f"{ARXIV}{kind}/{quote(paper.arxiv_id, safe='')}" if paper.arxiv_id else ""
 
 
-def code_url(paper: _CodeLike) -> str:
+def code_url(paper: Paper) -> str:
     """The paper's code repository when it is a plain web link, else ""."""
     url = (paper.github_url or "").strip()
     ok = (
@@ -158,40 +149,29 @@ def code_url(paper: _CodeLike) -> str:
 def digest_view_url(config: Config, subscriber: _SubscriberLike, period: str) -> str:
     """The signed link to a reader's digest for ``period`` on the web front."""
     token = sign(config, "digest", {"s": subscriber.pref_token, "p": period})
-    return f"{_site(config)}/digest/{token}"
+    return f"{site(config)}/digest/{token}"
 
 
 def unsubscribe_url(config: Config, subscriber: _SubscriberLike) -> str:
-    return f"{_site(config)}/unsubscribe/{sign(config, 'unsubscribe', subscriber.pref_token)}"
+    return f"{site(config)}/unsubscribe/{sign(config, 'unsubscribe', subscriber.pref_token)}"
 
 
 def preferences_url(config: Config, subscriber: _SubscriberLike) -> str:
-    return f"{_site(config)}/preferences/{sign(config, 'preferences', subscriber.pref_token)}"
+    return f"{site(config)}/preferences/{sign(config, 'preferences', subscriber.pref_token)}"
 
 
 def feedback_url(config: Config, subscriber: _SubscriberLike, paper_id: str, direction: str) -> str:
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be 'more' or 'less', not {direction!r}")
     token = sign(config, "feedback", {"s": subscriber.pref_token, "p": paper_id, "d": direction})
-    return f"{_site(config)}/feedback/{token}"
+    return f"{site(config)}/feedback/{token}"
 
 
-def feed_urls(config: Config, subscriber: _SubscriberLike) -> dict[str, str]:
-    base = f"{_site(config)}/feeds/{subscriber.feed_token}"
-    return {"rss": base + ".rss", "atom": base + ".atom"}
-
-
-def public_feed_urls(config: Config) -> dict[str, str]:
-    base = f"{_site(config)}/feeds/new"
+def feed_urls(config: Config, feed_token: str) -> dict[str, str]:
+    """A reader's feeds (their ``feed_token``), or the public ones (``"new"``)."""
+    base = f"{site(config)}/feeds/{feed_token}"
     return {"rss": base + ".rss", "atom": base + ".atom"}
 
 
 def confirm_url(config: Config, token: str) -> str:
-    return f"{_site(config)}/confirm/{token}"
-
-
-def unsubscribe_mailto(config: Config, subscriber: _SubscriberLike) -> str:
-    """A mailto: link whose subject carries the reader's token, for List-Unsubscribe."""
-    address = config["digest.unsubscribe_mailto"] or config["digest.from_address"]
-    token = sign(config, "unsubscribe", subscriber.pref_token)
-    return f"mailto:{address}?subject={quote('unsubscribe ' + token)}"
+    return f"{site(config)}/confirm/{token}"

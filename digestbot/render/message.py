@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from email import policy
 from email.utils import format_datetime, formataddr, make_msgid
@@ -24,10 +24,6 @@ from ..config import Config
 from .clean import clean_text
 
 _FOLD = policy.default.clone(linesep="\n")
-
-
-def from_header(config: Config) -> str:
-    return _from_header(config["digest.from_name"], config["digest.from_address"])
 
 
 @lru_cache(maxsize=64)
@@ -200,19 +196,18 @@ def base_headers(
     subject: str,
     message_id: str | None,
     date: datetime | None = None,
-    headers: Mapping[str, str] | Sequence[tuple[str, str]] = (),
+    headers: Iterable[tuple[str, str]] = (),
 ) -> list[tuple[str, str]]:
     when = date or clock.now().astimezone()
     out = [
-        ("From", from_header(config)),
+        ("From", _from_header(config["digest.from_name"], config["digest.from_address"])),
         ("To", to),
         ("Subject", clean_text(subject)),
         ("Date", _date_header(when.replace(tzinfo=None), when.utcoffset(), when)),
         ("Message-ID", message_id or make_msgid(domain=sender_domain(config))),
         ("Auto-Submitted", "auto-generated"),
     ]
-    items = headers.items() if isinstance(headers, Mapping) else headers
-    out.extend((name, clean_text(value)) for name, value in items)
+    out.extend((name, clean_text(value)) for name, value in headers)
     return out
 
 
@@ -223,13 +218,12 @@ def build_message(
     subject: str,
     text: str,
     html: str | None,
-    message_id: str | None = None,
     headers: Mapping[str, str] = {},  # noqa: B006 - read only
 ) -> bytes:
     """A complete message from the configured sender, for any email digestbot sends
     besides digests (confirmations): built as digests are, by :func:`mime_bytes`."""
     return mime_bytes(
-        base_headers(config, to=to, subject=subject, message_id=message_id, headers=headers),
+        base_headers(config, to=to, subject=subject, message_id=None, headers=headers.items()),
         text,
         html,
     )

@@ -86,34 +86,33 @@ class InliningLoader(jinja2.FileSystemLoader):
 
 
 @lru_cache(maxsize=8)
-def styled_tag(tag: str, css_class: str, folder: str | None = None) -> str:
+def styled_tag(tag: str, css_class: str) -> str:
     """The opening tag ``<tag class=...>`` with its inlined style, for markup built in code."""
-    css = (Path(folder or templates_dir() / "email") / CSS_NAME).read_text(encoding="utf-8")
+    css = (templates_dir() / "email" / CSS_NAME).read_text(encoding="utf-8")
     html = css_inline.inline_fragment(f'<{tag} class="{css_class}">x</{tag}>', css)
     return html[: html.index(">") + 1]
 
 
-@lru_cache(maxsize=8)
-def environment(folder: str | None = None) -> jinja2.Environment:
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
     """The shared email environment; the web front may render its own emails with it."""
-    env = jinja2.Environment(
-        loader=InliningLoader(folder or templates_dir() / "email"),
+    return jinja2.Environment(
+        loader=InliningLoader(templates_dir() / "email"),
         autoescape=jinja2.select_autoescape(["html", "html.j2"], default_for_string=False),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         auto_reload=False,
     )
-    return env
 
 
-def get_template(name: str, folder: str | None = None) -> jinja2.Template:
+def get_template(name: str) -> jinja2.Template:
     try:
-        return environment(folder).get_template(name)
+        return environment().get_template(name)
     except jinja2.TemplateNotFound as exc:
         raise RenderError(
             f"template {exc.name} not found",
-            file=str(Path(folder or templates_dir() / "email") / str(exc.name)),
+            file=str(templates_dir() / "email" / str(exc.name)),
             hint="Reinstall digestbot, or restore the file from the templates/ folder.",
         ) from None
     except jinja2.TemplateSyntaxError as exc:

@@ -11,7 +11,7 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
-from markupsafe import Markup, escape
+from markupsafe import escape
 
 from ..store import Paper
 from . import links
@@ -78,20 +78,15 @@ class PaperView:
 FIRST_AUTHORS = 3
 
 
-def first_authors(paper: Paper) -> tuple[str, ...]:
-    names = (shorten(n, 40) for n in (clean_text(a) for a in (paper.authors or [])) if n)
-    return tuple(name for name, _ in zip(names, range(FIRST_AUTHORS), strict=False))
-
-
-def paper_authors(paper: Paper) -> str:
-    """The first authors, then "et al." when there are more; or the author count when the
-    listing gave no names."""
+def paper_authors(paper: Paper) -> tuple[str, tuple[str, ...]]:
+    """The first authors, then "et al." when there are more, or the author count when the
+    listing gave no names; and those first authors' names one by one."""
     names = [shorten(n, 40) for n in (clean_text(a) for a in (paper.authors or [])) if n]
     count = max(paper.author_count or 0, len(names))
+    first = tuple(names[:FIRST_AUTHORS])
     if not names:
-        return f"{count} author{'s' if count != 1 else ''}" if count else ""
-    shown = ", ".join(names[:FIRST_AUTHORS])
-    return shown + " et al." if count > FIRST_AUTHORS else shown
+        return (f"{count} author{'s' if count != 1 else ''}" if count else ""), first
+    return ", ".join(first) + (" et al." if count > FIRST_AUTHORS else ""), first
 
 
 def star_count(stars: int) -> str:
@@ -170,7 +165,7 @@ def paper_view(paper: Paper) -> PaperView:
         title = clean_title(paper.title)
         snippet = first_sentences(paper.abstract)
         title_safe, snippet_safe = str(escape(breakable(title))), str(escape(breakable(snippet)))
-        authors = paper_authors(paper)
+        authors, author_names = paper_authors(paper)
         meta = paper_meta(paper)
         view = PaperView(
             paper_id=paper.id,
@@ -181,7 +176,7 @@ def paper_view(paper: Paper) -> PaperView:
             meta=meta,
             meta_wrapped=wrap(meta, WRAP),
             authors=authors,
-            author_names=first_authors(paper),
+            author_names=author_names,
             authors_wrapped=wrap(authors, WRAP) if authors else "",
             abs_url=links.arxiv_url(paper, "abs"),
             pdf_url=links.arxiv_url(paper, "pdf"),
@@ -224,31 +219,19 @@ READER_FIELDS = frozenset(READER_ORDER)
 Picker = Callable[[Sequence[str]], Sequence[str]]
 
 
-@dataclass(slots=True)
 class _Slots:
     """What a card template sees when it is rendered once per paper: the paper's own
     fields, and for each reader's field a marker where the value will go."""
 
-    url: str
-    title: str
-    title_wrapped: str
-    meta: str
-    meta_wrapped: str
-    snippet: str
-    snippet_wrapped: str
-    authors: str
-    authors_wrapped: str
-    abs_url: str
-    pdf_url: str
-    code_url: str
-    code_label: str
-    label: str
-    paper_id: str = ""
+    __slots__ = ("view",)
 
-    def __getattr__(self, name: str) -> Markup:
+    def __init__(self, view: PaperView) -> None:
+        self.view = view
+
+    def __getattr__(self, name: str) -> Any:
         if name in READER_FIELDS:
             return slot(name)
-        raise AttributeError(name)
+        return getattr(self.view, name)
 
 
 def card(template: Any, view: PaperView, *, html: bool) -> tuple[Card, Picker]:
@@ -257,23 +240,8 @@ def card(template: Any, view: PaperView, *, html: bool) -> tuple[Card, Picker]:
     what picks the card's values from all of a reader's, given in ``READER_ORDER``."""
     found = view.cards.get(template)
     if found is None:
-        slots = _Slots(
-            view.url,
-            view.title,
-            view.title_wrapped,
-            view.meta,
-            view.meta_wrapped,
-            view.snippet,
-            view.snippet_wrapped,
-            view.authors,
-            view.authors_wrapped,
-            view.abs_url,
-            view.pdf_url,
-            view.code_url,
-            view.code_label,
-            view.label,
-        )
-        shown = split(template.render(e=slots), READER_FIELDS, template.name, html=html)
+        rendered = template.render(e=_Slots(view))
+        shown = split(rendered, READER_FIELDS, template.name, html=html)
         found = shown, _picker(tuple(READER_ORDER.index(name) for name in shown.names))
         view.cards[template] = found
     return found

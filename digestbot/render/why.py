@@ -42,7 +42,7 @@ def _reasons(
 
 
 def why_pair(upvotes: int | None, pick: Pick) -> tuple[str, str]:
-    """:func:`why_line` as (text, HTML-escaped)."""
+    """Why a paper with ``upvotes`` is in the digest, as (text, HTML-escaped)."""
     found = _reasons(pick.matched, pick.similar_title, pick.respelled, pick.for_meaning)
     if found is not None:
         return found
@@ -55,12 +55,8 @@ def why_pair(upvotes: int | None, pick: Pick) -> tuple[str, str]:
     return text, text  # nothing to escape in either
 
 
-def why_line(paper: Paper, pick: Pick) -> str:
-    return why_pair(paper.upvotes, pick)[0]
-
-
 def why_text(upvotes: int | None, pick: Pick) -> str:
-    """:func:`why_line` for a paper with ``upvotes``."""
+    """:func:`why_pair`'s text alone."""
     return why_pair(upvotes, pick)[0]
 
 

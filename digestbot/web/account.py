@@ -3,7 +3,8 @@ preferences, feedback on a paper."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
@@ -12,9 +13,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from ..errors import NotFoundError
-from ..render.feeds import remove_feed_files
-from ..render.links import DIRECTIONS, feed_urls, paper_url, public_feed_urls
-from ..store import Paper, Store, Subscriber
+from ..render.feeds import PUBLIC, remove_feed_files
+from ..render.links import DIRECTIONS, feed_urls, paper_url
+from ..store import Paper, Subscriber
 from ..store.subscribers import (
     disliked_ids,
     liked_ids,
@@ -29,6 +30,7 @@ from .pages import busy_or, form_context, site_of
 from .security import check_csrf
 from .site import INVALID_LINK, Site, link_fields
 
+T = TypeVar("T")
 GONE = "This link points to a subscription that no longer exists."
 
 
@@ -46,11 +48,18 @@ def _pref_token(site: Site, purpose: str, token: str) -> str:
     return value
 
 
-def _subscriber(session: Any, pref_token: str) -> Subscriber:
-    sub = session.scalar(select(Subscriber).where(Subscriber.pref_token == pref_token))
-    if sub is None:
-        raise NotFoundError(GONE)
-    return sub
+async def _on_subscriber(site: Site, pref_token: str, work: Callable[[Any, Subscriber], T]) -> T:
+    """``work(session, subscriber)`` in a worker thread, for the reader holding
+    ``pref_token``, in one session; NotFoundError when there is none."""
+
+    def run() -> T:
+        with site.store.session() as s:
+            sub = s.scalar(select(Subscriber).where(Subscriber.pref_token == pref_token))
+            if sub is None:
+                raise NotFoundError(GONE)
+            return work(s, sub)
+
+    return await run_in_threadpool(run)
 
 
 def _snapshot(session: Any, site: Site, sub: Subscriber) -> dict[str, Any]:
@@ -65,7 +74,7 @@ def _snapshot(session: Any, site: Site, sub: Subscriber) -> dict[str, Any]:
         "timezone": sub.timezone,
         "formats": sub.formats,
         "max_items": sub.max_items,
-        "feeds": feed_urls(site.config, sub),
+        "feeds": feed_urls(site.config, sub.feed_token),
         "liked": len(liked_ids(session, sub)),
         "disliked": len(disliked_ids(session, sub)),
         "unsubscribe_token": site.tokens.dumps("unsubscribe", sub.pref_token),
@@ -75,18 +84,10 @@ def _snapshot(session: Any, site: Site, sub: Subscriber) -> dict[str, Any]:
 # --- unsubscribe ----------------------------------------------------------------------------
 
 
-def _unsubscribe(store: Store, pref_token: str) -> str:
-    with store.session() as s:
-        sub = _subscriber(s, pref_token)
-        if sub.status != "unsubscribed":
-            update_subscriber(s, sub, status="unsubscribed")
-        return sub.email
-
-
-def _status(store: Store, pref_token: str) -> tuple[str, str]:
-    with store.session() as s:
-        sub = _subscriber(s, pref_token)
-        return sub.email, sub.status
+def _unsubscribe(s: Any, sub: Subscriber) -> str:
+    if sub.status != "unsubscribed":
+        update_subscriber(s, sub, status="unsubscribed")
+    return sub.email
 
 
 async def unsubscribe(request: Request) -> Response:
@@ -98,14 +99,16 @@ async def unsubscribe(request: Request) -> Response:
         # RFC 8058: mail providers POST "List-Unsubscribe=One-Click" with no cookie and no
         # page; the signed token in the URL is the authorisation.
         if form.get("List-Unsubscribe") == "One-Click":
-            await busy_or(run_in_threadpool(_unsubscribe, site.store, pref_token))
+            await busy_or(_on_subscriber(site, pref_token, _unsubscribe))
             return PlainTextResponse("Unsubscribed.\n", headers={"Cache-Control": "no-store"})
         check_csrf(request, form, site.tokens)
-        email = await busy_or(run_in_threadpool(_unsubscribe, site.store, pref_token))
+        email = await busy_or(_on_subscriber(site, pref_token, _unsubscribe))
         status = "unsubscribed"
         done = True
     else:
-        email, status = await run_in_threadpool(_status, site.store, pref_token)
+        email, status = await _on_subscriber(
+            site, pref_token, lambda _, sub: (sub.email, sub.status)
+        )
         done = status == "unsubscribed"
     return site.page(
         request,
@@ -124,22 +127,10 @@ async def unsubscribe(request: Request) -> Response:
 # --- preferences ----------------------------------------------------------------------------
 
 
-def _load_preferences(store: Store, site: Site, pref_token: str) -> dict[str, Any]:
-    with store.session() as s:
-        return _snapshot(s, site, _subscriber(s, pref_token))
-
-
-def _save_preferences(store: Store, pref_token: str, values: dict[str, Any]) -> None:
-    with store.session() as s:
-        update_subscriber(s, _subscriber(s, pref_token), **values)
-
-
-def _resubscribe(store: Store, pref_token: str) -> None:
+def _resubscribe(s: Any, sub: Subscriber) -> None:
     # the signed link proves the reader owns the address: no second opt-in needed
-    with store.session() as s:
-        sub = _subscriber(s, pref_token)
-        if sub.status != "active":
-            update_subscriber(s, sub, status="active")
+    if sub.status != "active":
+        update_subscriber(s, sub, status="active")
 
 
 async def preferences(request: Request) -> Response:
@@ -152,16 +143,18 @@ async def preferences(request: Request) -> Response:
         form = await read_form(request)
         check_csrf(request, form, site.tokens)
         if form.get("action") == "resubscribe":
-            await run_in_threadpool(_resubscribe, site.store, pref_token)
+            await _on_subscriber(site, pref_token, _resubscribe)
             return RedirectResponse(f"/preferences/{token}?resubscribed=1", status_code=303)
         if form.get("action") == "new_links":
             return await _new_links(request, site, pref_token)
         result = check_form(form, PREFERENCE_FIELDS)
         if result.ok:
-            await run_in_threadpool(_save_preferences, site.store, pref_token, result.values)
+            await _on_subscriber(
+                site, pref_token, lambda s, sub: update_subscriber(s, sub, **result.values)
+            )
             return RedirectResponse(f"/preferences/{token}?saved=1", status_code=303)
         status = 422
-    current = await run_in_threadpool(_load_preferences, site.store, site, pref_token)
+    current = await _on_subscriber(site, pref_token, lambda s, sub: _snapshot(s, site, sub))
     defaults = {k: current[k] for k in PREFERENCE_FIELDS}
     notice = next(
         (n for n in ("welcome", "saved", "resubscribed") if request.query_params.get(n)), None
@@ -170,21 +163,10 @@ async def preferences(request: Request) -> Response:
         "sub": current,
         "token": token,
         "notice": None if status != 200 else notice,
-        "public_feeds": public_feed_urls(site.config),
+        "public_feeds": feed_urls(site.config, PUBLIC),
         **form_context(result, defaults),
     }
     return site.page(request, "preferences.html", context, status=status, private=True)
-
-
-def _address(store: Store, pref_token: str) -> str:
-    with store.session() as s:
-        return _subscriber(s, pref_token).email
-
-
-def _rotate(store: Store, pref_token: str, fresh: str) -> str:
-    """Replace the tokens if ``pref_token`` is still current; returns the old feed token."""
-    with store.session() as s:
-        return rotate_tokens(s, _subscriber(s, pref_token), pref_token=fresh)[1]
 
 
 async def _new_links(request: Request, site: Site, pref_token: str) -> Response:
@@ -194,10 +176,13 @@ async def _new_links(request: Request, site: Site, pref_token: str) -> Response:
     new links. The mail goes first: if it is not accepted nothing changes, so the reader
     is never left without working links.
     """
-    email = await run_in_threadpool(_address, site.store, pref_token)
+    email = await _on_subscriber(site, pref_token, lambda _, sub: sub.email)
     fresh = new_token()
     await deliver_notice(site.config, site.tokens, Notice("links", email, fresh))
-    old_feed = await run_in_threadpool(_rotate, site.store, pref_token, fresh)
+    # the tokens are replaced only if pref_token is still current; gives the old feed token
+    old_feed = await _on_subscriber(
+        site, pref_token, lambda s, sub: rotate_tokens(s, sub, pref_token=fresh)[1]
+    )
     await run_in_threadpool(remove_feed_files, site.config, old_feed)
     return site.page(request, "new_links.html", {"email": email}, private=True)
 
@@ -212,17 +197,13 @@ def _feedback_target(site: Site, token: str) -> tuple[str, str, str]:
     return pref_token, paper_id, direction
 
 
-def _feedback(
-    store: Store, pref_token: str, paper_id: str, direction: str, save: bool
-) -> dict[str, Any]:
-    with store.session() as s:
-        sub = _subscriber(s, pref_token)
-        paper = s.get(Paper, paper_id)
-        if paper is None:
-            raise NotFoundError("this paper is no longer in the archive")
-        if save:
-            set_feedback(s, sub, paper_id, 1 if direction == "more" else -1)
-        return {"title": paper.title, "url": paper_url(paper)}
+def _feedback(s: Any, sub: Subscriber, paper_id: str, direction: str, save: bool) -> dict[str, Any]:
+    paper = s.get(Paper, paper_id)
+    if paper is None:
+        raise NotFoundError("this paper is no longer in the archive")
+    if save:
+        set_feedback(s, sub, paper_id, 1 if direction == "more" else -1)
+    return {"title": paper.title, "url": paper_url(paper)}
 
 
 async def feedback(request: Request) -> Response:
@@ -233,7 +214,9 @@ async def feedback(request: Request) -> Response:
     if save:
         form = await read_form(request)
         check_csrf(request, form, site.tokens)
-    paper = await run_in_threadpool(_feedback, site.store, pref_token, paper_id, direction, save)
+    paper = await _on_subscriber(
+        site, pref_token, lambda s, sub: _feedback(s, sub, paper_id, direction, save)
+    )
     return site.page(
         request,
         "feedback.html",

@@ -23,6 +23,7 @@ from ..store import open_store
 from ..tokens import TokenError, Tokens
 from . import account, feeds, metrics, pages
 from .digest import digest_page
+from .pages import site_of
 from .ratelimit import RateLimiter
 from .security import BodyLimit, SecurityHeaders, parse_networks
 from .site import Site, log, make_templates
@@ -101,51 +102,42 @@ def create_app(config: Config | None = None, **overrides: Any) -> Starlette:
     return app
 
 
-def _site(request: Request) -> Site:
-    site: Site = request.app.state.site
-    return site
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
+async def _http_error(request: Request, exc: HTTPException) -> Response:
     detail = exc.detail
     if exc.status_code == 404 and detail == "Not Found":
         detail = ROUTE_NOT_FOUND
     elif exc.status_code == 405 and detail == "Method Not Allowed":
         detail = "This page cannot be used that way."
-    return _site(request).error(
+    return site_of(request).error(
         request, exc.status_code, detail, headers=dict(exc.headers or {}) or None
     )
 
 
-async def _token_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, TokenError)
+async def _token_error(request: Request, exc: TokenError) -> Response:
     expired = "expired" in exc.message
     detail = f"{exc.message[:1].upper()}{exc.message[1:]}. {exc.hint or ''}".strip()
-    return _site(request).error(request, 410 if expired else 400, detail)
+    return site_of(request).error(request, 410 if expired else 400, detail)
 
 
-async def _not_found(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, NotFoundError)
+async def _not_found(request: Request, exc: NotFoundError) -> Response:
     message = exc.message[:1].upper() + exc.message[1:]
-    return _site(request).error(request, 404, message.rstrip(".") + ".")
+    return site_of(request).error(request, 404, message.rstrip(".") + ".")
 
 
-async def _invalid(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ValidationError)
+async def _invalid(request: Request, exc: ValidationError) -> Response:
     detail = exc.message + (f". {exc.hint}" if exc.hint else "")
-    return _site(request).error(request, 422, detail[:1].upper() + detail[1:])
+    return site_of(request).error(request, 422, detail[:1].upper() + detail[1:])
 
 
 async def _failed(request: Request, exc: Exception) -> Response:
     log.error("%s %s: %s", request.method, request.url.path, exc)
-    return _site(request).error(
+    return site_of(request).error(
         request, 503, "The service could not complete this request. Please try again later."
     )
 
 
 async def _crashed(request: Request, exc: Exception) -> Response:
     # Starlette logs the traceback; the reader gets the same page as every other error
-    return _site(request).error(
+    return site_of(request).error(
         request, 500, "The service ran into a problem. Please try again in a little while."
     )

@@ -7,7 +7,6 @@ import hashlib
 import re
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
-from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -16,10 +15,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import clock
-from ..config import Config
 from ..render.feeds import feed_bytes_for
-from ..store import Store
 from .pages import site_of
+from .site import Site
 
 # Subscriber feed tokens are random URL-safe strings; "new" is the public feed.
 FEED_NAME = re.compile(r"^(new|[A-Za-z0-9_-]{16,64})\.(rss|atom)$")
@@ -62,16 +60,13 @@ def _built_at(body: bytes) -> datetime | None:
         return None
 
 
-def _load(
-    site_feeds: Path, load: tuple[Store, Config, str, str], name: str
-) -> tuple[bytes, datetime]:
+def _load(site: Site, token: str, kind: str, name: str) -> tuple[bytes, datetime]:
     """A feed written by the last digest run if there is one, else built from the store."""
-    static = site_feeds / name
+    static = site.config.path("digest.feeds_dir") / name
     if static.is_file():
         body = static.read_bytes()
         return body, datetime.fromtimestamp(static.stat().st_mtime, UTC)
-    store, config, token, kind = load
-    built = feed_bytes_for(store, config, token, kind)
+    built = feed_bytes_for(site.store, site.config, token, kind)
     if built is None:  # no active reader has this token
         raise HTTPException(404, NOT_FOUND)
     return built, _built_at(built) or clock.now()
@@ -84,9 +79,7 @@ async def feed(request: Request) -> Response:
     if not match:
         raise HTTPException(404, NOT_FOUND)
     token, kind = match.groups()
-    body, modified = await run_in_threadpool(
-        _load, site.config.path("digest.feeds_dir"), (site.store, site.config, token, kind), name
-    )
+    body, modified = await run_in_threadpool(_load, site, token, kind, name)
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
     headers = {
         "ETag": etag,

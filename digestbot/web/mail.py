@@ -6,7 +6,6 @@ whether a new address got a confirmation link or a known one got a reminder.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from dataclasses import dataclass
@@ -39,25 +38,15 @@ class Notice:
     confirm_nonce: str | None = None
 
 
-class _Sub:
-    """The two attributes the link builders read from a subscriber."""
-
-    def __init__(self, notice: Notice) -> None:
-        self.pref_token = notice.pref_token
-        self.feed_token = ""  # not in these emails
-        self.email = notice.email
-
-
 def compose(config: Config, tokens: Tokens, notice: Notice) -> bytes:
-    sub = _Sub(notice)
     context = {
         "kind": notice.kind,
         "email": notice.email,
         "confirm_hours": config["web.confirm_hours"],
         "site_url": config["digest.site_url"].rstrip("/"),
         "from_name": config["digest.from_name"],
-        "preferences_url": preferences_url(config, sub),
-        "unsubscribe_url": unsubscribe_url(config, sub),
+        "preferences_url": preferences_url(config, notice),
+        "unsubscribe_url": unsubscribe_url(config, notice),
         "confirm_url": "",
     }
     if notice.kind == "confirm":
@@ -107,10 +96,7 @@ async def address_problem(site: Site, email: str) -> str | None:
 async def deliver_notice(config: Config, tokens: Tokens, notice: Notice) -> None:
     """Compose and send now; DeliveryError when the message was not accepted."""
     message = await run_in_threadpool(compose, config, tokens, notice)
-    if inspect.iscoroutinefunction(send_now):
-        await send_now(config, message, recipient=notice.email)
-    else:
-        await run_in_threadpool(send_now, config, message, recipient=notice.email)
+    await run_in_threadpool(send_now, config, message, recipient=notice.email)
 
 
 async def send_notice(config: Config, tokens: Tokens, notice: Notice) -> None:
