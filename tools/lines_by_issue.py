@@ -10,6 +10,10 @@ that wrote it:
 - any other commit, including every commit made after this table: issue 18's, so the count
   errs against the goal, never for it.
 
+Commits listed in ``.git-blame-ignore-revs`` (refactors that only shorten code) are passed
+over, as GitHub's blame does: a line they rewrote is counted for the commit that wrote it
+before, so shortening another issue's code does not make it issue 18's.
+
 Run from a full clone (not a shallow one): python tools/lines_by_issue.py [--files]
 """
 
@@ -23,6 +27,7 @@ from pathlib import Path
 
 FILING = "063b400"
 GOAL = 14_700
+IGNORED = ".git-blame-ignore-revs"
 
 # Commits whose surviving lines belong to another issue, by their subject lines. A commit
 # that served two issues is listed only when nearly all its lines served the other one.
@@ -79,10 +84,11 @@ def main() -> int:
     labels = {c: issue for issue, commits in OTHER_ISSUES.items() for c in commits.split()}
     totals: Counter[str] = Counter()
     counted: Counter[str] = Counter()
+    blame = ["blame", "-w", "-M", "-C", "--line-porcelain"]
+    if Path(IGNORED).is_file():
+        blame += ["--ignore-revs-file", IGNORED]
     for path in sorted(str(p) for p in Path("digestbot").rglob("*.py")):
-        for line in git("blame", "-w", "-M", "-C", "--line-porcelain", "HEAD", "--", path).split(
-            "\n"
-        ):
+        for line in git(*blame, "HEAD", "--", path).split("\n"):
             head = line.split(" ", 1)[0]
             if len(head) == 40 and all(c in "0123456789abcdef" for c in head):
                 who = owner(head, path, at_filing, labels)
