@@ -30,6 +30,8 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -48,16 +50,6 @@ from .results import backoff_delay as backoff_delay
 from .results import record as record
 
 STATES = DIGEST_STATES
-
-
-def _insert(session: Session, model: Any) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING for the session's dialect."""
-    insert: Any
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(model)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +109,10 @@ def enqueue_many(session: Session, digests: Sequence[Outgoing]) -> list[int | No
         return []
     created = clock.now()
     table = Digest.__table__
+    # INSERT ... ON CONFLICT DO NOTHING, which each dialect spells in its own insert()
+    insert: Any = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     stmt = (
-        _insert(session, table)
+        insert(table)
         .on_conflict_do_nothing(index_elements=["subscriber_id", "period"])
         .returning(table.c.id, table.c.subscriber_id, table.c.period)
     )
@@ -196,17 +190,22 @@ def new_worker_id() -> str:
     return f"{_machine()}:{os.getpid()}:{os.urandom(3).hex()}"
 
 
-def _due(now: datetime | BindParameter[datetime]) -> Any:
-    return or_(
-        Digest.state == "queued",
-        # a retry without a time (an old takeover given back) is due at once
-        and_(
-            Digest.state == "retry",
-            or_(Digest.next_attempt_at.is_(None), Digest.next_attempt_at <= now),
-        ),
+def _due_ranges(now: datetime | BindParameter[datetime]) -> tuple[Any, ...]:
+    """What makes a row due, one condition per due state, in the order claims take them."""
+    return (
         # a claim whose worker died: taken over once its lease runs out
         and_(Digest.state == "sending", Digest.lease_until < now),
+        and_(
+            Digest.state == "retry",
+            # a retry without a time (a dead worker's claim given back) is due at once
+            or_(Digest.next_attempt_at.is_(None), Digest.next_attempt_at <= now),
+        ),
+        Digest.state == "queued",
     )
+
+
+def _due(now: datetime | BindParameter[datetime]) -> Any:
+    return or_(*_due_ranges(now))
 
 
 def count_due(store: Store, now: datetime) -> int:
@@ -282,18 +281,8 @@ def _candidates(s: Connection, now: datetime, n: int) -> list[int]:
     Readers whose sender died, or whose relay said "later", have waited longest: they go
     before the fresh queue, never after it. One LIMITed range per due state, each read in
     id order off the (state, id) index: the cost does not grow with the outbox."""
-    ranges = (
-        # a claim whose worker died: taken over once its lease runs out
-        and_(Digest.state == "sending", Digest.lease_until < now),
-        and_(
-            Digest.state == "retry",
-            # a retry without a time (a dead worker's claim given back) is due at once
-            or_(Digest.next_attempt_at.is_(None), Digest.next_attempt_at <= now),
-        ),
-        Digest.state == "queued",
-    )
     ids: list[int] = []
-    for where in ranges:
+    for where in _due_ranges(now):
         if len(ids) >= n:
             break
         query = select(Digest.id).where(where).order_by(Digest.id).limit(n - len(ids))
@@ -586,20 +575,8 @@ def list_digests(
         stmt = stmt.where(Digest.state == state)
     if limit:
         stmt = stmt.limit(limit)
-    keys = (
-        "id",
-        "period",
-        "recipient",
-        "state",
-        "attempts",
-        "next_attempt_at",
-        "sent_at",
-        "last_error",
-        "message_id",
-        "claimed_by",
-    )
     with store.session() as s:
-        return [dict(zip(keys, row, strict=True)) for row in s.execute(stmt)]
+        return [dict(row) for row in s.execute(stmt).mappings()]
 
 
 def requeue(store: Store, *, ids: Sequence[int] | None = None, failed: bool = False) -> int:
