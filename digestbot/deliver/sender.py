@@ -161,6 +161,12 @@ class _Run:
         seconds = config["delivery.deadline_seconds"]
         self.deadline = time.monotonic() + seconds if seconds else None
         self.lease = timedelta(seconds=config["delivery.lease_seconds"])
+        self.record = partial(
+            outbox.record,
+            store,
+            max_attempts=config["delivery.max_attempts"],
+            backoff_seconds=config["delivery.backoff_seconds"],
+        )
         self.daily_limit = config["smtp.daily_limit"] if transport.name == "smtp" else 0
         rate = config["smtp.rate"] if transport.name == "smtp" else 0.0
         self.limiter = RateLimiter(rate)
@@ -392,14 +398,7 @@ class _Run:
         claimed, to be sent again when the lease runs out."""
         for _ in range(3):  # each try waits up to the store's busy timeout for a lock
             try:
-                tally = await self.db(
-                    outbox.record,
-                    self.store,
-                    self.lost_results,
-                    self.now(),
-                    max_attempts=self.config["delivery.max_attempts"],
-                    backoff_seconds=self.config["delivery.backoff_seconds"],
-                )
+                tally = await self.db(self.record, self.lost_results, self.now())
             except Exception as exc:
                 log.error("recording delivery results failed again: %s", exc)
             else:
@@ -520,13 +519,7 @@ class _Run:
     def commit(self, group: list[tuple[Job, Outcome, asyncio.Future[None]]], now: datetime) -> None:
         """On the store's thread: record a group, then hand the outcome back to the loop."""
         try:
-            tally = outbox.record(
-                self.store,
-                [(job, outcome) for job, outcome, _ in group],
-                now,
-                max_attempts=self.config["delivery.max_attempts"],
-                backoff_seconds=self.config["delivery.backoff_seconds"],
-            )
+            tally = self.record([(job, outcome) for job, outcome, _ in group], now)
         except Exception as exc:
             self.loop.call_soon_threadsafe(self.on_committed, group, None, exc)
         else:
@@ -610,34 +603,17 @@ class _Run:
             raise self.systemic
 
 
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run on uvloop where it is installed (less CPU per message than asyncio's own loop)."""
-    if uvloop is not None:
-        return uvloop.run(coro)
-    return asyncio.run(coro)
-
-
 def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
-    """asyncio.run, also from a thread that already runs an event loop (the web front)."""
+    """asyncio.run, also from a thread that already runs an event loop (the web front); on
+    uvloop where it is installed (less CPU per message than asyncio's own loop)."""
+    run: Callable[[Coroutine[Any, Any, T]], T] = asyncio.run if uvloop is None else uvloop.run
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return _run(coro)
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = _run(coro)
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="digestbot-send")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    value: T = box["value"]
-    return value
+        return run(coro)
+    # a loop of its own needs a thread of its own, waited for here
+    with ThreadPoolExecutor(1, thread_name_prefix="digestbot-send") as thread:
+        return thread.submit(run, coro).result()
 
 
 def send_due(
@@ -689,21 +665,18 @@ def send_due(
     due = outbox.count_due(store, now())
     report.due = due if limit is None else min(due, limit)
     if report.due:
-
-        async def go() -> None:
-            await _Run(
-                store,
-                config,
-                transport,
-                report,
-                limit=limit,
-                worker_id=report.worker_id,
-                progress=progress,
-                stop=stop,
-                now=now,
-            ).run()
-
-        _run_coroutine(go())
+        run = _Run(
+            store,
+            config,
+            transport,
+            report,
+            limit=limit,
+            worker_id=report.worker_id,
+            progress=progress,
+            stop=stop,
+            now=now,
+        )
+        _run_coroutine(run.run())
         if report.sent and report.error is None:
             # PostgreSQL: statistics for the next run's joins, and the space of the rows
             # sending left dead (every digest updated, its bytes dropped) made reusable
