@@ -35,7 +35,7 @@ from .smtpclient import (
     SmtpReplyError,
 )
 from .tls import ServerSettings, client_context
-from .transports import Channel, SendFailure, TimedOut, Unavailable
+from .transports import SendFailure, TimedOut, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,6 @@ class SmtpChannel:
     async def _connect(self) -> SmtpClient:
         s = self.s
         where = f"{s.host}:{s.port}"
-        client: SmtpClient | None = None
         try:
             client = await SmtpClient.open(
                 s.host,
@@ -153,12 +152,9 @@ class SmtpChannel:
                 tls=self.tls,
                 implicit_tls=s.security == "tls",
                 starttls=s.security == "starttls",
+                login=(s.username, s.password) if s.username else None,
             )
-            if s.username:
-                await client.login(s.username, s.password)
         except SmtpAuthError as exc:
-            assert client is not None
-            client.close()
             raise DeliveryError(
                 f"{where} refused the login for {s.username!r}: {exc.code} {exc.message}",
                 field="smtp.username",
@@ -166,8 +162,6 @@ class SmtpChannel:
                 "smtp.password_file).",
             ) from None
         except SmtpNotOffered as exc:
-            if client is not None:
-                client.close()
             if exc.extension == "STARTTLS":
                 raise DeliveryError(
                     f"{where}: {exc}",
@@ -188,8 +182,6 @@ class SmtpChannel:
                 "only, smtp.validate_certs = false).",
             ) from None
         except (SmtpError, OSError, TimeoutError) as exc:
-            if client is not None:
-                client.close()
             text = str(exc) or type(exc).__name__
             raise Unavailable(f"cannot connect to {where}: {text}") from None
         self.opened += 1
@@ -334,21 +326,14 @@ class SmtpTransport:
             self._local = name if name.isascii() and name else "localhost"
         return self._local
 
-    @classmethod
-    def from_config(cls, config: Config) -> SmtpTransport:
-        return cls(SmtpSettings.from_config(config))
-
     async def takes_utf8_local_parts(self) -> bool:
         """Whether the relay offers SMTPUTF8 (RFC 6531), asked over a new connection;
         Unavailable or DeliveryError when it cannot be asked."""
-        channel = SmtpChannel(self.settings, self._tls, await self._local_hostname())
-        try:
+        async with self.channel() as channel:
             return await channel.offers("smtputf8")
-        finally:
-            await channel.close()
 
     @asynccontextmanager
-    async def channel(self) -> AsyncIterator[Channel]:
+    async def channel(self) -> AsyncIterator[SmtpChannel]:
         channel = SmtpChannel(self.settings, self._tls, await self._local_hostname())
         try:
             yield channel

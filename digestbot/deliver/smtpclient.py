@@ -163,7 +163,6 @@ class SmtpClient:
         self.timeout = timeout
         self.local_hostname = local_hostname
         self.extensions: dict[str, str] = {}  # EHLO keyword (lower case) -> its parameters
-        self.tls = False
 
     @classmethod
     async def open(
@@ -176,8 +175,10 @@ class SmtpClient:
         tls: ssl.SSLContext | None = None,
         implicit_tls: bool = False,
         starttls: bool = False,
+        login: tuple[str, str] | None = None,
     ) -> SmtpClient:
-        """Connect, read the greeting, EHLO, and STARTTLS (then EHLO again) if asked.
+        """Connect, read the greeting, EHLO, STARTTLS (then EHLO again) if asked, and
+        :meth:`login` with ``login``'s user name and password if given.
 
         Raises OSError (ssl.SSLError for TLS) or TimeoutError when the server cannot be
         reached, SmtpError when it answers otherwise than it should.
@@ -196,12 +197,13 @@ class SmtpClient:
             timeout,
         )
         client = cls(wire, host, timeout, local_hostname)
-        client.tls = implicit_tls
         try:
             await client._expect(greeting, 220)
             await client.ehlo()
             if starttls:
                 await client.starttls(tls or ssl.create_default_context())
+            if login is not None:
+                await client.login(*login)
         except BaseException:
             client.close()
             raise
@@ -277,7 +279,6 @@ class SmtpClient:
         if transport is None:  # pragma: no cover - only when the connection went meanwhile
             raise SmtpDisconnected("the connection closed during the TLS handshake")
         self.wire.transport = transport
-        self.tls = True
         await self.ehlo()  # what the server offers may differ under TLS (RFC 3207 4.2)
 
     async def login(self, username: str, password: str) -> None:
