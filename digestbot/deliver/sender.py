@@ -254,18 +254,6 @@ class _Run:
             n = self.batch
             if self.limit is not None:
                 n = min(n, self.limit - self.claimed)
-            if self.daily_limit:
-                headroom = await self.db(
-                    outbox.daily_headroom,
-                    self.store,
-                    self.now(),
-                    self.daily_limit,
-                    executor=self.claim_executor,
-                )
-                if headroom <= 0:
-                    self.report.limited = True
-                    n = 0
-                n = min(n, headroom)
             if n <= 0:
                 self.exhausted = True
                 return
@@ -289,11 +277,11 @@ class _Run:
                 return
             if not jobs:
                 if self.daily_limit:
-                    # other workers may have spent the headroom read above
+                    # the claim takes no more than the headroom: none left, or none due?
                     headroom = await self.db(
                         outbox.daily_headroom, self.store, self.now(), self.daily_limit
                     )
-                    self.report.limited = self.report.limited or headroom <= 0
+                    self.report.limited = headroom <= 0
                 self.exhausted = True
                 return
             self.claimed += len(jobs)
@@ -642,10 +630,13 @@ def send_due(
         dry_run=dry_run, transport=transport.name, worker_id=worker_id or outbox.new_worker_id()
     )
     started = time.perf_counter()
+    if not dry_run:
+        outbox.release_dead_local_claims(store)
+        outbox.stop_inactive(store, now())
+    at = now()
+    due = outbox.count_due(store, at)
+    report.due = due if limit is None else min(due, limit)
     if dry_run:
-        at = now()
-        due = outbox.count_due(store, at)
-        report.due = due if limit is None else min(due, limit)
         jobs = outbox.peek_due(store, report.due, at)
 
         async def write_all() -> None:
@@ -657,14 +648,7 @@ def send_due(
                         progress(report.sent, report.due)
 
         _run_coroutine(write_all())
-        report.elapsed = time.perf_counter() - started
-        return report
-
-    outbox.release_dead_local_claims(store)
-    outbox.stop_inactive(store, now())
-    due = outbox.count_due(store, now())
-    report.due = due if limit is None else min(due, limit)
-    if report.due:
+    elif report.due:
         run = _Run(
             store,
             config,
