@@ -34,7 +34,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import clock
 from ..scoring.picks import Pick
@@ -54,7 +53,7 @@ STATES = DIGEST_STATES
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One digest for :func:`enqueue_many`: the arguments :func:`enqueue` takes."""
+    """One digest for :func:`enqueue_many`."""
 
     subscriber: Subscriber
     period: str
@@ -65,40 +64,16 @@ class Outgoing:
     state: str = "queued"
 
 
-def enqueue(
-    session: Session,
-    *,
-    subscriber: Subscriber,
-    period: str,
-    message: bytes | None,
-    message_id: str,
-    subject: str,
-    picks: Sequence[Pick],
-    state: str = "queued",
-) -> Digest | None:
-    """Add a subscriber's digest for a period; None (and nothing written) if it exists.
-
-    :func:`enqueue_many` for one digest. The unique (subscriber, period) constraint
-    decides, so two runs building the same period at once, on SQLite or PostgreSQL,
-    create one row between them.
-    """
-    one = Outgoing(subscriber, period, message, message_id, subject, picks, state)
-    (digest_id,) = enqueue_many(session, [one])
-    if digest_id is None:
-        return None
-    digest = session.get(Digest, digest_id)
-    # what was just written, so reading it back does not need the session
-    set_committed_value(digest, "message", message)
-    return digest
-
-
 def enqueue_many(session: Session, digests: Sequence[Outgoing]) -> list[int | None]:
     """Add many digests at once: each one's new id, or None (nothing written) if it exists.
 
-    The same rows as :func:`enqueue` one by one, in three statements whatever the count: one
-    INSERT ... ON CONFLICT DO NOTHING ... RETURNING for the digests (batched by SQLAlchemy's
-    "insertmanyvalues") and one executemany each for their messages and their papers. The
-    caller's transaction is the batch: use one per batch of digests, not one per digest.
+    The unique (subscriber, period) constraint decides, so two runs building the same period
+    at once, on SQLite or PostgreSQL, create one row between them.
+
+    Three statements whatever the count: one INSERT ... ON CONFLICT DO NOTHING ... RETURNING
+    for the digests (batched by SQLAlchemy's "insertmanyvalues") and one executemany each for
+    their messages and their papers. The caller's transaction is the batch: use one per batch
+    of digests, not one per digest.
     """
     for d in digests:
         if d.state not in ("queued", "feed_only"):
@@ -134,7 +109,7 @@ def enqueue_many(session: Session, digests: Sequence[Outgoing]) -> list[int | No
     messages: list[tuple[int, bytes]] = []
     items: list[tuple[int, str, int, float, dict[str, object]]] = []
     for d in digests:
-        # a digest listed twice in one call is written once, like two calls of enqueue
+        # a digest listed twice in one call is written once, like two calls
         digest_id = ids.pop((d.subscriber.id, d.period), None)
         out.append(digest_id)
         if digest_id is not None:
