@@ -308,10 +308,7 @@ def claim(
             if s.dialect.name == "postgresql":
                 s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DAILY_LIMIT_LOCK})
             n = min(n, _headroom(s, now, daily_limit))
-        while n > 0:
-            ids = _candidates(s, now, n)
-            if not ids:
-                return []
+        while n > 0 and (ids := _candidates(s, now, n)):
             rows = _claim_ids(s, ids, worker_id, now, lease, max_attempts)
             if rows:
                 return _jobs(s, rows, worker_id)
