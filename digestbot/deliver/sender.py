@@ -110,14 +110,7 @@ class SendReport(Tally):
         return not (self.retried or self.failed or self.bounced or self.error)
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["rate"] = round(self.rate, 1)
-        data["elapsed"] = round(self.elapsed, 3)
-        return data
-
-
-def envelope_sender(config: Config) -> str:
-    return config["delivery.envelope_from"] or config["digest.from_address"]
+        return {**asdict(self), "rate": round(self.rate, 1), "elapsed": round(self.elapsed, 3)}
 
 
 class _Run:
@@ -310,9 +303,7 @@ class _Run:
         period = self.lease.total_seconds() / 3
         while not self.closing:
             await asyncio.sleep(max(0.05, period - (time.monotonic() - self.renewed)))
-            if self.closing:
-                return
-            if self.held and time.monotonic() - self.renewed >= period:
+            if not self.closing and self.held and time.monotonic() - self.renewed >= period:
                 try:
                     await self.renew()
                 except Exception:  # the next result commit reports a broken store
@@ -681,7 +672,7 @@ def send_now(config: Config, message: bytes | EmailMessage, *, recipient: str) -
 
     async def go() -> None:
         async with transport.channel() as channel:
-            await channel.send(envelope_sender(config), recipient, data, message_id)
+            await channel.send(Verp.from_config(config).base, recipient, data, message_id)
 
     try:
         _run_coroutine(go())
