@@ -18,7 +18,7 @@ import re
 import socket
 import ssl
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 
 import idna
@@ -124,9 +124,6 @@ class SmtpSettings(ServerSettings):
             per_connection=c.per_connection,
         )
 
-    def tls_context(self) -> ssl.SSLContext | None:
-        return client_context("smtp", self.security, self.cafile, verify=self.validate_certs)
-
 
 class SmtpChannel:
     """One pooled connection, opened on first use and renewed as needed."""
@@ -193,10 +190,6 @@ class SmtpChannel:
             self._drop()
             self.client = await self._connect()
         return self.client
-
-    async def offers(self, extension: str) -> bool:
-        """Whether the server announces ``extension`` in its EHLO reply (connecting first)."""
-        return (await self._connected()).offers(extension)
 
     def _drop(self) -> None:
         self.in_data = False
@@ -283,7 +276,6 @@ class SmtpChannel:
         DATA no RSET can be said; a connection closed before the message's end line is a
         transaction the server drops (RFC 5321 4.1.1.4), so it is closed."""
         if self.in_data:
-            self.in_data = False
             self._drop()
         else:
             await self._reset()
@@ -292,7 +284,7 @@ class SmtpChannel:
         if self.client is None:
             return
         try:
-            await self.client.rset()
+            await self.client.command(b"RSET", 250)
         except (SmtpError, OSError, TimeoutError):
             self._drop()
 
@@ -300,13 +292,9 @@ class SmtpChannel:
         if self.in_data:  # a QUIT now would be read as the message: drop it unsaid
             self._drop()
         client, self.client = self.client, None
-        if client is None:
-            return
-        try:
-            if client.is_connected:
+        if client is not None and client.is_connected:
+            with suppress(SmtpError, OSError, TimeoutError):  # quit closes it either way
                 await client.quit()
-        except (SmtpError, OSError, TimeoutError):
-            client.close()
 
 
 class SmtpTransport:
@@ -315,26 +303,23 @@ class SmtpTransport:
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
         self.concurrency = settings.pool_size
-        self._tls = settings.tls_context()
-        self._local: str | None = None
-
-    async def _local_hostname(self) -> str:
-        """The name this host gives in EHLO: its FQDN, looked up once, off the event loop
-        (the lookup may ask DNS)."""
-        if self._local is None:
-            name = await asyncio.get_running_loop().run_in_executor(None, socket.getfqdn)
-            self._local = name if name.isascii() and name else "localhost"
-        return self._local
+        verify = settings.validate_certs
+        self._tls = client_context("smtp", settings.security, settings.cafile, verify=verify)
+        self._local: str | None = None  # the name this host gives in EHLO
 
     async def takes_utf8_local_parts(self) -> bool:
         """Whether the relay offers SMTPUTF8 (RFC 6531), asked over a new connection;
         Unavailable or DeliveryError when it cannot be asked."""
         async with self.channel() as channel:
-            return await channel.offers("smtputf8")
+            return (await channel._connected()).offers("smtputf8")
 
     @asynccontextmanager
     async def channel(self) -> AsyncIterator[SmtpChannel]:
-        channel = SmtpChannel(self.settings, self._tls, await self._local_hostname())
+        if self._local is None:
+            # its FQDN, looked up once, off the event loop (the lookup may ask DNS)
+            name = await asyncio.get_running_loop().run_in_executor(None, socket.getfqdn)
+            self._local = name if name.isascii() and name else "localhost"
+        channel = SmtpChannel(self.settings, self._tls, self._local)
         try:
             yield channel
         finally:

@@ -124,9 +124,6 @@ class _Wire(asyncio.Protocol):
         if len(self.buf) + sum(map(len, self.lines)) > MAX_REPLY:
             self.fail(SmtpDisconnected("the server's reply is too long"))
 
-    def eof_received(self) -> bool | None:
-        return None  # close our side too: connection_lost follows
-
     def connection_lost(self, exc: Exception | None) -> None:
         reason = f": {exc}" if exc else ""
         self.fail(SmtpDisconnected(f"the server closed the connection{reason}"))
@@ -318,12 +315,12 @@ class SmtpClient:
                 if reply.code not in codes:
                     if replies[2].code == 354:  # a server that opened DATA all the same
                         self.close()
-                    raise _refused(name, reply)
+                    raise SmtpReplyError(reply.code, reply.message, name)
             return
         for name, codes, command in zip(names, expected, commands, strict=True):
             reply = await self._reply(self._send(command)[0])
             if reply.code not in codes:
-                raise _refused(name, reply)
+                raise SmtpReplyError(reply.code, reply.message, name)
 
     async def finish(self, message: bytes) -> None:
         """The message for :meth:`begin`'s DATA: accepted (250), or SmtpReplyError."""
@@ -332,10 +329,7 @@ class SmtpClient:
         self.wire.transport.write(wire_message(message))
         reply = await self._reply(future)
         if reply.code != 250:
-            raise _refused("DATA", reply)
-
-    async def rset(self) -> None:
-        await self.command(b"RSET", 250)
+            raise SmtpReplyError(reply.code, reply.message, "DATA")
 
     async def quit(self) -> None:
         """QUIT, politely: the reply is waited for, then the connection closed."""
@@ -346,7 +340,3 @@ class SmtpClient:
 
     def close(self) -> None:
         self.wire.fail(SmtpDisconnected("closed by us"))
-
-
-def _refused(command: str, reply: Reply) -> SmtpReplyError:
-    return SmtpReplyError(reply.code, reply.message, command)
