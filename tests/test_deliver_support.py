@@ -7,15 +7,19 @@ and subscribers are inserted directly, as the store stores them.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from datetime import date
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
 
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
 from digestbot.config import Config
-from digestbot.deliver import enqueue
+from digestbot.deliver.outbox import Outgoing, enqueue_many
 from digestbot.scoring.picks import Pick
-from digestbot.store import Paper, Store, Subscriber
+from digestbot.store import Digest, Paper, Store, Subscriber
 
 from .conftest import PUBLIC_MAIL, make_config
 from .smtp_sink import SmtpSink, free_port
@@ -40,6 +44,29 @@ def make_message(
     msg.set_content(body)
     msg.add_alternative(f"<html><body><p>{body}</p></body></html>", subtype="html")
     return msg
+
+
+def enqueue(
+    session: Session,
+    *,
+    subscriber: Subscriber,
+    period: str,
+    message: bytes | None,
+    message_id: str,
+    subject: str,
+    picks: Sequence[Pick],
+    state: str = "queued",
+) -> Digest | None:
+    """One digest through outbox.enqueue_many (the pipeline queues many at once): its row,
+    or None (and nothing written) if it exists."""
+    one = Outgoing(subscriber, period, message, message_id, subject, picks, state)
+    (digest_id,) = enqueue_many(session, [one])
+    if digest_id is None:
+        return None
+    digest = session.get(Digest, digest_id)
+    # what was just written, so reading it back does not need the session
+    set_committed_value(digest, "message", message)
+    return digest
 
 
 def add_papers(store: Store, n: int = 3) -> list[str]:

@@ -9,12 +9,19 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from digestbot.deliver import enqueue, outbox, state_counts
+from digestbot.deliver import outbox, state_counts
 from digestbot.deliver.outbox import Outcome, backoff_delay
 from digestbot.scoring.picks import Pick
 from digestbot.store import Digest, DigestItem, Store, Subscriber, open_store
 
-from .test_deliver_support import PERIOD, add_papers, add_subscribers, make_message, seed_outbox
+from .test_deliver_support import (
+    PERIOD,
+    add_papers,
+    add_subscribers,
+    enqueue,
+    make_message,
+    seed_outbox,
+)
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=10)

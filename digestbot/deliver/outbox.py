@@ -30,9 +30,10 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import clock
 from ..scoring.picks import Pick
@@ -50,19 +51,9 @@ from .results import record as record
 STATES = DIGEST_STATES
 
 
-def _insert(session: Session, model: Any) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING for the session's dialect."""
-    insert: Any
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(model)
-
-
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One digest for :func:`enqueue_many`: the arguments :func:`enqueue` takes."""
+    """One digest for :func:`enqueue_many`."""
 
     subscriber: Subscriber
     period: str
@@ -73,40 +64,16 @@ class Outgoing:
     state: str = "queued"
 
 
-def enqueue(
-    session: Session,
-    *,
-    subscriber: Subscriber,
-    period: str,
-    message: bytes | None,
-    message_id: str,
-    subject: str,
-    picks: Sequence[Pick],
-    state: str = "queued",
-) -> Digest | None:
-    """Add a subscriber's digest for a period; None (and nothing written) if it exists.
-
-    :func:`enqueue_many` for one digest. The unique (subscriber, period) constraint
-    decides, so two runs building the same period at once, on SQLite or PostgreSQL,
-    create one row between them.
-    """
-    one = Outgoing(subscriber, period, message, message_id, subject, picks, state)
-    (digest_id,) = enqueue_many(session, [one])
-    if digest_id is None:
-        return None
-    digest = session.get(Digest, digest_id)
-    # what was just written, so reading it back does not need the session
-    set_committed_value(digest, "message", message)
-    return digest
-
-
 def enqueue_many(session: Session, digests: Sequence[Outgoing]) -> list[int | None]:
     """Add many digests at once: each one's new id, or None (nothing written) if it exists.
 
-    The same rows as :func:`enqueue` one by one, in three statements whatever the count: one
-    INSERT ... ON CONFLICT DO NOTHING ... RETURNING for the digests (batched by SQLAlchemy's
-    "insertmanyvalues") and one executemany each for their messages and their papers. The
-    caller's transaction is the batch: use one per batch of digests, not one per digest.
+    The unique (subscriber, period) constraint decides, so two runs building the same period
+    at once, on SQLite or PostgreSQL, create one row between them.
+
+    Three statements whatever the count: one INSERT ... ON CONFLICT DO NOTHING ... RETURNING
+    for the digests (batched by SQLAlchemy's "insertmanyvalues") and one executemany each for
+    their messages and their papers. The caller's transaction is the batch: use one per batch
+    of digests, not one per digest.
     """
     for d in digests:
         if d.state not in ("queued", "feed_only"):
@@ -117,8 +84,10 @@ def enqueue_many(session: Session, digests: Sequence[Outgoing]) -> list[int | No
         return []
     created = clock.now()
     table = Digest.__table__
+    # INSERT ... ON CONFLICT DO NOTHING, which each dialect spells in its own insert()
+    insert: Any = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     stmt = (
-        _insert(session, table)
+        insert(table)
         .on_conflict_do_nothing(index_elements=["subscriber_id", "period"])
         .returning(table.c.id, table.c.subscriber_id, table.c.period)
     )
@@ -140,7 +109,7 @@ def enqueue_many(session: Session, digests: Sequence[Outgoing]) -> list[int | No
     messages: list[tuple[int, bytes]] = []
     items: list[tuple[int, str, int, float, dict[str, object]]] = []
     for d in digests:
-        # a digest listed twice in one call is written once, like two calls of enqueue
+        # a digest listed twice in one call is written once, like two calls
         digest_id = ids.pop((d.subscriber.id, d.period), None)
         out.append(digest_id)
         if digest_id is not None:
@@ -196,17 +165,22 @@ def new_worker_id() -> str:
     return f"{_machine()}:{os.getpid()}:{os.urandom(3).hex()}"
 
 
-def _due(now: datetime | BindParameter[datetime]) -> Any:
-    return or_(
-        Digest.state == "queued",
-        # a retry without a time (an old takeover given back) is due at once
-        and_(
-            Digest.state == "retry",
-            or_(Digest.next_attempt_at.is_(None), Digest.next_attempt_at <= now),
-        ),
+def _due_ranges(now: datetime | BindParameter[datetime]) -> tuple[Any, ...]:
+    """What makes a row due, one condition per due state, in the order claims take them."""
+    return (
         # a claim whose worker died: taken over once its lease runs out
         and_(Digest.state == "sending", Digest.lease_until < now),
+        and_(
+            Digest.state == "retry",
+            # a retry without a time (a dead worker's claim given back) is due at once
+            or_(Digest.next_attempt_at.is_(None), Digest.next_attempt_at <= now),
+        ),
+        Digest.state == "queued",
     )
+
+
+def _due(now: datetime | BindParameter[datetime]) -> Any:
+    return or_(*_due_ranges(now))
 
 
 def count_due(store: Store, now: datetime) -> int:
@@ -282,18 +256,8 @@ def _candidates(s: Connection, now: datetime, n: int) -> list[int]:
     Readers whose sender died, or whose relay said "later", have waited longest: they go
     before the fresh queue, never after it. One LIMITed range per due state, each read in
     id order off the (state, id) index: the cost does not grow with the outbox."""
-    ranges = (
-        # a claim whose worker died: taken over once its lease runs out
-        and_(Digest.state == "sending", Digest.lease_until < now),
-        and_(
-            Digest.state == "retry",
-            # a retry without a time (a dead worker's claim given back) is due at once
-            or_(Digest.next_attempt_at.is_(None), Digest.next_attempt_at <= now),
-        ),
-        Digest.state == "queued",
-    )
     ids: list[int] = []
-    for where in ranges:
+    for where in _due_ranges(now):
         if len(ids) >= n:
             break
         query = select(Digest.id).where(where).order_by(Digest.id).limit(n - len(ids))
@@ -344,10 +308,7 @@ def claim(
             if s.dialect.name == "postgresql":
                 s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DAILY_LIMIT_LOCK})
             n = min(n, _headroom(s, now, daily_limit))
-        while n > 0:
-            ids = _candidates(s, now, n)
-            if not ids:
-                return []
+        while n > 0 and (ids := _candidates(s, now, n)):
             rows = _claim_ids(s, ids, worker_id, now, lease, max_attempts)
             if rows:
                 return _jobs(s, rows, worker_id)
@@ -586,20 +547,8 @@ def list_digests(
         stmt = stmt.where(Digest.state == state)
     if limit:
         stmt = stmt.limit(limit)
-    keys = (
-        "id",
-        "period",
-        "recipient",
-        "state",
-        "attempts",
-        "next_attempt_at",
-        "sent_at",
-        "last_error",
-        "message_id",
-        "claimed_by",
-    )
     with store.session() as s:
-        return [dict(zip(keys, row, strict=True)) for row in s.execute(stmt)]
+        return [dict(row) for row in s.execute(stmt).mappings()]
 
 
 def requeue(store: Store, *, ids: Sequence[int] | None = None, failed: bool = False) -> int:

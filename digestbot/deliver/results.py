@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -50,39 +50,27 @@ class Tally:
     lost: int = 0  # claims taken over by another worker meanwhile: nothing written for them
 
     def add(self, other: Tally) -> None:
-        self.sent += other.sent
-        self.retried += other.retried
-        self.failed += other.failed
-        self.bounced += other.bounced
-        self.lost += other.lost
+        for field in fields(Tally):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
 
 
 _digests = cast(Table, Digest.__table__)
 _ids: BindParameter[list[int]] = bindparam("ids", expanding=True)
 _now = bindparam("now", type_=UTCDateTime())
 
-# The claims a worker still holds among ``ids`` (other outcomes than sent). A no-op write:
-# it takes the row locks before they are read and written.
-_HOLD = (
-    update(_digests)
-    .where(
-        _digests.c.state == "sending",
-        _digests.c.claimed_by == bindparam("worker"),
-        _digests.c.id.in_(_ids),
-    )
-    .values(lease_until=_digests.c.lease_until)
-    .returning(_digests.c.id)
+# the claims a worker still holds among ``ids``
+_HELD = update(_digests).where(
+    _digests.c.state == "sending",
+    _digests.c.claimed_by == bindparam("worker"),
+    _digests.c.id.in_(_ids),
 )
+# Other outcomes than sent: a no-op write, which takes the row locks before they are read
+# and written.
+_HOLD = _HELD.values(lease_until=_digests.c.lease_until).returning(_digests.c.id)
 # Sent: marked in the statement that checks the claim is still the worker's (the ids it
 # returns), one statement fewer per group than holding first
 _MARK_SENT = (
-    update(_digests)
-    .where(
-        _digests.c.state == "sending",
-        _digests.c.claimed_by == bindparam("worker"),
-        _digests.c.id.in_(_ids),
-    )
-    .values(
+    _HELD.values(
         state="sent",
         sent_at=_now,
         claimed_by=None,

@@ -110,14 +110,7 @@ class SendReport(Tally):
         return not (self.retried or self.failed or self.bounced or self.error)
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["rate"] = round(self.rate, 1)
-        data["elapsed"] = round(self.elapsed, 3)
-        return data
-
-
-def envelope_sender(config: Config) -> str:
-    return config["delivery.envelope_from"] or config["digest.from_address"]
+        return {**asdict(self), "rate": round(self.rate, 1), "elapsed": round(self.elapsed, 3)}
 
 
 class _Run:
@@ -161,6 +154,12 @@ class _Run:
         seconds = config["delivery.deadline_seconds"]
         self.deadline = time.monotonic() + seconds if seconds else None
         self.lease = timedelta(seconds=config["delivery.lease_seconds"])
+        self.record = partial(
+            outbox.record,
+            store,
+            max_attempts=config["delivery.max_attempts"],
+            backoff_seconds=config["delivery.backoff_seconds"],
+        )
         self.daily_limit = config["smtp.daily_limit"] if transport.name == "smtp" else 0
         rate = config["smtp.rate"] if transport.name == "smtp" else 0.0
         self.limiter = RateLimiter(rate)
@@ -248,18 +247,6 @@ class _Run:
             n = self.batch
             if self.limit is not None:
                 n = min(n, self.limit - self.claimed)
-            if self.daily_limit:
-                headroom = await self.db(
-                    outbox.daily_headroom,
-                    self.store,
-                    self.now(),
-                    self.daily_limit,
-                    executor=self.claim_executor,
-                )
-                if headroom <= 0:
-                    self.report.limited = True
-                    n = 0
-                n = min(n, headroom)
             if n <= 0:
                 self.exhausted = True
                 return
@@ -283,11 +270,11 @@ class _Run:
                 return
             if not jobs:
                 if self.daily_limit:
-                    # other workers may have spent the headroom read above
+                    # the claim takes no more than the headroom: none left, or none due?
                     headroom = await self.db(
                         outbox.daily_headroom, self.store, self.now(), self.daily_limit
                     )
-                    self.report.limited = self.report.limited or headroom <= 0
+                    self.report.limited = headroom <= 0
                 self.exhausted = True
                 return
             self.claimed += len(jobs)
@@ -316,9 +303,7 @@ class _Run:
         period = self.lease.total_seconds() / 3
         while not self.closing:
             await asyncio.sleep(max(0.05, period - (time.monotonic() - self.renewed)))
-            if self.closing:
-                return
-            if self.held and time.monotonic() - self.renewed >= period:
+            if not self.closing and self.held and time.monotonic() - self.renewed >= period:
                 try:
                     await self.renew()
                 except Exception:  # the next result commit reports a broken store
@@ -392,14 +377,7 @@ class _Run:
         claimed, to be sent again when the lease runs out."""
         for _ in range(3):  # each try waits up to the store's busy timeout for a lock
             try:
-                tally = await self.db(
-                    outbox.record,
-                    self.store,
-                    self.lost_results,
-                    self.now(),
-                    max_attempts=self.config["delivery.max_attempts"],
-                    backoff_seconds=self.config["delivery.backoff_seconds"],
-                )
+                tally = await self.db(self.record, self.lost_results, self.now())
             except Exception as exc:
                 log.error("recording delivery results failed again: %s", exc)
             else:
@@ -520,13 +498,7 @@ class _Run:
     def commit(self, group: list[tuple[Job, Outcome, asyncio.Future[None]]], now: datetime) -> None:
         """On the store's thread: record a group, then hand the outcome back to the loop."""
         try:
-            tally = outbox.record(
-                self.store,
-                [(job, outcome) for job, outcome, _ in group],
-                now,
-                max_attempts=self.config["delivery.max_attempts"],
-                backoff_seconds=self.config["delivery.backoff_seconds"],
-            )
+            tally = self.record([(job, outcome) for job, outcome, _ in group], now)
         except Exception as exc:
             self.loop.call_soon_threadsafe(self.on_committed, group, None, exc)
         else:
@@ -610,34 +582,17 @@ class _Run:
             raise self.systemic
 
 
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run on uvloop where it is installed (less CPU per message than asyncio's own loop)."""
-    if uvloop is not None:
-        return uvloop.run(coro)
-    return asyncio.run(coro)
-
-
 def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
-    """asyncio.run, also from a thread that already runs an event loop (the web front)."""
+    """asyncio.run, also from a thread that already runs an event loop (the web front); on
+    uvloop where it is installed (less CPU per message than asyncio's own loop)."""
+    run: Callable[[Coroutine[Any, Any, T]], T] = asyncio.run if uvloop is None else uvloop.run
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return _run(coro)
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = _run(coro)
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="digestbot-send")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    value: T = box["value"]
-    return value
+        return run(coro)
+    # a loop of its own needs a thread of its own, waited for here
+    with ThreadPoolExecutor(1, thread_name_prefix="digestbot-send") as thread:
+        return thread.submit(run, coro).result()
 
 
 def send_due(
@@ -666,10 +621,13 @@ def send_due(
         dry_run=dry_run, transport=transport.name, worker_id=worker_id or outbox.new_worker_id()
     )
     started = time.perf_counter()
+    if not dry_run:
+        outbox.release_dead_local_claims(store)
+        outbox.stop_inactive(store, now())
+    at = now()
+    due = outbox.count_due(store, at)
+    report.due = due if limit is None else min(due, limit)
     if dry_run:
-        at = now()
-        due = outbox.count_due(store, at)
-        report.due = due if limit is None else min(due, limit)
         jobs = outbox.peek_due(store, report.due, at)
 
         async def write_all() -> None:
@@ -681,29 +639,19 @@ def send_due(
                         progress(report.sent, report.due)
 
         _run_coroutine(write_all())
-        report.elapsed = time.perf_counter() - started
-        return report
-
-    outbox.release_dead_local_claims(store)
-    outbox.stop_inactive(store, now())
-    due = outbox.count_due(store, now())
-    report.due = due if limit is None else min(due, limit)
-    if report.due:
-
-        async def go() -> None:
-            await _Run(
-                store,
-                config,
-                transport,
-                report,
-                limit=limit,
-                worker_id=report.worker_id,
-                progress=progress,
-                stop=stop,
-                now=now,
-            ).run()
-
-        _run_coroutine(go())
+    elif report.due:
+        run = _Run(
+            store,
+            config,
+            transport,
+            report,
+            limit=limit,
+            worker_id=report.worker_id,
+            progress=progress,
+            stop=stop,
+            now=now,
+        )
+        _run_coroutine(run.run())
         if report.sent and report.error is None:
             # PostgreSQL: statistics for the next run's joins, and the space of the rows
             # sending left dead (every digest updated, its bytes dropped) made reusable
@@ -724,7 +672,7 @@ def send_now(config: Config, message: bytes | EmailMessage, *, recipient: str) -
 
     async def go() -> None:
         async with transport.channel() as channel:
-            await channel.send(envelope_sender(config), recipient, data, message_id)
+            await channel.send(Verp.from_config(config).base, recipient, data, message_id)
 
     try:
         _run_coroutine(go())

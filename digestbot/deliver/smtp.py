@@ -18,7 +18,7 @@ import re
 import socket
 import ssl
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 
 import idna
@@ -35,7 +35,7 @@ from .smtpclient import (
     SmtpReplyError,
 )
 from .tls import ServerSettings, client_context
-from .transports import Channel, SendFailure, TimedOut, Unavailable
+from .transports import SendFailure, TimedOut, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +124,6 @@ class SmtpSettings(ServerSettings):
             per_connection=c.per_connection,
         )
 
-    def tls_context(self) -> ssl.SSLContext | None:
-        return client_context("smtp", self.security, self.cafile, verify=self.validate_certs)
-
 
 class SmtpChannel:
     """One pooled connection, opened on first use and renewed as needed."""
@@ -143,7 +140,6 @@ class SmtpChannel:
     async def _connect(self) -> SmtpClient:
         s = self.s
         where = f"{s.host}:{s.port}"
-        client: SmtpClient | None = None
         try:
             client = await SmtpClient.open(
                 s.host,
@@ -153,12 +149,9 @@ class SmtpChannel:
                 tls=self.tls,
                 implicit_tls=s.security == "tls",
                 starttls=s.security == "starttls",
+                login=(s.username, s.password) if s.username else None,
             )
-            if s.username:
-                await client.login(s.username, s.password)
         except SmtpAuthError as exc:
-            assert client is not None
-            client.close()
             raise DeliveryError(
                 f"{where} refused the login for {s.username!r}: {exc.code} {exc.message}",
                 field="smtp.username",
@@ -166,8 +159,6 @@ class SmtpChannel:
                 "smtp.password_file).",
             ) from None
         except SmtpNotOffered as exc:
-            if client is not None:
-                client.close()
             if exc.extension == "STARTTLS":
                 raise DeliveryError(
                     f"{where}: {exc}",
@@ -188,8 +179,6 @@ class SmtpChannel:
                 "only, smtp.validate_certs = false).",
             ) from None
         except (SmtpError, OSError, TimeoutError) as exc:
-            if client is not None:
-                client.close()
             text = str(exc) or type(exc).__name__
             raise Unavailable(f"cannot connect to {where}: {text}") from None
         self.opened += 1
@@ -201,10 +190,6 @@ class SmtpChannel:
             self._drop()
             self.client = await self._connect()
         return self.client
-
-    async def offers(self, extension: str) -> bool:
-        """Whether the server announces ``extension`` in its EHLO reply (connecting first)."""
-        return (await self._connected()).offers(extension)
 
     def _drop(self) -> None:
         self.in_data = False
@@ -291,7 +276,6 @@ class SmtpChannel:
         DATA no RSET can be said; a connection closed before the message's end line is a
         transaction the server drops (RFC 5321 4.1.1.4), so it is closed."""
         if self.in_data:
-            self.in_data = False
             self._drop()
         else:
             await self._reset()
@@ -300,7 +284,7 @@ class SmtpChannel:
         if self.client is None:
             return
         try:
-            await self.client.rset()
+            await self.client.command(b"RSET", 250)
         except (SmtpError, OSError, TimeoutError):
             self._drop()
 
@@ -308,13 +292,9 @@ class SmtpChannel:
         if self.in_data:  # a QUIT now would be read as the message: drop it unsaid
             self._drop()
         client, self.client = self.client, None
-        if client is None:
-            return
-        try:
-            if client.is_connected:
+        if client is not None and client.is_connected:
+            with suppress(SmtpError, OSError, TimeoutError):  # quit closes it either way
                 await client.quit()
-        except (SmtpError, OSError, TimeoutError):
-            client.close()
 
 
 class SmtpTransport:
@@ -323,33 +303,23 @@ class SmtpTransport:
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
         self.concurrency = settings.pool_size
-        self._tls = settings.tls_context()
-        self._local: str | None = None
-
-    async def _local_hostname(self) -> str:
-        """The name this host gives in EHLO: its FQDN, looked up once, off the event loop
-        (the lookup may ask DNS)."""
-        if self._local is None:
-            name = await asyncio.get_running_loop().run_in_executor(None, socket.getfqdn)
-            self._local = name if name.isascii() and name else "localhost"
-        return self._local
-
-    @classmethod
-    def from_config(cls, config: Config) -> SmtpTransport:
-        return cls(SmtpSettings.from_config(config))
+        verify = settings.validate_certs
+        self._tls = client_context("smtp", settings.security, settings.cafile, verify=verify)
+        self._local: str | None = None  # the name this host gives in EHLO
 
     async def takes_utf8_local_parts(self) -> bool:
         """Whether the relay offers SMTPUTF8 (RFC 6531), asked over a new connection;
         Unavailable or DeliveryError when it cannot be asked."""
-        channel = SmtpChannel(self.settings, self._tls, await self._local_hostname())
-        try:
-            return await channel.offers("smtputf8")
-        finally:
-            await channel.close()
+        async with self.channel() as channel:
+            return (await channel._connected()).offers("smtputf8")
 
     @asynccontextmanager
-    async def channel(self) -> AsyncIterator[Channel]:
-        channel = SmtpChannel(self.settings, self._tls, await self._local_hostname())
+    async def channel(self) -> AsyncIterator[SmtpChannel]:
+        if self._local is None:
+            # its FQDN, looked up once, off the event loop (the lookup may ask DNS)
+            name = await asyncio.get_running_loop().run_in_executor(None, socket.getfqdn)
+            self._local = name if name.isascii() and name else "localhost"
+        channel = SmtpChannel(self.settings, self._tls, self._local)
         try:
             yield channel
         finally:

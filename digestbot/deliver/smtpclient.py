@@ -124,9 +124,6 @@ class _Wire(asyncio.Protocol):
         if len(self.buf) + sum(map(len, self.lines)) > MAX_REPLY:
             self.fail(SmtpDisconnected("the server's reply is too long"))
 
-    def eof_received(self) -> bool | None:
-        return None  # close our side too: connection_lost follows
-
     def connection_lost(self, exc: Exception | None) -> None:
         reason = f": {exc}" if exc else ""
         self.fail(SmtpDisconnected(f"the server closed the connection{reason}"))
@@ -163,7 +160,6 @@ class SmtpClient:
         self.timeout = timeout
         self.local_hostname = local_hostname
         self.extensions: dict[str, str] = {}  # EHLO keyword (lower case) -> its parameters
-        self.tls = False
 
     @classmethod
     async def open(
@@ -176,8 +172,10 @@ class SmtpClient:
         tls: ssl.SSLContext | None = None,
         implicit_tls: bool = False,
         starttls: bool = False,
+        login: tuple[str, str] | None = None,
     ) -> SmtpClient:
-        """Connect, read the greeting, EHLO, and STARTTLS (then EHLO again) if asked.
+        """Connect, read the greeting, EHLO, STARTTLS (then EHLO again) if asked, and
+        :meth:`login` with ``login``'s user name and password if given.
 
         Raises OSError (ssl.SSLError for TLS) or TimeoutError when the server cannot be
         reached, SmtpError when it answers otherwise than it should.
@@ -196,12 +194,13 @@ class SmtpClient:
             timeout,
         )
         client = cls(wire, host, timeout, local_hostname)
-        client.tls = implicit_tls
         try:
             await client._expect(greeting, 220)
             await client.ehlo()
             if starttls:
                 await client.starttls(tls or ssl.create_default_context())
+            if login is not None:
+                await client.login(*login)
         except BaseException:
             client.close()
             raise
@@ -277,7 +276,6 @@ class SmtpClient:
         if transport is None:  # pragma: no cover - only when the connection went meanwhile
             raise SmtpDisconnected("the connection closed during the TLS handshake")
         self.wire.transport = transport
-        self.tls = True
         await self.ehlo()  # what the server offers may differ under TLS (RFC 3207 4.2)
 
     async def login(self, username: str, password: str) -> None:
@@ -317,12 +315,12 @@ class SmtpClient:
                 if reply.code not in codes:
                     if replies[2].code == 354:  # a server that opened DATA all the same
                         self.close()
-                    raise _refused(name, reply)
+                    raise SmtpReplyError(reply.code, reply.message, name)
             return
         for name, codes, command in zip(names, expected, commands, strict=True):
             reply = await self._reply(self._send(command)[0])
             if reply.code not in codes:
-                raise _refused(name, reply)
+                raise SmtpReplyError(reply.code, reply.message, name)
 
     async def finish(self, message: bytes) -> None:
         """The message for :meth:`begin`'s DATA: accepted (250), or SmtpReplyError."""
@@ -331,10 +329,7 @@ class SmtpClient:
         self.wire.transport.write(wire_message(message))
         reply = await self._reply(future)
         if reply.code != 250:
-            raise _refused("DATA", reply)
-
-    async def rset(self) -> None:
-        await self.command(b"RSET", 250)
+            raise SmtpReplyError(reply.code, reply.message, "DATA")
 
     async def quit(self) -> None:
         """QUIT, politely: the reply is waited for, then the connection closed."""
@@ -345,7 +340,3 @@ class SmtpClient:
 
     def close(self) -> None:
         self.wire.fail(SmtpDisconnected("closed by us"))
-
-
-def _refused(command: str, reply: Reply) -> SmtpReplyError:
-    return SmtpReplyError(reply.code, reply.message, command)

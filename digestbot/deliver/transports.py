@@ -85,18 +85,6 @@ def eml_name(message_id: str) -> str:
     return stem[:200] + ".eml"
 
 
-class _FileChannel:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    async def send(self, sender: str, recipient: str, message: bytes, message_id: str) -> None:
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.folder / eml_name(message_id), message)
-        except OSError as exc:
-            raise _local_error(self.folder, exc, "delivery.outdir") from None
-
-
 class FileTransport:
     """Writes each message to ``<outdir>/<message-id>.eml``, atomically: a dry run to read."""
 
@@ -107,8 +95,15 @@ class FileTransport:
         self.folder = folder
 
     @asynccontextmanager
-    async def channel(self) -> AsyncIterator[Channel]:
-        yield _FileChannel(self.folder)
+    async def channel(self) -> AsyncIterator[FileTransport]:
+        yield self  # nothing to open per channel: the transport is its own channel
+
+    async def send(self, sender: str, recipient: str, message: bytes, message_id: str) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.folder / eml_name(message_id), message)
+        except OSError as exc:
+            raise _local_error(self.folder, exc, "delivery.outdir") from None
 
     async def takes_utf8_local_parts(self) -> bool:
         return True  # a file takes any address
@@ -160,10 +155,10 @@ def _local_error(folder: Path, exc: OSError, field: str) -> DeliveryError:
 # ``delivery.transport`` takes; SMTP's module is imported only when it is chosen.
 def _smtp(config: Config) -> Transport:
     from .safety import check_smtp_settings
-    from .smtp import SmtpTransport
+    from .smtp import SmtpSettings, SmtpTransport
 
     check_smtp_settings(config)
-    return SmtpTransport.from_config(config)
+    return SmtpTransport(SmtpSettings.from_config(config))
 
 
 TRANSPORTS: dict[str, Callable[[Config], Transport]] = {
