@@ -27,11 +27,9 @@ from .due import Due
 from .report import DigestOutcome, RunReport, timed
 
 if TYPE_CHECKING:
-    from ..render import RenderedDigest
     from ..store import Paper
 
 Batch: TypeAlias = list[tuple[Subscriber, str, list[Pick]]]  # reader, period, picks
-Result: TypeAlias = "RenderedDigest | None | Exception"
 # progress(stage, done, total): how a caller (the CLI) draws bars; the library never prints
 Progress = Callable[[str, int, int], None]
 
@@ -64,45 +62,24 @@ class PaperCache:
         return self.papers
 
 
-def render_batch(
-    store: Store, config: Config, batch: Batch, now: datetime, papers: PaperCache
-) -> list[Result]:
-    """Each reader's digest, ``None`` (nothing to send) or the exception that stopped it:
-    one reader's broken digest must not stop the others."""
-    from ..render import render_digest
-
-    found = papers.get(store, {p.paper_id for _, _, picks in batch for p in picks})
-    results: list[Result] = []
-    for sub, period, picks in batch:
-        entries = [(found[p.paper_id], p) for p in picks if p.paper_id in found]
-        try:
-            results.append(render_digest(sub, entries, period=period, config=config, now=now))
-        except Exception as exc:  # noqa: BLE001 - recorded against this reader, logged
-            results.append(exc)
-    return results
-
-
 def digest_batch(
     store: Store, config: Config, batch: Batch, now: datetime, papers: PaperCache
 ) -> list[DigestOutcome]:
-    """Render and queue one batch: an outcome per reader, in batch order."""
-    return _queue_batch(store, batch, render_batch(store, config, batch, now, papers), now)
+    """Render and queue one batch: an outcome per reader, in batch order. A digest that
+    fails to render is reported, not queued: one reader's broken digest must not stop the
+    others."""
+    from ..render import render_digest
 
-
-def _queue_batch(
-    store: Store, batch: Batch, results: list[Result], now: datetime
-) -> list[DigestOutcome]:
-    """Queue a rendered batch; a digest that failed to render is reported, not queued."""
+    found = papers.get(store, {p.paper_id for _, _, picks in batch for p in picks})
     outcomes: list[DigestOutcome] = []
     rendered: list[tuple[Subscriber, str, list[Any], Any]] = []
-    for (sub, period, picks), message in zip(batch, results, strict=True):
-        if isinstance(message, Exception):
-            log.error(
-                "rendering the digest of subscriber %d failed",
-                sub.id,
-                exc_info=(type(message), message, message.__traceback__),
-            )
-            error = f"render: {type(message).__name__}: {message}"
+    for sub, period, picks in batch:
+        entries = [(found[p.paper_id], p) for p in picks if p.paper_id in found]
+        try:
+            message = render_digest(sub, entries, period=period, config=config, now=now)
+        except Exception as exc:  # noqa: BLE001 - recorded against this reader, logged
+            log.exception("rendering the digest of subscriber %d failed", sub.id)
+            error = f"render: {type(exc).__name__}: {exc}"
             outcomes.append(DigestOutcome(sub.id, period, "failed", error))
             continue
         rendered.append((sub, period, picks, message))
