@@ -20,7 +20,7 @@ import sys
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -28,6 +28,9 @@ from ..config import LOG_FORMAT, Config
 from ..scoring.picks import Pick
 from ..store import Store, Subscriber, open_store
 from .report import DigestOutcome
+
+if TYPE_CHECKING:
+    from .digests import Batch
 
 log = logging.getLogger("digestbot.run")
 
@@ -106,9 +109,7 @@ class DigestPool:
             executor.submit(_ready)
         return executor
 
-    def submit(
-        self, batch: list[tuple[Subscriber, str, list[Pick]]], now: datetime
-    ) -> Future[list[DigestOutcome]]:
+    def submit(self, batch: Batch, now: datetime) -> Future[list[DigestOutcome]]:
         spec = [(sub.id, period, picks) for sub, period, picks in batch]
         try:
             return self.executor.submit(_digest, spec, now)
@@ -121,9 +122,7 @@ class DigestPool:
             return self.executor.submit(_digest, spec, now)
 
     @staticmethod
-    def outcomes(
-        batch: list[tuple[Subscriber, str, list[Pick]]], future: Future[list[DigestOutcome]]
-    ) -> list[DigestOutcome]:
+    def outcomes(batch: Batch, future: Future[list[DigestOutcome]]) -> list[DigestOutcome]:
         """The batch's outcomes; if its worker failed (it died, or the batch could not be
         handed to it), each of its readers failed with the reason: the others go on, and
         the next run makes what was not queued."""
