@@ -251,8 +251,7 @@ def require_current(store: Store) -> None:
             f"cannot open {where}: {exc.orig}",
             hint="Check that the database exists, is reachable and is readable.",
         ) from None
-    head = SCHEMA_HEAD
-    if current == head:
+    if current == SCHEMA_HEAD:
         return
     if current is None:
         raise StoreError(
@@ -262,7 +261,7 @@ def require_current(store: Store) -> None:
             "`digestbot db upgrade` once.",
         )
     raise StoreError(
-        f"{where} has schema revision {current}; this digestbot needs {head}",
+        f"{where} has schema revision {current}; this digestbot needs {SCHEMA_HEAD}",
         field="store.db",
         hint="Run `digestbot db upgrade` once (for the web service: ExecStartPre does it), "
         "then start again.",
