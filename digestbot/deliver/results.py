@@ -67,6 +67,8 @@ _HELD = update(_digests).where(
 # Other outcomes than sent: a no-op write, which takes the row locks before they are read
 # and written.
 _HOLD = _HELD.values(lease_until=_digests.c.lease_until).returning(_digests.c.id)
+# a renewal of the leases (outbox.renew)
+RENEW = _HELD.values(lease_until=bindparam("until", type_=UTCDateTime())).returning(_digests.c.id)
 # Sent: marked in the statement that checks the claim is still the worker's (the ids it
 # returns), one statement fewer per group than holding first
 _MARK_SENT = (
