@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -78,11 +78,9 @@ class Store:
         db = self.engine.url.database
         return Path(db) if self.is_sqlite and db and db != ":memory:" else None
 
-    @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self) -> AbstractContextManager[Session]:
         """A transaction: committed on success, rolled back on any error."""
-        with self.sessions.begin() as session:
-            yield session
+        return self.sessions.begin()
 
     @contextmanager
     def outbox_transaction(self) -> Iterator[Connection]:
