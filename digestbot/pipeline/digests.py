@@ -10,24 +10,22 @@ process scores the next readers. Either way the same function does it.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import ExitStack
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, TypeAlias
 
 from sqlalchemy import select, update
 
 from ..config import Config
 from ..scoring.picks import Pick
-from ..store import Store, Subscriber
+from ..store import Paper, Store, Subscriber
 from .due import Due
 from .report import DigestOutcome, RunReport, timed
-
-if TYPE_CHECKING:
-    from ..store import Paper
 
 Batch: TypeAlias = list[tuple[Subscriber, str, list[Pick]]]  # reader, period, picks
 # progress(stage, done, total): how a caller (the CLI) draws bars; the library never prints
@@ -44,37 +42,24 @@ SUBSCRIBER_CHUNK = 1000
 POOL_MIN_READERS = 2000
 
 
-class PaperCache:
-    """The papers a run's digests show, each loaded from the store once: every batch of
-    readers picks among the same few hundred new papers."""
-
-    def __init__(self) -> None:
-        self.papers: dict[str, Paper] = {}
-
-    def get(self, store: Store, ids: set[str]) -> dict[str, Paper]:
-        from ..store import Paper
-
-        missing = ids - self.papers.keys()
-        if missing:
-            with store.session() as session:
-                for paper in session.scalars(select(Paper).where(Paper.id.in_(missing))):
-                    self.papers[paper.id] = paper
-        return self.papers
-
-
 def digest_batch(
-    store: Store, config: Config, batch: Batch, now: datetime, papers: PaperCache
+    store: Store, config: Config, batch: Batch, now: datetime, papers: dict[str, Paper]
 ) -> list[DigestOutcome]:
     """Render and queue one batch: an outcome per reader, in batch order. A digest that
     fails to render is reported, not queued: one reader's broken digest must not stop the
-    others."""
+    others. ``papers``: those the run has loaded, by id, each loaded from the store once
+    (every batch of readers picks among the same few hundred new papers)."""
     from ..render import render_digest
 
-    found = papers.get(store, {p.paper_id for _, _, picks in batch for p in picks})
+    missing = {p.paper_id for _, _, picks in batch for p in picks} - papers.keys()
+    if missing:
+        with store.session() as session:
+            for paper in session.scalars(select(Paper).where(Paper.id.in_(missing))):
+                papers[paper.id] = paper
     outcomes: list[DigestOutcome] = []
     rendered: list[tuple[Subscriber, str, list[Any], Any]] = []
     for sub, period, picks in batch:
-        entries = [(found[p.paper_id], p) for p in picks if p.paper_id in found]
+        entries = [(papers[p.paper_id], p) for p in picks if p.paper_id in papers]
         try:
             message = render_digest(sub, entries, period=period, config=config, now=now)
         except Exception as exc:  # noqa: BLE001 - recorded against this reader, logged
@@ -189,14 +174,6 @@ def _stream_subscribers(
             yield sub
 
 
-def worker_count(config: Config, readers: int) -> int:
-    """Worker processes for a digest stage of ``readers``: 0 renders in this process."""
-    import os
-
-    wanted = config["digest.workers"] or (os.cpu_count() or 1)
-    return wanted if wanted > 1 and readers >= POOL_MIN_READERS else 0
-
-
 def digest_stage(
     store: Store,
     config: Config,
@@ -213,9 +190,11 @@ def digest_stage(
 
     period_of = {d.subscriber_id: d.period for d in due}
     subscribers: dict[int, Subscriber] = {}
-    papers = PaperCache()
+    papers: dict[str, Paper] = {}
     done = 0
-    workers = worker_count(config, len(due))
+    wanted = config["digest.workers"] or (os.cpu_count() or 1)
+    # worker processes; 0 renders in this process
+    workers = wanted if wanted > 1 and len(due) >= POOL_MIN_READERS else 0
     pool: DigestPool | None = None
     # batches handed to the workers, oldest first; a few per worker keep them all busy
     # while bounding what waits in memory

@@ -54,7 +54,6 @@ def _die_with_parent(parent: int) -> None:
 
 def _start(url: str, config: Config, level: int, parent: int) -> None:
     from .. import deliver, render  # noqa: F401 - loaded before the heap is frozen
-    from .digests import PaperCache
     from .heap import freeze_heap
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -63,7 +62,7 @@ def _start(url: str, config: Config, level: int, parent: int) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format=LOG_FORMAT)
     logging.getLogger("digestbot").setLevel(level)
     # the run that started this worker opened (and migrated) the store
-    _worker.update(store=open_store(url, migrate=False), config=config, papers=PaperCache())
+    _worker.update(store=open_store(url, migrate=False), config=config, papers={})
     freeze_heap()  # for the worker's life: it ends with the stage
 
 
