@@ -45,10 +45,7 @@ def inline_source(source: str, css: str) -> str:
     )
     is_document = protected.lstrip()[:9].lower() in ("<!doctype", "<html>")
     try:
-        if is_document:
-            html = inliner.inline(protected)
-        else:
-            html = inliner.inline_fragment(protected, css)
+        html = inliner.inline(protected) if is_document else inliner.inline_fragment(protected, css)
     except css_inline.InlineError as exc:
         raise RenderError(f"cannot inline CSS: {exc}") from None
 
