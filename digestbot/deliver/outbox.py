@@ -43,6 +43,7 @@ from ..store.bulk import insert_many
 from ..store.models import DigestMessage
 
 # recording results lives in .results; outbox.record stays the sender's (and tests') handle
+from .results import RENEW
 from .results import Outcome as Outcome
 from .results import Tally as Tally
 from .results import backoff_delay as backoff_delay
@@ -385,19 +386,8 @@ def renew(
     id_list = list(ids)
     if not id_list:
         return set()
-    stmt = (
-        update(Digest)
-        .where(
-            Digest.id.in_(id_list),
-            Digest.state == "sending",
-            Digest.claimed_by == worker_id,
-        )
-        .values(lease_until=now + lease)
-        .returning(Digest.id)
-        .execution_options(synchronize_session=False)
-    )
     with store.session() as s:
-        return set(s.scalars(stmt).all())
+        return set(s.scalars(RENEW, {"worker": worker_id, "ids": id_list, "until": now + lease}))
 
 
 def peek_due(store: Store, n: int | None, now: datetime, *, batch: int = 500) -> Iterator[Job]:

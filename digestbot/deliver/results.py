@@ -67,6 +67,8 @@ _HELD = update(_digests).where(
 # Other outcomes than sent: a no-op write, which takes the row locks before they are read
 # and written.
 _HOLD = _HELD.values(lease_until=_digests.c.lease_until).returning(_digests.c.id)
+# a renewal of the leases (outbox.renew)
+RENEW = _HELD.values(lease_until=bindparam("until", type_=UTCDateTime())).returning(_digests.c.id)
 # Sent: marked in the statement that checks the claim is still the worker's (the ids it
 # returns), one statement fewer per group than holding first
 _MARK_SENT = (
@@ -175,24 +177,21 @@ def _record_failures(
     other_rows: list[dict[str, Any]] = []
     bounced: dict[int, str] = {}
     for job, outcome in results:
+        attempts, error = job.attempts + 1, outcome.error
+        if outcome.kind == "retry" and attempts < max_attempts:
+            tally.retried += 1
+            when = now + backoff_delay(attempts, backoff_seconds)
+            other_rows.append(_row(job, "retry", attempts, when, error))
+            continue
         if outcome.kind == "retry":
-            attempts = job.attempts + 1
-            if attempts >= max_attempts:
-                tally.failed += 1
-                error = f"gave up after {attempts} attempts: {outcome.error}"
-                other_rows.append(_row(job, "failed", attempts, None, error))
-            else:
-                tally.retried += 1
-                when = now + backoff_delay(attempts, backoff_seconds)
-                other_rows.append(_row(job, "retry", attempts, when, outcome.error))
-        elif outcome.kind == "bounced":
+            error = f"gave up after {attempts} attempts: {error}"
+        if outcome.kind == "bounced":
             tally.bounced += 1
-            bounced[job.subscriber_id] = outcome.error or "bounced"
-            error = f"bounced: {outcome.error}"
-            other_rows.append(_row(job, "failed", job.attempts + 1, None, error))
+            bounced[job.subscriber_id] = error or "bounced"
+            error = f"bounced: {error}"
         else:
             tally.failed += 1
-            other_rows.append(_row(job, "failed", job.attempts + 1, None, outcome.error))
+        other_rows.append(_row(job, "failed", attempts, None, error))
     if other_rows:
         conn.execute(_MARK_OTHER, other_rows)
     for subscriber_id, reason in bounced.items():

@@ -70,6 +70,7 @@ class NotAdmitted(Exception):
 
 T = TypeVar("T")
 Progress = Callable[[int, int], None]
+Group = list[tuple[Job, Outcome, asyncio.Future[None]]]  # results and their commits' futures
 
 # How long the first result of a group may wait for the results of other messages in flight
 # before it is committed (a group is committed at once when none is left in flight). It
@@ -124,7 +125,6 @@ class _Run:
         report: SendReport,
         *,
         limit: int | None,
-        worker_id: str,
         progress: Progress | None,
         stop: threading.Event,
         now: Callable[[], datetime],
@@ -134,7 +134,7 @@ class _Run:
         self.transport = transport
         self.report = report
         self.limit = limit
-        self.worker_id = worker_id
+        self.worker_id = report.worker_id
         self.progress = progress
         self.stop = stop
         self.now = now
@@ -180,7 +180,7 @@ class _Run:
         self.halt = False
         self.fill_lock = asyncio.Lock()
         self.prefetch: asyncio.Task[None] | None = None
-        self.results: list[tuple[Job, Outcome, asyncio.Future[None]]] = []
+        self.results: Group = []
         self.committing = False  # a group's commit runs on the store's thread
         self.loop: asyncio.AbstractEventLoop  # set by run()
         self.in_flight = 0  # messages handed to a channel whose result is not yet in results
@@ -495,34 +495,29 @@ class _Run:
         self.committing = True
         self.executor.submit(self.commit, group, self.now())
 
-    def commit(self, group: list[tuple[Job, Outcome, asyncio.Future[None]]], now: datetime) -> None:
+    def commit(self, group: Group, now: datetime) -> None:
         """On the store's thread: record a group, then hand the outcome back to the loop."""
+        recorded: Tally | Exception
         try:
-            tally = self.record([(job, outcome) for job, outcome, _ in group], now)
+            recorded = self.record([(job, outcome) for job, outcome, _ in group], now)
         except Exception as exc:
-            self.loop.call_soon_threadsafe(self.on_committed, group, None, exc)
-        else:
-            self.loop.call_soon_threadsafe(self.on_committed, group, tally, None)
+            recorded = exc
+        self.loop.call_soon_threadsafe(self.on_committed, group, recorded)
 
-    def on_committed(
-        self,
-        group: list[tuple[Job, Outcome, asyncio.Future[None]]],
-        tally: Tally | None,
-        exc: Exception | None,
-    ) -> None:
+    def on_committed(self, group: Group, recorded: Tally | Exception) -> None:
         self.committing = False
-        if tally is None:
+        if isinstance(recorded, Exception):
             self.halt = True
             # their results are unknown to the store: keep them claimed, not released
             self.unrecorded.update(job.id for job, _, _ in group)
             self.lost_results.extend((job, outcome) for job, outcome, _ in group)
-            error = store_error_from(exc or RuntimeError("?"), "cannot record delivery results")
+            error = store_error_from(recorded, "cannot record delivery results")
             for _, _, future in group:
                 future.set_exception(error)
         else:
             self.held.difference_update(job.id for job, _, _ in group)
             r = self.report
-            r.add(tally)
+            r.add(recorded)
             for _, _, future in group:
                 future.set_result(None)
             if self.progress is not None:
@@ -573,8 +568,7 @@ class _Run:
         self.claim_executor.shutdown(wait=True)
         self.report.stopped = self.stop.is_set()
         if failure is not None:
-            self.report.error = failure.message
-            self.report.hint = failure.hint
+            self.report.error, self.report.hint = failure.message, failure.hint
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, StoreError):
                 raise result
@@ -646,7 +640,6 @@ def send_due(
             transport,
             report,
             limit=limit,
-            worker_id=report.worker_id,
             progress=progress,
             stop=stop,
             now=now,

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from datetime import datetime
 
 from sqlalchemy import func, select
 
@@ -30,21 +28,12 @@ def foreign_claims(store: Store, worker_id: str) -> int:
     return int(n or 0)
 
 
-def run_worker(
-    store: Store,
-    config: Config,
-    *,
-    worker_id: str | None = None,
-    stop: threading.Event | None = None,
-    poll_seconds: float = 1.0,
-    now: Callable[[], datetime] | None = None,
-) -> SendReport:
-    stop = stop or threading.Event()
-    worker_id = worker_id or outbox.new_worker_id()
+def run_worker(store: Store, config: Config, *, stop: threading.Event) -> SendReport:
+    worker_id = outbox.new_worker_id()
     total = SendReport(worker_id=worker_id, transport=config["delivery.transport"])
     started = time.perf_counter()
     while not stop.is_set():
-        report = send_due(store, config, worker_id=worker_id, stop=stop, now=now)
+        report = send_due(store, config, worker_id=worker_id, stop=stop)
         total.add(report)
         total.released += report.released
         total.due += report.due
@@ -56,7 +45,7 @@ def run_worker(
             continue
         if not foreign_claims(store, worker_id):
             break
-        stop.wait(poll_seconds)
+        stop.wait(1.0)  # for the other workers' claims to be sent or come back
     total.stopped = stop.is_set()
     total.elapsed = time.perf_counter() - started
     return total

@@ -10,28 +10,24 @@ process scores the next readers. Either way the same function does it.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import ExitStack
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, TypeAlias
 
 from sqlalchemy import select, update
 
 from ..config import Config
 from ..scoring.picks import Pick
-from ..store import Store, Subscriber
+from ..store import Paper, Store, Subscriber
 from .due import Due
 from .report import DigestOutcome, RunReport, timed
 
-if TYPE_CHECKING:
-    from ..render import RenderedDigest
-    from ..store import Paper
-
 Batch: TypeAlias = list[tuple[Subscriber, str, list[Pick]]]  # reader, period, picks
-Result: TypeAlias = "RenderedDigest | None | Exception"
 # progress(stage, done, total): how a caller (the CLI) draws bars; the library never prints
 Progress = Callable[[str, int, int], None]
 
@@ -46,63 +42,29 @@ SUBSCRIBER_CHUNK = 1000
 POOL_MIN_READERS = 2000
 
 
-class PaperCache:
-    """The papers a run's digests show, each loaded from the store once: every batch of
-    readers picks among the same few hundred new papers."""
-
-    def __init__(self) -> None:
-        self.papers: dict[str, Paper] = {}
-
-    def get(self, store: Store, ids: set[str]) -> dict[str, Paper]:
-        from ..store import Paper
-
-        missing = ids - self.papers.keys()
-        if missing:
-            with store.session() as session:
-                for paper in session.scalars(select(Paper).where(Paper.id.in_(missing))):
-                    self.papers[paper.id] = paper
-        return self.papers
-
-
-def render_batch(
-    store: Store, config: Config, batch: Batch, now: datetime, papers: PaperCache
-) -> list[Result]:
-    """Each reader's digest, ``None`` (nothing to send) or the exception that stopped it:
-    one reader's broken digest must not stop the others."""
+def digest_batch(
+    store: Store, config: Config, batch: Batch, now: datetime, papers: dict[str, Paper]
+) -> list[DigestOutcome]:
+    """Render and queue one batch: an outcome per reader, in batch order. A digest that
+    fails to render is reported, not queued: one reader's broken digest must not stop the
+    others. ``papers``: those the run has loaded, by id, each loaded from the store once
+    (every batch of readers picks among the same few hundred new papers)."""
     from ..render import render_digest
 
-    found = papers.get(store, {p.paper_id for _, _, picks in batch for p in picks})
-    results: list[Result] = []
-    for sub, period, picks in batch:
-        entries = [(found[p.paper_id], p) for p in picks if p.paper_id in found]
-        try:
-            results.append(render_digest(sub, entries, period=period, config=config, now=now))
-        except Exception as exc:  # noqa: BLE001 - recorded against this reader, logged
-            results.append(exc)
-    return results
-
-
-def digest_batch(
-    store: Store, config: Config, batch: Batch, now: datetime, papers: PaperCache
-) -> list[DigestOutcome]:
-    """Render and queue one batch: an outcome per reader, in batch order."""
-    return _queue_batch(store, batch, render_batch(store, config, batch, now, papers), now)
-
-
-def _queue_batch(
-    store: Store, batch: Batch, results: list[Result], now: datetime
-) -> list[DigestOutcome]:
-    """Queue a rendered batch; a digest that failed to render is reported, not queued."""
+    missing = {p.paper_id for _, _, picks in batch for p in picks} - papers.keys()
+    if missing:
+        with store.session() as session:
+            for paper in session.scalars(select(Paper).where(Paper.id.in_(missing))):
+                papers[paper.id] = paper
     outcomes: list[DigestOutcome] = []
     rendered: list[tuple[Subscriber, str, list[Any], Any]] = []
-    for (sub, period, picks), message in zip(batch, results, strict=True):
-        if isinstance(message, Exception):
-            log.error(
-                "rendering the digest of subscriber %d failed",
-                sub.id,
-                exc_info=(type(message), message, message.__traceback__),
-            )
-            error = f"render: {type(message).__name__}: {message}"
+    for sub, period, picks in batch:
+        entries = [(papers[p.paper_id], p) for p in picks if p.paper_id in papers]
+        try:
+            message = render_digest(sub, entries, period=period, config=config, now=now)
+        except Exception as exc:  # noqa: BLE001 - recorded against this reader, logged
+            log.exception("rendering the digest of subscriber %d failed", sub.id)
+            error = f"render: {type(exc).__name__}: {exc}"
             outcomes.append(DigestOutcome(sub.id, period, "failed", error))
             continue
         rendered.append((sub, period, picks, message))
@@ -212,14 +174,6 @@ def _stream_subscribers(
             yield sub
 
 
-def worker_count(config: Config, readers: int) -> int:
-    """Worker processes for a digest stage of ``readers``: 0 renders in this process."""
-    import os
-
-    wanted = config["digest.workers"] or (os.cpu_count() or 1)
-    return wanted if wanted > 1 and readers >= POOL_MIN_READERS else 0
-
-
 def digest_stage(
     store: Store,
     config: Config,
@@ -236,9 +190,11 @@ def digest_stage(
 
     period_of = {d.subscriber_id: d.period for d in due}
     subscribers: dict[int, Subscriber] = {}
-    papers = PaperCache()
+    papers: dict[str, Paper] = {}
     done = 0
-    workers = worker_count(config, len(due))
+    wanted = config["digest.workers"] or (os.cpu_count() or 1)
+    # worker processes; 0 renders in this process
+    workers = wanted if wanted > 1 and len(due) >= POOL_MIN_READERS else 0
     pool: DigestPool | None = None
     # batches handed to the workers, oldest first; a few per worker keep them all busy
     # while bounding what waits in memory

@@ -20,7 +20,7 @@ import sys
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -28,6 +28,9 @@ from ..config import LOG_FORMAT, Config
 from ..scoring.picks import Pick
 from ..store import Store, Subscriber, open_store
 from .report import DigestOutcome
+
+if TYPE_CHECKING:
+    from .digests import Batch
 
 log = logging.getLogger("digestbot.run")
 
@@ -51,7 +54,6 @@ def _die_with_parent(parent: int) -> None:
 
 def _start(url: str, config: Config, level: int, parent: int) -> None:
     from .. import deliver, render  # noqa: F401 - loaded before the heap is frozen
-    from .digests import PaperCache
     from .heap import freeze_heap
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -60,7 +62,7 @@ def _start(url: str, config: Config, level: int, parent: int) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format=LOG_FORMAT)
     logging.getLogger("digestbot").setLevel(level)
     # the run that started this worker opened (and migrated) the store
-    _worker.update(store=open_store(url, migrate=False), config=config, papers=PaperCache())
+    _worker.update(store=open_store(url, migrate=False), config=config, papers={})
     freeze_heap()  # for the worker's life: it ends with the stage
 
 
@@ -106,9 +108,7 @@ class DigestPool:
             executor.submit(_ready)
         return executor
 
-    def submit(
-        self, batch: list[tuple[Subscriber, str, list[Pick]]], now: datetime
-    ) -> Future[list[DigestOutcome]]:
+    def submit(self, batch: Batch, now: datetime) -> Future[list[DigestOutcome]]:
         spec = [(sub.id, period, picks) for sub, period, picks in batch]
         try:
             return self.executor.submit(_digest, spec, now)
@@ -121,9 +121,7 @@ class DigestPool:
             return self.executor.submit(_digest, spec, now)
 
     @staticmethod
-    def outcomes(
-        batch: list[tuple[Subscriber, str, list[Pick]]], future: Future[list[DigestOutcome]]
-    ) -> list[DigestOutcome]:
+    def outcomes(batch: Batch, future: Future[list[DigestOutcome]]) -> list[DigestOutcome]:
         """The batch's outcomes; if its worker failed (it died, or the batch could not be
         handed to it), each of its readers failed with the reason: the others go on, and
         the next run makes what was not queued."""

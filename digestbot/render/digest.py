@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import formataddr
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -408,7 +408,7 @@ def render_digest(
             if rest
             else "",
         )
-        lazy_html = _html(context, html_cards)
+        lazy_html = partial(_html, context, html_cards)
         text = fill_document(
             get_template("digest.txt.j2"),
             {**context, "papers_text": _joined(papers_text)},
@@ -454,18 +454,14 @@ def render_digest(
     return result
 
 
-def _html(context: dict[str, Any], html_cards: Filled) -> Callable[[], str]:
-    """What puts a digest's HTML together from its cards, on demand."""
-
-    def html() -> str:
-        return fill_document(
-            get_template("digest.html.j2"),
-            {**context, "papers_html": Markup(_joined(html_cards))},
-            html=True,
-            block="papers_html",
-        )
-
-    return html
+def _html(context: dict[str, Any], html_cards: Filled) -> str:
+    """A digest's HTML put together from its cards (on demand: see RenderedDigest)."""
+    return fill_document(
+        get_template("digest.html.j2"),
+        {**context, "papers_html": Markup(_joined(html_cards))},
+        html=True,
+        block="papers_html",
+    )
 
 
 def clear_caches() -> None:

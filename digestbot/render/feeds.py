@@ -158,14 +158,14 @@ def subscriber_feeds(
     newest = items[0][2] if items else _aware(subscriber.created_at or EPOCH)
     head = partial(_generator, config, "your papers")
     self_url = links.feed_urls(config, subscriber.feed_token)["atom"][: -len(".atom")]
-    feed = (feed_id, description, self_url)
+    feed = {"feed_id": feed_id, "description": description, "self_url": self_url}
     if pieces and items:
         pair = _from_pieces(
             (config["digest.from_name"], links.site(config)), head, items, newest, feed
         )
         if pair is not None:
             return pair
-    fg = head(*feed)
+    fg = head(**feed)
     for item in items:
         _entry(fg, *item)
     return _finish(fg, newest)
@@ -176,17 +176,14 @@ def _from_pieces(
     head: feedcards.HeadWriter,
     items: Sequence[tuple[PaperView, str, datetime, list[str]]],
     newest: datetime,
-    feed: tuple[str, str, str],
+    feed: dict[str, str],
 ) -> tuple[bytes, bytes] | None:
     """The pair filled in from cached pieces, or None when feedgen's output for one of
     them could not be cut at its markers (then feedgen writes the pair)."""
     frame = feedcards.frame(key, head, _entry, _DUMMY)
     if frame is None:
         return None
-    feed_id, description, self_url = feed
-    head_values = feedcards.escaped(
-        {"feed_id": feed_id, "description": description, "self_url": self_url}
-    )
+    head_values = feedcards.escaped(feed)
     rss_newest, atom_newest = dates(newest)
     rss_values = {**head_values, "newest": rss_newest}
     atom_values = {**head_values, "newest": atom_newest}

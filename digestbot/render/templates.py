@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from functools import lru_cache
-from pathlib import Path
 
 import css_inline
 import jinja2
@@ -46,10 +45,7 @@ def inline_source(source: str, css: str) -> str:
     )
     is_document = protected.lstrip()[:9].lower() in ("<!doctype", "<html>")
     try:
-        if is_document:
-            html = inliner.inline(protected)
-        else:
-            html = inliner.inline_fragment(protected, css)
+        html = inliner.inline(protected) if is_document else inliner.inline_fragment(protected, css)
     except css_inline.InlineError as exc:
         raise RenderError(f"cannot inline CSS: {exc}") from None
 
@@ -63,33 +59,27 @@ def inline_source(source: str, css: str) -> str:
     return _PLACEHOLDER.sub(restore, html)
 
 
+@lru_cache(maxsize=1)
+def _stylesheet() -> str:
+    return (templates_dir() / "email" / CSS_NAME).read_text(encoding="utf-8")
+
+
 class InliningLoader(jinja2.FileSystemLoader):
     """A FileSystemLoader that inlines the email stylesheet into HTML templates."""
-
-    def __init__(self, folder: str | Path) -> None:
-        super().__init__(str(folder))
-        self._css: str | None = None
-
-    def _stylesheet(self, environment: jinja2.Environment) -> str:
-        if self._css is None:
-            source, _, _ = super().get_source(environment, CSS_NAME)
-            self._css = source
-        return self._css
 
     def get_source(
         self, environment: jinja2.Environment, template: str
     ) -> tuple[str, str, Callable[[], bool]]:
         source, filename, uptodate = super().get_source(environment, template)
         if template.endswith(".html.j2"):
-            source = inline_source(source, self._stylesheet(environment))
+            source = inline_source(source, _stylesheet())
         return source, filename, uptodate
 
 
 @lru_cache(maxsize=8)
 def styled_tag(tag: str, css_class: str) -> str:
     """The opening tag ``<tag class=...>`` with its inlined style, for markup built in code."""
-    css = (templates_dir() / "email" / CSS_NAME).read_text(encoding="utf-8")
-    html = css_inline.inline_fragment(f'<{tag} class="{css_class}">x</{tag}>', css)
+    html = css_inline.inline_fragment(f'<{tag} class="{css_class}">x</{tag}>', _stylesheet())
     return html[: html.index(">") + 1]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -78,11 +78,9 @@ class Store:
         db = self.engine.url.database
         return Path(db) if self.is_sqlite and db and db != ":memory:" else None
 
-    @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self) -> AbstractContextManager[Session]:
         """A transaction: committed on success, rolled back on any error."""
-        with self.sessions.begin() as session:
-            yield session
+        return self.sessions.begin()
 
     @contextmanager
     def outbox_transaction(self) -> Iterator[Connection]:
@@ -251,8 +249,7 @@ def require_current(store: Store) -> None:
             f"cannot open {where}: {exc.orig}",
             hint="Check that the database exists, is reachable and is readable.",
         ) from None
-    head = SCHEMA_HEAD
-    if current == head:
+    if current == SCHEMA_HEAD:
         return
     if current is None:
         raise StoreError(
@@ -262,7 +259,7 @@ def require_current(store: Store) -> None:
             "`digestbot db upgrade` once.",
         )
     raise StoreError(
-        f"{where} has schema revision {current}; this digestbot needs {head}",
+        f"{where} has schema revision {current}; this digestbot needs {SCHEMA_HEAD}",
         field="store.db",
         hint="Run `digestbot db upgrade` once (for the web service: ExecStartPre does it), "
         "then start again.",
