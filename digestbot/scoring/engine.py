@@ -7,7 +7,6 @@ product's non-zeros; Python loops run over subscribers, their keywords, and thei
 
 from __future__ import annotations
 
-import math
 import os
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -42,11 +41,9 @@ from .semantic import Fusion, fused, fusion
 from .semantic import attach as attach_embeddings
 from .topk import topk_rows
 
-# digests whose papers count as taken even before the server accepted them
-PENDING_STATES = ("queued", "sending", "retry", "feed_only")
 # a paper in a digest in one of these states is not picked for its reader again: it was
-# sent, or it is on its way
-SHOWN_STATES = ("sent", *PENDING_STATES)
+# sent, or it is on its way (taken even before the server accepted it)
+SHOWN_STATES = ("sent", "queued", "sending", "retry", "feed_only")
 RECENCY_HALF_LIFE_DAYS = 3.0
 T = TypeVar("T")
 R = TypeVar("R")
@@ -148,10 +145,8 @@ def profile_parts(model: PaperModel, profiles: Profiles, config: Config) -> Prof
         (np.asarray(pos, np.float32), np.asarray(cols, np.int64), np.asarray(indptr)),
         shape=(len(profiles.keywords), len(phrases)),
     )
-    typed_once = typed.copy()
-    typed_once.data[:] = 1.0
     # each phrase counts alike, however many words it has
-    keywords = l2_rows(typed_once @ keyword_matrix(model, phrases))
+    keywords = l2_rows(_binary(typed) @ keyword_matrix(model, phrases))
     n_papers = model.matrix.shape[0]
     liked = disliked = None
     if any(profiles.liked):
@@ -192,61 +187,18 @@ def _boosts(model: PaperModel, lo: int, hi: int, now: float, config: Config) -> 
     return boost
 
 
-def top_papers(
+def _shortlisted(
     profiles: sp.csr_matrix,
     papers: sp.csr_matrix,
-    ks: int | np.ndarray,
-    *,
-    start: np.ndarray | None = None,
-    min_scores: np.ndarray | None = None,
-    banned: np.ndarray | None = None,
-    boost: np.ndarray | None = None,
-    allowed: sp.csr_matrix | None = None,
-    close_share: float = 0.0,
-    near: sp.csr_matrix | None = None,
-    feedback: PseudoFeedback | None = None,
+    ks: np.ndarray,
+    start: np.ndarray,
+    min_scores: np.ndarray | None,
+    banned: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The core: profiles x papers, masks, and the top k per row.
-
-    ``start[r]``: the first paper row reader r may get; ``banned``: sorted keys
-    ``r * n_papers + paper`` never to pick; ``boost``: added to positive scores per paper;
-    ``allowed``: if given, rows x papers, the weight of each pair the reader may get (no
-    padding: a keyword matches it or it is like a liked paper), which multiplies its score: 1,
-    or less under scoring.context (see context.py); ``close_share``: with ``allowed``, a paper
-    not allowed but in ``near`` (rows x papers: it shares a topical word with the reader's
-    keywords) may still be picked when it scores at least this share of the row's best
-    allowed paper (a row with no allowed paper gets nothing); ``feedback``:
-    each row's scores become those of its profile with its feedback terms added
-    (:func:`feedback_vectors`), computed from the first product in the same block.
-    Returns ``(indptr, paper_cols, scores)`` as from :func:`topk_rows`; the result is exactly
-    that of scoring every pair, whichever of the two ways below computes it.
-
-    Without boosts or ``allowed``, the product keeps only each row's best few while it
-    multiplies (sparse_dot_topn): one product per distinct ``start`` (readers whose last
-    digest fell between the same two dumps share one), with room for each row's banned
-    papers. With ``allowed`` (the default, scoring.require_match) a reader's best papers
-    overall are mostly not allowed (a few matched papers among hundreds that share a word),
-    so a shortlist would have to be scored again; instead every pair is scored and masked
-    at once, in blocks of rows (see :func:`_top_papers_exact`). One call runs on one thread:
-    chunks of readers are scored side by side (:func:`in_order`).
-    """
+    """:func:`top_papers` without boosts or masks: sparse_dot_topn keeps each row's best few
+    while it multiplies, one product per distinct ``start`` (readers whose last digest fell
+    between the same two dumps share one), with room for each row's banned papers."""
     n_rows, n_papers = profiles.shape[0], papers.shape[0]
-    ks = np.broadcast_to(np.asarray(ks, dtype=np.int64), (n_rows,))
-    start = np.zeros(n_rows, dtype=np.int64) if start is None else np.asarray(start)
-    if boost is not None or allowed is not None or feedback is not None:
-        return _top_papers_exact(
-            profiles,
-            papers,
-            ks,
-            start,
-            min_scores,
-            banned,
-            boost,
-            allowed,
-            close_share=close_share,
-            near=near,
-            feedback=feedback,
-        )
     banned_per_row = np.zeros(n_rows, dtype=np.int64)
     if banned is not None and len(banned):
         np.add.at(banned_per_row, banned // max(n_papers, 1), 1)
@@ -287,33 +239,54 @@ def top_papers(
 EXACT_BLOCK_ROWS = 8192
 
 
-def _top_papers_exact(
+def top_papers(
     profiles: sp.csr_matrix,
     papers: sp.csr_matrix,
-    ks: np.ndarray,
-    start: np.ndarray,
-    min_scores: np.ndarray | None,
-    banned: np.ndarray | None,
-    boost: np.ndarray | None,
-    allowed: sp.csr_matrix | None = None,
+    ks: int | np.ndarray,
     *,
+    start: np.ndarray | None = None,
+    min_scores: np.ndarray | None = None,
+    banned: np.ndarray | None = None,
+    boost: np.ndarray | None = None,
+    allowed: sp.csr_matrix | None = None,
     close_share: float = 0.0,
     near: sp.csr_matrix | None = None,
     feedback: PseudoFeedback | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every pair scored, then masked: boosts reorder papers after the product, so every
-    positive score is kept first; ``allowed`` is applied as an element-wise product (a merge
-    of sorted rows, no search) before any other mask, so what follows sees few non-zeros.
+    """The core: profiles x papers, masks, and the top k per row.
 
-    Rows go in blocks of EXACT_BLOCK_ROWS: a block's full product is freed once its top k
-    is taken, so memory stays bounded by the block.
+    ``start[r]``: the first paper row reader r may get; ``banned``: sorted keys
+    ``r * n_papers + paper`` never to pick; ``boost``: added to positive scores per paper;
+    ``allowed``: if given, rows x papers, the weight of each pair the reader may get (no
+    padding: a keyword matches it or it is like a liked paper), which multiplies its score: 1,
+    or less under scoring.context (see context.py); ``close_share``: with ``allowed``, a paper
+    not allowed but in ``near`` (rows x papers: it shares a topical word with the reader's
+    keywords) may still be picked when it scores at least this share of the row's best
+    allowed paper (a row with no allowed paper gets nothing); ``feedback``:
+    each row's scores become those of its profile with its feedback terms added
+    (:func:`feedback_vectors`), computed from the first product in the same block.
+    Returns ``(indptr, paper_cols, scores)`` as from :func:`topk_rows`; the result is exactly
+    that of scoring every pair, whichever of the two ways below computes it.
+
+    Without boosts or ``allowed``, the product keeps only each row's best few while it
+    multiplies (:func:`_shortlisted`). With ``allowed`` (the default, scoring.require_match)
+    a reader's best papers overall are mostly not allowed (a few matched papers among
+    hundreds that share a word), so a shortlist would have to be scored again; instead every
+    pair is scored, then masked: boosts reorder papers after the product, so every positive
+    score is kept first; ``allowed`` is applied as an element-wise product (a merge of sorted
+    rows, no search) before any other mask, so what follows sees few non-zeros. Rows go in
+    blocks of EXACT_BLOCK_ROWS: a block's full product is freed once its top k is taken, so
+    memory stays bounded by the block. One call runs on one thread: chunks of readers are
+    scored side by side (:func:`in_order`).
     """
     n_rows, n_papers = profiles.shape[0], papers.shape[0]
     ks = np.broadcast_to(np.asarray(ks, dtype=np.int64), (n_rows,))
+    start = np.zeros(n_rows, dtype=np.int64) if start is None else np.asarray(start)
+    if boost is None and allowed is None and feedback is None:
+        return _shortlisted(profiles, papers, ks, start, min_scores, banned)
     profiles = profiles.tocsr()
     paper_terms = papers.T.tocsr()
     mask = None if allowed is None else allowed.tocsr()
-    has_banned = banned is not None and len(banned) > 0
     banned_keys = banned if banned is not None else np.zeros(0, np.int64)
     if near is not None:
         near = _binary(near)
@@ -347,7 +320,7 @@ def _top_papers_exact(
         keep = (scores.data > 0) & (cols >= start[rows])
         if min_scores is not None:
             keep &= scores.data >= min_scores[rows]
-        if has_banned:
+        if len(banned_keys):
             b_lo, b_hi = np.searchsorted(banned_keys, [lo * n_papers, hi * n_papers])
             if b_hi > b_lo:
                 keep &= ~np.isin(rows * n_papers + cols, banned_keys[b_lo:b_hi])
@@ -368,11 +341,10 @@ def _top_papers_exact(
 def rank(model: PaperModel, profiles: Profiles, *, now: float, config: Config) -> list[list[Pick]]:
     """Picks for each reader of ``profiles``, best first."""
     n = len(profiles.keywords)
-    result: list[list[Pick]] = [[] for _ in range(n)]
     lo = int(profiles.start.min(initial=profiles.end)) if n else 0
     hi = profiles.end
     if n == 0 or lo >= hi or model.n_terms == 0:
-        return result
+        return [[] for _ in range(n)]
     profile, phrases, typed = profile_matrix(model, profiles, config)
     hits = phrase_match_matrix(model, phrases, lo, hi) if phrases else None
     codes = keyword_codes(typed, hits) if hits is not None else None
@@ -418,7 +390,7 @@ def rank(model: PaperModel, profiles: Profiles, *, now: float, config: Config) -
         boost=_boosts(model, lo, hi, now, config),
         allowed=allowed,
         close_share=config["scoring.close_share"],
-        near=_close_candidates(model, phrases, typed, lo, hi, meaning, config),
+        near=_near(model, phrases, typed, lo, hi, meaning, config),
         feedback=feedback,
     )
     pick_rows = np.repeat(np.arange(n), np.diff(indptr))
@@ -443,8 +415,7 @@ def rank(model: PaperModel, profiles: Profiles, *, now: float, config: Config) -
         map(Pick, ids, scores, matched, similar_ids, similar_titles, respelled, for_meaning)
     )
     ends = indptr.tolist()
-    result = [picks[a:b] for a, b in zip(ends[:-1], ends[1:], strict=True)]
-    return result
+    return [picks[a:b] for a, b in zip(ends[:-1], ends[1:], strict=True)]
 
 
 @dataclass
@@ -486,9 +457,7 @@ def feedback_vectors(fb: PseudoFeedback, scores: sp.csr_matrix, r0: int, r1: int
     if fb.keyword_terms is not None:
         # only terms the keywords do not weigh: a word they weigh little on purpose ("text"
         # of "text-to-speech") keeps its small share
-        own = fb.keyword_terms[r0:r1].tocsr().copy()
-        own.data[:] = 1.0
-        shared = (shared - shared.multiply(own)).tocsr()
+        shared = (shared - shared.multiply(_binary(fb.keyword_terms[r0:r1]))).tocsr()
         shared.eliminate_zeros()
     return l2_rows(strongest_terms(shared, fb.terms))
 
@@ -531,10 +500,8 @@ def _phrase_balanced(
     if typed is None or hits is None or n == 0:
         own = np.ones(n, dtype=np.float32)
     else:
-        once = typed.tocsr().copy()
-        once.data[:] = 1.0
         # pick x phrase: the phrases of the pick's reader that the pick matches
-        found = once[rows].multiply(hits.T.tocsr()[cols]).tocsr()
+        found = _binary(typed)[rows].multiply(hits.T.tocsr()[cols]).tocsr()
         found.data = (found.data > 0).astype(np.float32)
         found.eliminate_zeros()
         to_reader = sp.csr_matrix(
@@ -550,20 +517,6 @@ def _phrase_balanced(
 
 
 def _near(
-    model: PaperModel, phrases: list[str], typed: sp.csr_matrix, lo: int, hi: int
-) -> sp.csr_matrix | None:
-    """readers x papers[lo:hi], non-zero where the paper has a topical word of the reader's
-    keywords (a content word in at most NEAR_MAX_DF of the papers): where a paper no keyword
-    matches may still be close enough to be picked."""
-    if not phrases:
-        return None
-    rows = near_words(model, phrases)
-    once = typed.copy()
-    once.data[:] = 1.0
-    return (once @ rows @ model.binary[lo:hi].T).tocsr()
-
-
-def _close_candidates(
     model: PaperModel,
     phrases: list[str],
     typed: sp.csr_matrix,
@@ -572,11 +525,13 @@ def _close_candidates(
     meaning: Fusion | None,
     config: Config,
 ) -> sp.csr_matrix | None:
-    """With scoring.close_share, the readers x papers[lo:hi] that may be picked as close
-    (:func:`_near`); with scoring.semantic, none whose meaning is under the floor."""
-    if not config["scoring.close_share"]:
+    """With scoring.close_share, readers x papers[lo:hi], non-zero where the paper has a
+    topical word of the reader's keywords (a content word in at most NEAR_MAX_DF of the
+    papers): where a paper no keyword matches may still be close enough to be picked; with
+    scoring.semantic, none whose meaning is under the floor."""
+    if not config["scoring.close_share"] or not phrases:
         return None
-    near = _near(model, phrases, typed, lo, hi)
+    near = (_binary(typed) @ near_words(model, phrases) @ model.binary[lo:hi].T).tocsr()
     return near if meaning is None else meaning.within_floor(near)
 
 
@@ -611,10 +566,7 @@ def _allowed(
     """readers x papers[lo:hi], 1 where a keyword of the reader matches the paper (non-zero
     in ``codes``, from :func:`keyword_codes`) or the paper is at least LIKED_MIN_SIMILARITY
     like one the reader liked."""
-    n = len(liked)
-    allowed = sp.csr_matrix((n, hi - lo), dtype=np.float32)
-    if codes is not None:
-        allowed = allowed + _binary(codes)
+    allowed = sp.csr_matrix((len(liked), hi - lo), dtype=np.float32) if codes is None else codes
     if any(liked):
         likes = _incidence(liked, model.matrix.shape[0], mean=False)
         used = np.unique(likes.indices)
@@ -810,7 +762,5 @@ def rank_profile(
         min_scores=np.zeros(1, dtype=np.float32),
         excluded=[(0, p) for p in liked_rows + disliked_rows],
     )
-    stamp = math.inf if now is None else _timestamp(now)
-    if not math.isfinite(stamp):
-        stamp = float(model.first_seen.max(initial=0.0))
+    stamp = float(model.first_seen.max(initial=0.0)) if now is None else _timestamp(now)
     return rank(model, profiles, now=stamp, config=config)[0]
