@@ -11,7 +11,7 @@ import itertools
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -341,11 +341,19 @@ def keyword_matrix(model: PaperModel, phrases: Sequence[str]) -> sp.csr_matrix:
     does not hand its weight to its words.
     """
     idf_max = float(model.idf.max(initial=1.0))
+    return _phrase_rows(model, "row", phrases, lambda x: _keyword_row(model, x, idf_max))
+
+
+def _phrase_rows(
+    model: PaperModel,
+    kind: str,
+    phrases: Sequence[str],
+    row: Callable[[str], tuple[list[int], list[float]]],
+) -> sp.csr_matrix:
+    """phrases x terms, each phrase's row ``(columns, values)`` from ``row``, memoised."""
     indptr, cols, data = [0], [], []
     for phrase in phrases:
-        row_cols, row_data = model._remember(
-            "row", phrase, lambda x: _keyword_row(model, x, idf_max)
-        )
+        row_cols, row_data = model._remember(kind, phrase, row)
         cols.extend(row_cols)
         data.extend(row_data)
         indptr.append(len(cols))
@@ -422,20 +430,13 @@ def near_words(model: PaperModel, phrases: Sequence[str]) -> sp.csr_matrix:
     """phrases x terms, 1 for each content word of a phrase that is in at most NEAR_MAX_DF of
     the papers: the words a paper must share with a reader's keywords to be close."""
     limit = NEAR_MAX_DF * max(model.matrix.shape[0], 1)
-    indptr, cols = [0], []
-    for phrase in phrases:
-        found = model._remember("near", phrase, lambda x: _near_cols(model, x, limit))
-        cols.extend(found)
-        indptr.append(len(cols))
-    return sp.csr_matrix(
-        (np.ones(len(cols), np.float32), np.asarray(cols, np.int64), np.asarray(indptr)),
-        shape=(len(phrases), model.n_terms),
-    )
+    return _phrase_rows(model, "near", phrases, lambda x: _near_row(model, x, limit))
 
 
-def _near_cols(model: PaperModel, phrase: str, limit: float) -> list[int]:
+def _near_row(model: PaperModel, phrase: str, limit: float) -> tuple[list[int], list[float]]:
     found = (model.vocabulary.get(w) for w in dict.fromkeys(phrase_words(phrase)))
-    return sorted(c for c in found if c is not None and model.df[c] <= limit)
+    cols = sorted(c for c in found if c is not None and model.df[c] <= limit)
+    return cols, [1.0] * len(cols)
 
 
 def phrase_match_matrix(
