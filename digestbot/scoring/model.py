@@ -277,15 +277,10 @@ def build_model(
     seen = np.array(
         [(r[3] or datetime(1970, 1, 1, tzinfo=UTC)).timestamp() for r in rows], dtype=np.float64
     )
+    written = {w for r in rows for w in _TOKEN.findall(f"{r[1]} {r[2] or ''}".lower())}
     surface = sorted(
-        {
-            w
-            for r in rows
-            for w in _TOKEN.findall(f"{r[1]} {r[2] or ''}".lower())
-            if len(w) >= FUZZY_MIN_LENGTH and w.isalpha()
-        }
+        w for w in written if len(w) >= FUZZY_MIN_LENGTH and w.isalpha() and fold(w) in vocabulary
     )
-    surface = [w for w in surface if fold(w) in vocabulary]
     order = np.argsort(seen, kind="stable")
     return PaperModel(
         ids=np.array([r[0] for r in rows], dtype=object)[order],
@@ -393,14 +388,12 @@ def feedback_signatures(model: PaperModel) -> sp.csr_matrix:
     return found
 
 
-def shared_terms(
-    model: PaperModel, weights: sp.csr_matrix, values: sp.csr_matrix | None = None
-) -> sp.csr_matrix:
+def shared_terms(model: PaperModel, weights: sp.csr_matrix, values: sp.csr_matrix) -> sp.csr_matrix:
     """RM3-like: for each row of ``weights`` (rows x papers, a row's weights alike and summing
-    to 1), each signature term (:func:`feedback_signatures`) by the share of the row's papers
-    that have it (or by the share of ``values``, other weights of the same papers), times its
-    idf, and only when FEEDBACK_SHARED of them have it (or all, if fewer): one paper's quirks
-    are not the topic. A row of one paper gives nothing."""
+    to 1), each signature term (:func:`feedback_signatures`) by the share of ``values`` (other
+    weights of the same papers) that have it, times its idf, and only when FEEDBACK_SHARED of
+    the row's papers have it (or all, if fewer): one paper's quirks are not the topic. A row
+    of one paper gives nothing."""
     signatures = feedback_signatures(model)
     weights = weights.tocsr()
     shares = (weights @ signatures).tocsr()
@@ -409,9 +402,8 @@ def shared_terms(
     need = np.minimum(counts, FEEDBACK_SHARED).astype(np.float32)
     floor = np.where(counts >= 2, (need - 0.5) / np.maximum(counts, 1), np.inf)
     keep = shares.data >= np.repeat(floor, np.diff(shares.indptr))
-    if values is not None:
-        shares = (values.tocsr() @ signatures).tocsr()
-        shares.sort_indices()
+    shares = (values.tocsr() @ signatures).tocsr()
+    shares.sort_indices()
     shares.data[~keep] = 0
     shares = shares.multiply(model.idf[None, :]).tocsr()
     shares.eliminate_zeros()
