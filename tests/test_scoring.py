@@ -10,8 +10,8 @@ import pytest
 
 from digestbot.config import Config
 from digestbot.scoring import iter_subscriber_chunks, rank_profile, score_subscribers
-from digestbot.scoring.engine import Profiles, profile_matrix
-from digestbot.scoring.model import build_model, load_model
+from digestbot.scoring.engine import Profiles, profile_parts
+from digestbot.scoring.model import build_model, l2_rows, load_model
 from digestbot.store import Digest, DigestItem, Paper, Store, Subscriber
 from digestbot.store.subscribers import add_subscriber
 
@@ -143,7 +143,7 @@ def test_rocchio_likes_and_dislikes_move_the_profile(papers: Store, config) -> N
         min_scores=np.zeros(3, dtype=np.float32),
         excluded=[],
     )
-    prof, _, _ = profile_matrix(model, profiles, config)
+    prof = l2_rows(profile_parts(model, profiles, config).raw())
     sim = (prof @ model.matrix.T).toarray()
     assert sim[1, v] > sim[0, v] + 0.2
     assert sim[2, r] < sim[0, r] - 0.05

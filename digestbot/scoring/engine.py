@@ -113,7 +113,7 @@ def _incidence(lists: Sequence[Sequence[int]], n_cols: int, *, mean: bool) -> sp
 
 @dataclass
 class ProfileParts:
-    """A batch of readers' profile before it is put together (see :func:`profile_matrix`)."""
+    """A batch of readers' profile before it is put together (:meth:`raw`)."""
 
     keywords: sp.csr_matrix  # readers x terms, rows L2-normalised
     liked: sp.csr_matrix | None  # liked_weight x centroid of liked papers
@@ -122,6 +122,8 @@ class ProfileParts:
     typed: sp.csr_matrix  # reader x phrase, data = 1 + the keyword's position
 
     def raw(self) -> sp.csr_matrix:
+        """Rocchio: keywords + liked_weight * centroid(liked) - disliked_weight *
+        centroid(disliked), before its rows are L2-normalised."""
         out = self.keywords
         if self.liked is not None:
             out = out + self.liked
@@ -156,18 +158,6 @@ def profile_parts(model: PaperModel, profiles: Profiles, config: Config) -> Prof
         centroid = _incidence(profiles.disliked, n_papers, mean=True) @ model.matrix
         disliked = config["scoring.disliked_weight"] * centroid
     return ProfileParts(keywords, liked, disliked, phrases, typed)
-
-
-def profile_matrix(
-    model: PaperModel, profiles: Profiles, config: Config
-) -> tuple[sp.csr_matrix, list[str], sp.csr_matrix]:
-    """Rocchio: keywords + liked_weight * centroid(liked) - disliked_weight * centroid(disliked).
-
-    Returns the profiles (rows L2-normalised), the distinct phrases, and which phrase each
-    reader typed (reader x phrase, data = 1 + the keyword's position in the reader's list).
-    """
-    parts = profile_parts(model, profiles, config)
-    return l2_rows(parts.raw()), parts.phrases, parts.typed
 
 
 def _boosts(model: PaperModel, lo: int, hi: int, now: float, config: Config) -> np.ndarray | None:
@@ -345,7 +335,8 @@ def rank(model: PaperModel, profiles: Profiles, *, now: float, config: Config) -
     hi = profiles.end
     if n == 0 or lo >= hi or model.n_terms == 0:
         return [[] for _ in range(n)]
-    profile, phrases, typed = profile_matrix(model, profiles, config)
+    parts = profile_parts(model, profiles, config)
+    profile, phrases, typed = l2_rows(parts.raw()), parts.phrases, parts.typed
     hits = phrase_match_matrix(model, phrases, lo, hi) if phrases else None
     codes = keyword_codes(typed, hits) if hits is not None else None
     allowed = None
