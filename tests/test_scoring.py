@@ -10,8 +10,8 @@ import pytest
 
 from digestbot.config import Config
 from digestbot.scoring import iter_subscriber_chunks, rank_profile, score_subscribers
-from digestbot.scoring.engine import Profiles, profile_matrix
-from digestbot.scoring.model import build_model, load_model
+from digestbot.scoring.engine import Profiles, profile_parts
+from digestbot.scoring.model import build_model, l2_rows, load_model
 from digestbot.store import Digest, DigestItem, Paper, Store, Subscriber
 from digestbot.store.subscribers import add_subscriber
 
@@ -143,7 +143,7 @@ def test_rocchio_likes_and_dislikes_move_the_profile(papers: Store, config) -> N
         min_scores=np.zeros(3, dtype=np.float32),
         excluded=[],
     )
-    prof, _, _ = profile_matrix(model, profiles, config)
+    prof = l2_rows(profile_parts(model, profiles, config).raw())
     sim = (prof @ model.matrix.T).toarray()
     assert sim[1, v] > sim[0, v] + 0.2
     assert sim[2, r] < sim[0, r] - 0.05
@@ -349,7 +349,7 @@ def test_the_shortlisting_product_equals_the_exact_one(monkeypatch: pytest.Monke
     import scipy.sparse as sp
 
     from digestbot.scoring import engine
-    from digestbot.scoring.engine import _top_papers_exact, top_papers
+    from digestbot.scoring.engine import top_papers
 
     rng = np.random.default_rng(7)
     profiles = sp.random(400, 300, density=0.05, format="csr", random_state=1, dtype=np.float32)
@@ -360,8 +360,15 @@ def test_the_shortlisting_product_equals_the_exact_one(monkeypatch: pytest.Monke
     min_scores = rng.choice([0.0, 0.0, 0.05], 400).astype(np.float32)
     pairs = np.unique(rng.integers(0, 400, 3000) * 120 + rng.integers(0, 120, 3000))
     fast = top_papers(profiles, papers, ks, start=start, min_scores=min_scores, banned=pairs)
-    exact = _top_papers_exact(
-        profiles, papers, ks, start, min_scores, pairs, np.zeros(120, np.float32)
+    # a boost of zero takes the exact path and changes no score
+    exact = top_papers(
+        profiles,
+        papers,
+        ks,
+        start=start,
+        min_scores=min_scores,
+        banned=pairs,
+        boost=np.zeros(120, np.float32),
     )
     for a, b in zip(fast, exact, strict=True):
         assert np.allclose(a, b, atol=1e-6)

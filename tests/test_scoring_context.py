@@ -170,7 +170,7 @@ def _judged_readers() -> list[list[str]]:
 
 def _weighed(seeds: Store, *, nearest: bool) -> tuple[object, object]:
     from digestbot.scoring.context import in_context, keyword_codes
-    from digestbot.scoring.engine import profile_matrix
+    from digestbot.scoring.engine import profile_parts
     from digestbot.scoring.model import phrase_match_matrix
 
     model = load_model(seeds)
@@ -186,7 +186,8 @@ def _weighed(seeds: Store, *, nearest: bool) -> tuple[object, object]:
         min_scores=np.zeros(n, dtype=np.float32),
         excluded=[],
     )
-    _, phrases, typed = profile_matrix(model, profiles, default_config(**ON))
+    parts = profile_parts(model, profiles, default_config(**ON))
+    phrases, typed = parts.phrases, parts.typed
     hits = phrase_match_matrix(model, phrases, 0, papers)
     codes = keyword_codes(typed, hits)
     allowed = (codes != 0).astype(np.float32)

@@ -14,18 +14,9 @@ from typing import Any
 # Importing scikit-learn and SciPy costs about a second; commands that never score (and
 # `digestbot --help`) should not pay it, so the names below load their module on first use.
 _HOME = {
-    "PENDING_STATES": "engine",
-    "Profiles": "engine",
-    "rank": "engine",
     "rank_profile": "engine",
     "score_subscribers": "engine",
-    "PaperModel": "model",
-    "build_model": "model",
-    "keyword_matrix": "model",
     "load_model": "model",
-    "Pick": "picks",
-    "SubscriberPicks": "picks",
-    "SCORING_COLUMNS": "stream",
     "iter_subscriber_chunks": "stream",
     "topk_rows": "topk",
 }
@@ -37,19 +28,4 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
 
 
-__all__ = [
-    "PENDING_STATES",
-    "SCORING_COLUMNS",
-    "PaperModel",
-    "Pick",
-    "Profiles",
-    "SubscriberPicks",
-    "build_model",
-    "iter_subscriber_chunks",
-    "keyword_matrix",
-    "load_model",
-    "rank",
-    "rank_profile",
-    "score_subscribers",
-    "topk_rows",
-]
+__all__ = sorted(_HOME)

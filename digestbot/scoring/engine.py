@@ -7,7 +7,6 @@ product's non-zeros; Python loops run over subscribers, their keywords, and thei
 
 from __future__ import annotations
 
-import math
 import os
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -42,11 +41,9 @@ from .semantic import Fusion, fused, fusion
 from .semantic import attach as attach_embeddings
 from .topk import topk_rows
 
-# digests whose papers count as taken even before the server accepted them
-PENDING_STATES = ("queued", "sending", "retry", "feed_only")
 # a paper in a digest in one of these states is not picked for its reader again: it was
-# sent, or it is on its way
-SHOWN_STATES = ("sent", *PENDING_STATES)
+# sent, or it is on its way (taken even before the server accepted it)
+SHOWN_STATES = ("sent", "queued", "sending", "retry", "feed_only")
 RECENCY_HALF_LIFE_DAYS = 3.0
 T = TypeVar("T")
 R = TypeVar("R")
@@ -116,7 +113,7 @@ def _incidence(lists: Sequence[Sequence[int]], n_cols: int, *, mean: bool) -> sp
 
 @dataclass
 class ProfileParts:
-    """A batch of readers' profile before it is put together (see :func:`profile_matrix`)."""
+    """A batch of readers' profile before it is put together (:meth:`raw`)."""
 
     keywords: sp.csr_matrix  # readers x terms, rows L2-normalised
     liked: sp.csr_matrix | None  # liked_weight x centroid of liked papers
@@ -125,6 +122,8 @@ class ProfileParts:
     typed: sp.csr_matrix  # reader x phrase, data = 1 + the keyword's position
 
     def raw(self) -> sp.csr_matrix:
+        """Rocchio: keywords + liked_weight * centroid(liked) - disliked_weight *
+        centroid(disliked), before its rows are L2-normalised."""
         out = self.keywords
         if self.liked is not None:
             out = out + self.liked
@@ -148,10 +147,8 @@ def profile_parts(model: PaperModel, profiles: Profiles, config: Config) -> Prof
         (np.asarray(pos, np.float32), np.asarray(cols, np.int64), np.asarray(indptr)),
         shape=(len(profiles.keywords), len(phrases)),
     )
-    typed_once = typed.copy()
-    typed_once.data[:] = 1.0
     # each phrase counts alike, however many words it has
-    keywords = l2_rows(typed_once @ keyword_matrix(model, phrases))
+    keywords = l2_rows(_binary(typed) @ keyword_matrix(model, phrases))
     n_papers = model.matrix.shape[0]
     liked = disliked = None
     if any(profiles.liked):
@@ -161,18 +158,6 @@ def profile_parts(model: PaperModel, profiles: Profiles, config: Config) -> Prof
         centroid = _incidence(profiles.disliked, n_papers, mean=True) @ model.matrix
         disliked = config["scoring.disliked_weight"] * centroid
     return ProfileParts(keywords, liked, disliked, phrases, typed)
-
-
-def profile_matrix(
-    model: PaperModel, profiles: Profiles, config: Config
-) -> tuple[sp.csr_matrix, list[str], sp.csr_matrix]:
-    """Rocchio: keywords + liked_weight * centroid(liked) - disliked_weight * centroid(disliked).
-
-    Returns the profiles (rows L2-normalised), the distinct phrases, and which phrase each
-    reader typed (reader x phrase, data = 1 + the keyword's position in the reader's list).
-    """
-    parts = profile_parts(model, profiles, config)
-    return l2_rows(parts.raw()), parts.phrases, parts.typed
 
 
 def _boosts(model: PaperModel, lo: int, hi: int, now: float, config: Config) -> np.ndarray | None:
@@ -192,61 +177,18 @@ def _boosts(model: PaperModel, lo: int, hi: int, now: float, config: Config) -> 
     return boost
 
 
-def top_papers(
+def _shortlisted(
     profiles: sp.csr_matrix,
     papers: sp.csr_matrix,
-    ks: int | np.ndarray,
-    *,
-    start: np.ndarray | None = None,
-    min_scores: np.ndarray | None = None,
-    banned: np.ndarray | None = None,
-    boost: np.ndarray | None = None,
-    allowed: sp.csr_matrix | None = None,
-    close_share: float = 0.0,
-    near: sp.csr_matrix | None = None,
-    feedback: PseudoFeedback | None = None,
+    ks: np.ndarray,
+    start: np.ndarray,
+    min_scores: np.ndarray | None,
+    banned: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The core: profiles x papers, masks, and the top k per row.
-
-    ``start[r]``: the first paper row reader r may get; ``banned``: sorted keys
-    ``r * n_papers + paper`` never to pick; ``boost``: added to positive scores per paper;
-    ``allowed``: if given, rows x papers, the weight of each pair the reader may get (no
-    padding: a keyword matches it or it is like a liked paper), which multiplies its score: 1,
-    or less under scoring.context (see context.py); ``close_share``: with ``allowed``, a paper
-    not allowed but in ``near`` (rows x papers: it shares a topical word with the reader's
-    keywords) may still be picked when it scores at least this share of the row's best
-    allowed paper (a row with no allowed paper gets nothing); ``feedback``:
-    each row's scores become those of its profile with its feedback terms added
-    (:func:`feedback_vectors`), computed from the first product in the same block.
-    Returns ``(indptr, paper_cols, scores)`` as from :func:`topk_rows`; the result is exactly
-    that of scoring every pair, whichever of the two ways below computes it.
-
-    Without boosts or ``allowed``, the product keeps only each row's best few while it
-    multiplies (sparse_dot_topn): one product per distinct ``start`` (readers whose last
-    digest fell between the same two dumps share one), with room for each row's banned
-    papers. With ``allowed`` (the default, scoring.require_match) a reader's best papers
-    overall are mostly not allowed (a few matched papers among hundreds that share a word),
-    so a shortlist would have to be scored again; instead every pair is scored and masked
-    at once, in blocks of rows (see :func:`_top_papers_exact`). One call runs on one thread:
-    chunks of readers are scored side by side (:func:`in_order`).
-    """
+    """:func:`top_papers` without boosts or masks: sparse_dot_topn keeps each row's best few
+    while it multiplies, one product per distinct ``start`` (readers whose last digest fell
+    between the same two dumps share one), with room for each row's banned papers."""
     n_rows, n_papers = profiles.shape[0], papers.shape[0]
-    ks = np.broadcast_to(np.asarray(ks, dtype=np.int64), (n_rows,))
-    start = np.zeros(n_rows, dtype=np.int64) if start is None else np.asarray(start)
-    if boost is not None or allowed is not None or feedback is not None:
-        return _top_papers_exact(
-            profiles,
-            papers,
-            ks,
-            start,
-            min_scores,
-            banned,
-            boost,
-            allowed,
-            close_share=close_share,
-            near=near,
-            feedback=feedback,
-        )
     banned_per_row = np.zeros(n_rows, dtype=np.int64)
     if banned is not None and len(banned):
         np.add.at(banned_per_row, banned // max(n_papers, 1), 1)
@@ -287,33 +229,54 @@ def top_papers(
 EXACT_BLOCK_ROWS = 8192
 
 
-def _top_papers_exact(
+def top_papers(
     profiles: sp.csr_matrix,
     papers: sp.csr_matrix,
-    ks: np.ndarray,
-    start: np.ndarray,
-    min_scores: np.ndarray | None,
-    banned: np.ndarray | None,
-    boost: np.ndarray | None,
-    allowed: sp.csr_matrix | None = None,
+    ks: int | np.ndarray,
     *,
+    start: np.ndarray | None = None,
+    min_scores: np.ndarray | None = None,
+    banned: np.ndarray | None = None,
+    boost: np.ndarray | None = None,
+    allowed: sp.csr_matrix | None = None,
     close_share: float = 0.0,
     near: sp.csr_matrix | None = None,
     feedback: PseudoFeedback | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every pair scored, then masked: boosts reorder papers after the product, so every
-    positive score is kept first; ``allowed`` is applied as an element-wise product (a merge
-    of sorted rows, no search) before any other mask, so what follows sees few non-zeros.
+    """The core: profiles x papers, masks, and the top k per row.
 
-    Rows go in blocks of EXACT_BLOCK_ROWS: a block's full product is freed once its top k
-    is taken, so memory stays bounded by the block.
+    ``start[r]``: the first paper row reader r may get; ``banned``: sorted keys
+    ``r * n_papers + paper`` never to pick; ``boost``: added to positive scores per paper;
+    ``allowed``: if given, rows x papers, the weight of each pair the reader may get (no
+    padding: a keyword matches it or it is like a liked paper), which multiplies its score: 1,
+    or less under scoring.context (see context.py); ``close_share``: with ``allowed``, a paper
+    not allowed but in ``near`` (rows x papers: it shares a topical word with the reader's
+    keywords) may still be picked when it scores at least this share of the row's best
+    allowed paper (a row with no allowed paper gets nothing); ``feedback``:
+    each row's scores become those of its profile with its feedback terms added
+    (:func:`feedback_vectors`), computed from the first product in the same block.
+    Returns ``(indptr, paper_cols, scores)`` as from :func:`topk_rows`; the result is exactly
+    that of scoring every pair, whichever of the two ways below computes it.
+
+    Without boosts or ``allowed``, the product keeps only each row's best few while it
+    multiplies (:func:`_shortlisted`). With ``allowed`` (the default, scoring.require_match)
+    a reader's best papers overall are mostly not allowed (a few matched papers among
+    hundreds that share a word), so a shortlist would have to be scored again; instead every
+    pair is scored, then masked: boosts reorder papers after the product, so every positive
+    score is kept first; ``allowed`` is applied as an element-wise product (a merge of sorted
+    rows, no search) before any other mask, so what follows sees few non-zeros. Rows go in
+    blocks of EXACT_BLOCK_ROWS: a block's full product is freed once its top k is taken, so
+    memory stays bounded by the block. One call runs on one thread: chunks of readers are
+    scored side by side (:func:`in_order`).
     """
     n_rows, n_papers = profiles.shape[0], papers.shape[0]
     ks = np.broadcast_to(np.asarray(ks, dtype=np.int64), (n_rows,))
+    start = np.zeros(n_rows, dtype=np.int64) if start is None else np.asarray(start)
+    if boost is None and allowed is None and feedback is None:
+        return _shortlisted(profiles, papers, ks, start, min_scores, banned)
     profiles = profiles.tocsr()
     paper_terms = papers.T.tocsr()
     mask = None if allowed is None else allowed.tocsr()
-    has_banned = banned is not None and len(banned) > 0
     banned_keys = banned if banned is not None else np.zeros(0, np.int64)
     if near is not None:
         near = _binary(near)
@@ -347,7 +310,7 @@ def _top_papers_exact(
         keep = (scores.data > 0) & (cols >= start[rows])
         if min_scores is not None:
             keep &= scores.data >= min_scores[rows]
-        if has_banned:
+        if len(banned_keys):
             b_lo, b_hi = np.searchsorted(banned_keys, [lo * n_papers, hi * n_papers])
             if b_hi > b_lo:
                 keep &= ~np.isin(rows * n_papers + cols, banned_keys[b_lo:b_hi])
@@ -368,12 +331,12 @@ def _top_papers_exact(
 def rank(model: PaperModel, profiles: Profiles, *, now: float, config: Config) -> list[list[Pick]]:
     """Picks for each reader of ``profiles``, best first."""
     n = len(profiles.keywords)
-    result: list[list[Pick]] = [[] for _ in range(n)]
     lo = int(profiles.start.min(initial=profiles.end)) if n else 0
     hi = profiles.end
     if n == 0 or lo >= hi or model.n_terms == 0:
-        return result
-    profile, phrases, typed = profile_matrix(model, profiles, config)
+        return [[] for _ in range(n)]
+    parts = profile_parts(model, profiles, config)
+    profile, phrases, typed = l2_rows(parts.raw()), parts.phrases, parts.typed
     hits = phrase_match_matrix(model, phrases, lo, hi) if phrases else None
     codes = keyword_codes(typed, hits) if hits is not None else None
     allowed = None
@@ -418,7 +381,7 @@ def rank(model: PaperModel, profiles: Profiles, *, now: float, config: Config) -
         boost=_boosts(model, lo, hi, now, config),
         allowed=allowed,
         close_share=config["scoring.close_share"],
-        near=_close_candidates(model, phrases, typed, lo, hi, meaning, config),
+        near=_near(model, phrases, typed, lo, hi, meaning, config),
         feedback=feedback,
     )
     pick_rows = np.repeat(np.arange(n), np.diff(indptr))
@@ -443,8 +406,7 @@ def rank(model: PaperModel, profiles: Profiles, *, now: float, config: Config) -
         map(Pick, ids, scores, matched, similar_ids, similar_titles, respelled, for_meaning)
     )
     ends = indptr.tolist()
-    result = [picks[a:b] for a, b in zip(ends[:-1], ends[1:], strict=True)]
-    return result
+    return [picks[a:b] for a, b in zip(ends[:-1], ends[1:], strict=True)]
 
 
 @dataclass
@@ -470,11 +432,10 @@ def feedback_vectors(fb: PseudoFeedback, scores: sp.csr_matrix, r0: int, r1: int
     share (:func:`shared_terms`), other than the reader's own keyword terms, make the rows
     (L2-normalised; all zero for a reader without two best matches)."""
     model = fb.model
-    n_rows = r1 - r0
     matched = scores.multiply(fb.matched[r0:r1]).tocsr()
     matched.eliminate_zeros()
     indptr, cols, _ = topk_rows(matched, fb.papers)
-    shape = (n_rows, model.matrix.shape[0])
+    shape = (r1 - r0, model.matrix.shape[0])
     counts = np.diff(indptr)
     weights = np.divide(1.0, counts, out=np.zeros(len(counts)), where=counts > 0)
     best = sp.csr_matrix(
@@ -486,9 +447,7 @@ def feedback_vectors(fb: PseudoFeedback, scores: sp.csr_matrix, r0: int, r1: int
     if fb.keyword_terms is not None:
         # only terms the keywords do not weigh: a word they weigh little on purpose ("text"
         # of "text-to-speech") keeps its small share
-        own = fb.keyword_terms[r0:r1].tocsr().copy()
-        own.data[:] = 1.0
-        shared = (shared - shared.multiply(own)).tocsr()
+        shared = (shared - shared.multiply(_binary(fb.keyword_terms[r0:r1]))).tocsr()
         shared.eliminate_zeros()
     return l2_rows(strongest_terms(shared, fb.terms))
 
@@ -531,10 +490,8 @@ def _phrase_balanced(
     if typed is None or hits is None or n == 0:
         own = np.ones(n, dtype=np.float32)
     else:
-        once = typed.tocsr().copy()
-        once.data[:] = 1.0
         # pick x phrase: the phrases of the pick's reader that the pick matches
-        found = once[rows].multiply(hits.T.tocsr()[cols]).tocsr()
+        found = _binary(typed)[rows].multiply(hits.T.tocsr()[cols]).tocsr()
         found.data = (found.data > 0).astype(np.float32)
         found.eliminate_zeros()
         to_reader = sp.csr_matrix(
@@ -550,20 +507,6 @@ def _phrase_balanced(
 
 
 def _near(
-    model: PaperModel, phrases: list[str], typed: sp.csr_matrix, lo: int, hi: int
-) -> sp.csr_matrix | None:
-    """readers x papers[lo:hi], non-zero where the paper has a topical word of the reader's
-    keywords (a content word in at most NEAR_MAX_DF of the papers): where a paper no keyword
-    matches may still be close enough to be picked."""
-    if not phrases:
-        return None
-    rows = near_words(model, phrases)
-    once = typed.copy()
-    once.data[:] = 1.0
-    return (once @ rows @ model.binary[lo:hi].T).tocsr()
-
-
-def _close_candidates(
     model: PaperModel,
     phrases: list[str],
     typed: sp.csr_matrix,
@@ -572,11 +515,13 @@ def _close_candidates(
     meaning: Fusion | None,
     config: Config,
 ) -> sp.csr_matrix | None:
-    """With scoring.close_share, the readers x papers[lo:hi] that may be picked as close
-    (:func:`_near`); with scoring.semantic, none whose meaning is under the floor."""
-    if not config["scoring.close_share"]:
+    """With scoring.close_share, readers x papers[lo:hi], non-zero where the paper has a
+    topical word of the reader's keywords (a content word in at most NEAR_MAX_DF of the
+    papers): where a paper no keyword matches may still be close enough to be picked; with
+    scoring.semantic, none whose meaning is under the floor."""
+    if not config["scoring.close_share"] or not phrases:
         return None
-    near = _near(model, phrases, typed, lo, hi)
+    near = (_binary(typed) @ near_words(model, phrases) @ model.binary[lo:hi].T).tocsr()
     return near if meaning is None else meaning.within_floor(near)
 
 
@@ -591,11 +536,8 @@ def _respelled(
     model: PaperModel, keywords: list[list[str]], matched: list[tuple[str, ...]]
 ) -> list[tuple[tuple[str, str], ...]]:
     """For each pick, the misspelt words of its matched keywords and what they were read as."""
-    fixes = {}
-    for phrase in dict.fromkeys(p.casefold() for words in keywords for p in words):
-        found = model.correct(phrase)[1]
-        if found:
-            fixes[phrase] = found
+    phrases = dict.fromkeys(p.casefold() for words in keywords for p in words)
+    fixes = {p: found for p in phrases if (found := model.correct(p)[1])}
     if not fixes:
         return [()] * len(matched)
     return [tuple(f for m in words for f in fixes.get(m.casefold(), ())) for words in matched]
@@ -611,10 +553,7 @@ def _allowed(
     """readers x papers[lo:hi], 1 where a keyword of the reader matches the paper (non-zero
     in ``codes``, from :func:`keyword_codes`) or the paper is at least LIKED_MIN_SIMILARITY
     like one the reader liked."""
-    n = len(liked)
-    allowed = sp.csr_matrix((n, hi - lo), dtype=np.float32)
-    if codes is not None:
-        allowed = allowed + _binary(codes)
+    allowed = sp.csr_matrix((len(liked), hi - lo), dtype=np.float32) if codes is None else codes
     if any(liked):
         likes = _incidence(liked, model.matrix.shape[0], mean=False)
         used = np.unique(likes.indices)
@@ -623,6 +562,15 @@ def _allowed(
         near.eliminate_zeros()
         allowed = allowed + likes[:, used] @ near
     return _binary(allowed)
+
+
+def _per_pick(indptr: np.ndarray, pick_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The entries of each pick's row of a CSR matrix (``indptr``), laid out one pick after
+    another: the pick each belongs to, and its place among the matrix's entries."""
+    per_pick = np.diff(indptr)[pick_rows]
+    pick_of = np.repeat(np.arange(len(pick_rows)), per_pick)
+    offsets = np.repeat(indptr[pick_rows] - np.cumsum(per_pick) + per_pick, per_pick)
+    return pick_of, offsets + np.arange(len(pick_of))
 
 
 def _matched(
@@ -636,12 +584,9 @@ def _matched(
     n_picks = len(pick_rows)
     if hits is None or not n_picks:
         return [()] * n_picks
-    per_pick = np.diff(typed.indptr)[pick_rows]
-    pick_of = np.repeat(np.arange(n_picks), per_pick)
-    # the phrases of each pick's reader, laid out one after another; typed's entries are the
-    # readers' keywords in order, so ``flat`` also indexes the flattened keyword lists
-    offsets = np.repeat(typed.indptr[pick_rows] - np.cumsum(per_pick) + per_pick, per_pick)
-    flat = offsets + np.arange(len(pick_of))
+    # typed's entries are the readers' keywords in order, so ``flat`` also indexes the
+    # flattened keyword lists
+    pick_of, flat = _per_pick(typed.indptr, pick_rows)
     phrase = typed.indices[flat]
     found = pair_values(hits, phrase, pick_cols[pick_of]) > 0
     all_words = [w for words in keywords for w in words]
@@ -658,12 +603,10 @@ def _similar(
     if not any(liked) or not len(pick_rows):
         return best
     likes = _incidence(liked, model.matrix.shape[0], mean=False)
-    per_pick = np.diff(likes.indptr)[pick_rows]
-    pick_of = np.repeat(np.arange(len(pick_rows)), per_pick)
+    pick_of, flat = _per_pick(likes.indptr, pick_rows)
     if not len(pick_of):
         return best
-    offsets = np.repeat(likes.indptr[pick_rows] - np.cumsum(per_pick) + per_pick, per_pick)
-    liked_row = likes.indices[offsets + np.arange(len(pick_of))]
+    liked_row = likes.indices[flat]
     # one dot product per (pick, liked paper of its reader) pair, nothing more: a product
     # of every pick by every distinct liked paper of the chunk grew with how many papers
     # the chunk's readers liked (4.6 GB for 20,000 readers liking from a pool of 1,000)
@@ -694,7 +637,6 @@ def _store_profiles(
         dtype=np.int64,
     )
     row_of = {s.id: i for i, s in enumerate(subscribers)}
-    ids = sorted(row_of)
     liked: list[list[int]] = [[] for _ in subscribers]
     disliked: list[list[int]] = [[] for _ in subscribers]
     excluded: list[tuple[int, int]] = []
@@ -703,7 +645,7 @@ def _store_profiles(
     earliest = model.first_seen[first] - 1 if first < len(model.first_seen) else 0.0
     with store.session() as session:
         # by id range and then filtered: one query per chunk, no huge IN lists
-        in_range = (ids[0], ids[-1])
+        in_range = (min(row_of), max(row_of))
         for sub_id, paper_id, value in session.execute(
             select(Feedback.subscriber_id, Feedback.paper_id, Feedback.value).where(
                 Feedback.subscriber_id.between(*in_range)
@@ -810,7 +752,5 @@ def rank_profile(
         min_scores=np.zeros(1, dtype=np.float32),
         excluded=[(0, p) for p in liked_rows + disliked_rows],
     )
-    stamp = math.inf if now is None else _timestamp(now)
-    if not math.isfinite(stamp):
-        stamp = float(model.first_seen.max(initial=0.0))
+    stamp = float(model.first_seen.max(initial=0.0)) if now is None else _timestamp(now)
     return rank(model, profiles, now=stamp, config=config)[0]

@@ -11,7 +11,7 @@ import itertools
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -277,15 +277,10 @@ def build_model(
     seen = np.array(
         [(r[3] or datetime(1970, 1, 1, tzinfo=UTC)).timestamp() for r in rows], dtype=np.float64
     )
+    written = {w for r in rows for w in _TOKEN.findall(f"{r[1]} {r[2] or ''}".lower())}
     surface = sorted(
-        {
-            w
-            for r in rows
-            for w in _TOKEN.findall(f"{r[1]} {r[2] or ''}".lower())
-            if len(w) >= FUZZY_MIN_LENGTH and w.isalpha()
-        }
+        w for w in written if len(w) >= FUZZY_MIN_LENGTH and w.isalpha() and fold(w) in vocabulary
     )
-    surface = [w for w in surface if fold(w) in vocabulary]
     order = np.argsort(seen, kind="stable")
     return PaperModel(
         ids=np.array([r[0] for r in rows], dtype=object)[order],
@@ -341,11 +336,19 @@ def keyword_matrix(model: PaperModel, phrases: Sequence[str]) -> sp.csr_matrix:
     does not hand its weight to its words.
     """
     idf_max = float(model.idf.max(initial=1.0))
+    return _phrase_rows(model, "row", phrases, lambda x: _keyword_row(model, x, idf_max))
+
+
+def _phrase_rows(
+    model: PaperModel,
+    kind: str,
+    phrases: Sequence[str],
+    row: Callable[[str], tuple[list[int], list[float]]],
+) -> sp.csr_matrix:
+    """phrases x terms, each phrase's row ``(columns, values)`` from ``row``, memoised."""
     indptr, cols, data = [0], [], []
     for phrase in phrases:
-        row_cols, row_data = model._remember(
-            "row", phrase, lambda x: _keyword_row(model, x, idf_max)
-        )
+        row_cols, row_data = model._remember(kind, phrase, row)
         cols.extend(row_cols)
         data.extend(row_data)
         indptr.append(len(cols))
@@ -385,14 +388,12 @@ def feedback_signatures(model: PaperModel) -> sp.csr_matrix:
     return found
 
 
-def shared_terms(
-    model: PaperModel, weights: sp.csr_matrix, values: sp.csr_matrix | None = None
-) -> sp.csr_matrix:
+def shared_terms(model: PaperModel, weights: sp.csr_matrix, values: sp.csr_matrix) -> sp.csr_matrix:
     """RM3-like: for each row of ``weights`` (rows x papers, a row's weights alike and summing
-    to 1), each signature term (:func:`feedback_signatures`) by the share of the row's papers
-    that have it (or by the share of ``values``, other weights of the same papers), times its
-    idf, and only when FEEDBACK_SHARED of them have it (or all, if fewer): one paper's quirks
-    are not the topic. A row of one paper gives nothing."""
+    to 1), each signature term (:func:`feedback_signatures`) by the share of ``values`` (other
+    weights of the same papers) that have it, times its idf, and only when FEEDBACK_SHARED of
+    the row's papers have it (or all, if fewer): one paper's quirks are not the topic. A row
+    of one paper gives nothing."""
     signatures = feedback_signatures(model)
     weights = weights.tocsr()
     shares = (weights @ signatures).tocsr()
@@ -401,9 +402,8 @@ def shared_terms(
     need = np.minimum(counts, FEEDBACK_SHARED).astype(np.float32)
     floor = np.where(counts >= 2, (need - 0.5) / np.maximum(counts, 1), np.inf)
     keep = shares.data >= np.repeat(floor, np.diff(shares.indptr))
-    if values is not None:
-        shares = (values.tocsr() @ signatures).tocsr()
-        shares.sort_indices()
+    shares = (values.tocsr() @ signatures).tocsr()
+    shares.sort_indices()
     shares.data[~keep] = 0
     shares = shares.multiply(model.idf[None, :]).tocsr()
     shares.eliminate_zeros()
@@ -422,20 +422,13 @@ def near_words(model: PaperModel, phrases: Sequence[str]) -> sp.csr_matrix:
     """phrases x terms, 1 for each content word of a phrase that is in at most NEAR_MAX_DF of
     the papers: the words a paper must share with a reader's keywords to be close."""
     limit = NEAR_MAX_DF * max(model.matrix.shape[0], 1)
-    indptr, cols = [0], []
-    for phrase in phrases:
-        found = model._remember("near", phrase, lambda x: _near_cols(model, x, limit))
-        cols.extend(found)
-        indptr.append(len(cols))
-    return sp.csr_matrix(
-        (np.ones(len(cols), np.float32), np.asarray(cols, np.int64), np.asarray(indptr)),
-        shape=(len(phrases), model.n_terms),
-    )
+    return _phrase_rows(model, "near", phrases, lambda x: _near_row(model, x, limit))
 
 
-def _near_cols(model: PaperModel, phrase: str, limit: float) -> list[int]:
+def _near_row(model: PaperModel, phrase: str, limit: float) -> tuple[list[int], list[float]]:
     found = (model.vocabulary.get(w) for w in dict.fromkeys(phrase_words(phrase)))
-    return sorted(c for c in found if c is not None and model.df[c] <= limit)
+    cols = sorted(c for c in found if c is not None and model.df[c] <= limit)
+    return cols, [1.0] * len(cols)
 
 
 def phrase_match_matrix(

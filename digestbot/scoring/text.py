@@ -48,17 +48,14 @@ def fold(word: str) -> str:
     return _SAME_STEM.get(stem, stem)
 
 
-@lru_cache(maxsize=1)
-def boilerplate_stems() -> frozenset[str]:
-    """The stems of paper boilerplate words ("propos", "model")."""
-    return frozenset(fold(w) for w in _PAPER_STOP)
+# the stems of paper boilerplate words ("propos", "model")
+_BOILERPLATE_STEMS = frozenset(fold(w) for w in _PAPER_STOP)
 
 
 def topical(term: str) -> bool:
     """A term that names a topic by itself: a content word, or a pair of two (not a pair with
     a boilerplate word such as "issu propos", which only counts inside a reader's phrase)."""
-    stems = boilerplate_stems()
-    return not any(part in stems for part in term.split(" "))
+    return not any(part in _BOILERPLATE_STEMS for part in term.split(" "))
 
 
 def tokens(text: str) -> list[tuple[str, bool]]:
