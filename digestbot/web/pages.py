@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from ..errors import NotFoundError, StoreError
+from ..periods import WEEKDAYS
 from ..render.links import paper_url
 from ..store import Paper, Store, Subscriber, UsedToken
 from ..store.subscribers import (
@@ -44,7 +45,6 @@ RETRY_AFTER = 60  # seconds a reader is asked to wait when the store is busy
 log = logging.getLogger("digestbot.web")
 
 PREVIEW_SIZE = 5
-WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
 def site_of(request: Request) -> Site:
