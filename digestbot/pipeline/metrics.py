@@ -29,19 +29,14 @@ LAST_RUN = "last_run"
 RESULTS = ("ok", "partial", "nothing")
 
 
-def run_summary(report: RunReport) -> dict[str, Any]:
-    """The report without its per-digest outcomes, stamped with when the run ended."""
-    data = report.as_dict()
-    data.pop("outcomes", None)
-    data["finished_at"] = clock.timestamp()
-    data["seconds"] = round(sum(report.timings.values()), 3)
-    return data
-
-
 def record_run(store: Store, config: Config, report: RunReport) -> None:
-    """Keep the run's summary for /metrics and the textfile; a failure here is logged,
-    never the run's failure."""
-    summary = run_summary(report)
+    """Keep the run's summary (the report without its per-digest outcomes, stamped with when
+    the run ended) for /metrics and the textfile; a failure here is logged, never the run's
+    failure."""
+    summary = report.as_dict()
+    del summary["outcomes"]
+    summary["finished_at"] = clock.timestamp()
+    summary["seconds"] = round(sum(report.timings.values()), 3)
     try:
         with store.session() as session:
             session.merge(Meta(key=LAST_RUN, value=json.dumps(summary)))  # insert or update
