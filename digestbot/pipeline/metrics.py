@@ -26,7 +26,6 @@ from .report import RunReport
 
 log = logging.getLogger("digestbot.run")
 LAST_RUN = "last_run"
-RESULTS = ("ok", "partial", "nothing")
 
 
 def record_run(store: Store, config: Config, report: RunReport) -> None:
@@ -88,7 +87,7 @@ def run_families(summary: dict[str, Any] | None) -> list[Metric]:
         return [finished, took, result, counts, errors]
     finished.add_metric([], float(summary.get("finished_at", 0)))
     took.add_metric([], float(summary.get("seconds", 0)))
-    for name in RESULTS:
+    for name in ("ok", "partial", "nothing"):
         result.add_metric([name], 1.0 if summary.get("status") == name else 0.0)
     for stage in ("ingest", "digests", "send"):
         for outcome, value in (summary.get(stage) or {}).items():

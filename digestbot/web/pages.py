@@ -93,7 +93,6 @@ def _preview(store: Store) -> list[dict[str, Any]]:
         query = query.order_by(
             Paper.upvotes.desc().nulls_last(), Paper.first_seen_at.desc(), Paper.id
         ).limit(PREVIEW_SIZE)
-        papers = list(s.scalars(query))
         return [
             {
                 "title": p.title,
@@ -104,7 +103,7 @@ def _preview(store: Store) -> list[dict[str, Any]]:
                 "listed_on": p.listed_on,
                 "abstract": _snippet(p.abstract or ""),
             }
-            for p in papers
+            for p in s.scalars(query)
         ]
 
 
