@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from . import clock
 
 FREQUENCIES = ("daily", "weekly")
-WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
 @lru_cache(maxsize=1024)
@@ -79,7 +79,7 @@ def describe(frequency: str, weekday: int, send_hour: int, timezone: str) -> str
     """A schedule for people: ``daily 08:00 Europe/Berlin``, ``weekly Fri 08:00 Asia/Tokyo``."""
     when = f"{send_hour:02d}:00 {timezone}"
     if frequency == "weekly":
-        return f"weekly {WEEKDAYS[weekday]} {when}"
+        return f"weekly {WEEKDAYS[weekday][:3]} {when}"
     return f"daily {when}"
 
 

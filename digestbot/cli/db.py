@@ -65,8 +65,7 @@ def db_embed(app: App) -> None:
             field="scoring.semantic",
             hint="Set scoring.semantic = true (and scoring.model_dir) first.",
         )
-    store = app.store()
-    done = embed_missing(store, enc)
+    done = embed_missing(app.store(), enc)
     click.echo(f"Embedded {done} paper(s) with {enc.key}.")
 
 

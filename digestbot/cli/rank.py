@@ -51,7 +51,41 @@ def rank_command(
 
     store = app.store()
     if explain is not None:
-        _explain(app, explain, keywords, liked, disliked, as_json)
+        from ..scoring.context import CONTEXT_SIMILARITY
+        from ..scoring.explain import explain as explain_score  # scikit-learn: only when asked
+
+        found = explain_score(
+            store, explain, keywords=keywords, liked=liked, disliked=disliked, config=app.config
+        )
+        if as_json:
+            print_json(found.as_dict())
+            return
+        click.echo(f"{found.title}  [{found.paper_id}]")
+        place = f"#{found.rank}" if found.rank else "not picked"
+        weighed = f" x context {found.context:.4f}" if found.context != 1 else ""
+        click.echo(
+            f"score {found.score:.4f} = similarity {found.similarity:.4f}{weighed}"
+            f" + boosts {found.boost:.4f}  ({place})"
+        )
+        for part in found.parts:
+            click.echo(f"  {part.name:<9} {part.contribution:+.4f}")
+            for term, mine, theirs, product in part.terms:
+                click.echo(f"      {term:<28} {mine:.4f} x {theirs:.4f} = {product:+.4f}")
+        if found.semantic_z is not None:
+            click.echo(
+                f"      embedding similarity z-score {found.semantic_z:+.4f} (scoring.semantic)"
+            )
+        click.echo(f"  allowed: {found.why_allowed}")
+        if found.context_paper is not None:
+            click.echo(
+                f"  context: {found.context:.4f}, the paper of another keyword most like it is "
+                f"{found.context_similarity:.4f} similar (full weight from {CONTEXT_SIMILARITY}): "
+                f"{found.context_paper}"
+            )
+        for typed, used in found.respelled:
+            click.echo(f"  matched '{used}' for '{typed}'")
+        if found.liked_similarity is not None:
+            click.echo(f"  nearest liked paper: {found.liked_similarity:.4f} similar")
         return
     picks = rank_profile(
         store, keywords=keywords, liked=liked, disliked=disliked, top=top, config=app.config
@@ -88,49 +122,6 @@ def rank_command(
             why.append("picked for meaning (semantic), no keyword in it")
         if why:
             click.echo("       " + "; ".join(why))
-
-
-def _explain(
-    app: App,
-    paper_id: str,
-    keywords: str,
-    liked: tuple[str, ...],
-    disliked: tuple[str, ...],
-    as_json: bool,
-) -> None:
-    from ..scoring.context import CONTEXT_SIMILARITY
-    from ..scoring.explain import explain as explain_score  # scikit-learn: only when asked
-
-    found = explain_score(
-        app.store(), paper_id, keywords=keywords, liked=liked, disliked=disliked, config=app.config
-    )
-    if as_json:
-        print_json(found.as_dict())
-        return
-    click.echo(f"{found.title}  [{found.paper_id}]")
-    place = f"#{found.rank}" if found.rank else "not picked"
-    weighed = f" x context {found.context:.4f}" if found.context != 1 else ""
-    click.echo(
-        f"score {found.score:.4f} = similarity {found.similarity:.4f}{weighed}"
-        f" + boosts {found.boost:.4f}  ({place})"
-    )
-    for part in found.parts:
-        click.echo(f"  {part.name:<9} {part.contribution:+.4f}")
-        for term, mine, theirs, product in part.terms:
-            click.echo(f"      {term:<28} {mine:.4f} x {theirs:.4f} = {product:+.4f}")
-    if found.semantic_z is not None:
-        click.echo(f"      embedding similarity z-score {found.semantic_z:+.4f} (scoring.semantic)")
-    click.echo(f"  allowed: {found.why_allowed}")
-    if found.context_paper is not None:
-        click.echo(
-            f"  context: {found.context:.4f}, the paper of another keyword most like it is "
-            f"{found.context_similarity:.4f} similar (full weight from {CONTEXT_SIMILARITY}): "
-            f"{found.context_paper}"
-        )
-    for typed, used in found.respelled:
-        click.echo(f"  matched '{used}' for '{typed}'")
-    if found.liked_similarity is not None:
-        click.echo(f"  nearest liked paper: {found.liked_similarity:.4f} similar")
 
 
 COMMANDS = [rank_command]

@@ -164,7 +164,6 @@ def demo_command(app: App, folder: Path) -> None:
             title=f"{reader.name} <{reader.email}>: {reader.schedule}, {reader.formats}"
             f" ({reader.state or 'no digest'})",
             title_justify="left",
-            show_lines=False,
         )
         table.add_column("#", justify="right")
         table.add_column("paper", overflow="fold")

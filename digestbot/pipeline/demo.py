@@ -14,11 +14,12 @@ import shutil
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
 
 from sqlalchemy import select
 
-from ..config import Config, default_config
+from ..config import default_config
 from ..errors import ConfigError
 from ..periods import aware_utc, describe, zone
 from ..store import Digest, DigestItem, Paper, Store, Subscriber, open_store
@@ -97,19 +98,6 @@ class DemoResult:
         return self.folder / "digestbot.db"
 
 
-def demo_config(folder: Path) -> Config:
-    """Defaults, with every path inside the demo folder; the user's files are not read."""
-    return default_config(
-        store__db=str(folder / "digestbot.db"),
-        ingest__inbox=str(folder / "inbox"),
-        digest__feeds_dir=str(folder / "feeds"),
-        delivery__transport="maildir",
-        delivery__maildir=str(folder / "maildir"),
-        # links in the demo's emails are signed with a throwaway key
-        web__secret_key=secrets.token_urlsafe(32),
-    )
-
-
 def reset_folder(folder: Path) -> None:
     """Empty what a previous demo left; refuse a folder the demo did not make."""
     if folder.exists() and not folder.is_dir():
@@ -145,7 +133,16 @@ def run_demo(folder: Path, seeds: Path, *, now: datetime | None = None) -> DemoR
     if not seed_files:
         raise ConfigError(f"no seed files in {seeds}", hint="Put a few dumps in ./seeds.")
     reset_folder(folder)
-    config = demo_config(folder)
+    # defaults, with every path inside the demo folder; the user's files are not read
+    config = default_config(
+        store__db=str(folder / "digestbot.db"),
+        ingest__inbox=str(folder / "inbox"),
+        digest__feeds_dir=str(folder / "feeds"),
+        delivery__transport="maildir",
+        delivery__maildir=str(folder / "maildir"),
+        # links in the demo's emails are signed with a throwaway key
+        web__secret_key=secrets.token_urlsafe(32),
+    )
     inbox = config.writable_dir("ingest.inbox")
     for path in seed_files:
         shutil.copy2(path, inbox / path.name)
@@ -176,21 +173,20 @@ def run_demo(folder: Path, seeds: Path, *, now: datetime | None = None) -> DemoR
     return DemoResult(folder, report, readers, config.path("delivery.maildir"))
 
 
-def _delivered(maildir: Path) -> dict[str, bytes]:
+def _delivered(maildir: Path) -> dict[str, EmailMessage]:
     """The messages in the demo's Maildir by Message-ID: the store keeps no message once
     it is sent."""
     if not (maildir / "new").is_dir():
         return {}
-    out = {}
-    for path in sorted((maildir / "new").iterdir()):
-        data = path.read_bytes()
-        headers = email.message_from_bytes(data, policy=email.policy.default)
-        out[str(headers["Message-ID"] or "")] = data
-    return out
+    messages = (
+        email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        for path in sorted((maildir / "new").iterdir())
+    )
+    return {str(message["Message-ID"] or ""): message for message in messages}
 
 
 def _results(
-    store: Store, html_dir: Path, feeds_dir: Path, delivered: dict[str, bytes]
+    store: Store, html_dir: Path, feeds_dir: Path, delivered: dict[str, EmailMessage]
 ) -> list[ReaderResult]:
     out: list[ReaderResult] = []
     with store.session() as session:
@@ -218,7 +214,7 @@ def _results(
                 for title, score, why in rows:
                     result.papers.append((title, score, explain(why or {})))
                 message = delivered.get(digest.message_id)
-                if message and sub.formats != "rss":
+                if message is not None and sub.formats != "rss":
                     result.html = _write_html(message, html_dir, sub.id, sub.name)
             out.append(result)
     return out
@@ -235,9 +231,8 @@ def explain(why: dict[str, object]) -> str:
     return "; ".join(parts) or "close to your interests overall"
 
 
-def _write_html(message: bytes, html_dir: Path, sub_id: int, name: str) -> Path | None:
-    parsed = email.message_from_bytes(message, policy=email.policy.default)
-    part = parsed.get_body(preferencelist=("html",))
+def _write_html(message: EmailMessage, html_dir: Path, sub_id: int, name: str) -> Path | None:
+    part = message.get_body(preferencelist=("html",))
     if part is None:
         return None
     html_dir.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 from zoneinfo import ZoneInfoNotFoundError
 
 from sqlalchemy import func, select
@@ -28,8 +29,7 @@ class Due:
     period: str
 
 
-@dataclass(frozen=True, slots=True)
-class Schedule:
+class Schedule(NamedTuple):
     frequency: str
     weekday: int
     send_hour: int
@@ -84,7 +84,12 @@ def select_due(
             sid, frequency, weekday, send_hour, timezone, last_period, joined = row
             schedule = Schedule(frequency, weekday, send_hour, timezone)
             if schedule not in slots:
-                slots[schedule] = _slot(schedule, now, bad)
+                try:
+                    slots[schedule] = current_slot(*schedule, now)
+                except (ValueError, ZoneInfoNotFoundError) as exc:
+                    log.warning("skipping subscribers with schedule %s: %s", schedule, exc)
+                    bad.append((schedule, str(exc)))
+                    slots[schedule] = None
             slot = slots[schedule]
             if slot is None or not slot.due(now, last_period):
                 continue
@@ -92,14 +97,3 @@ def select_due(
                 continue  # joined after this period's send hour: theirs is the next one
             due.append(Due(sid, slot.period))
     return Selection(due, bad)
-
-
-def _slot(schedule: Schedule, now: datetime, bad: list[tuple[Schedule, str]]) -> Slot | None:
-    try:
-        return current_slot(
-            schedule.frequency, schedule.weekday, schedule.send_hour, schedule.timezone, now
-        )
-    except (ValueError, ZoneInfoNotFoundError) as exc:
-        log.warning("skipping subscribers with schedule %s: %s", schedule, exc)
-        bad.append((schedule, str(exc)))
-        return None

@@ -26,22 +26,16 @@ from .report import RunReport
 
 log = logging.getLogger("digestbot.run")
 LAST_RUN = "last_run"
-RESULTS = ("ok", "partial", "nothing")
-
-
-def run_summary(report: RunReport) -> dict[str, Any]:
-    """The report without its per-digest outcomes, stamped with when the run ended."""
-    data = report.as_dict()
-    data.pop("outcomes", None)
-    data["finished_at"] = clock.timestamp()
-    data["seconds"] = round(sum(report.timings.values()), 3)
-    return data
 
 
 def record_run(store: Store, config: Config, report: RunReport) -> None:
-    """Keep the run's summary for /metrics and the textfile; a failure here is logged,
-    never the run's failure."""
-    summary = run_summary(report)
+    """Keep the run's summary (the report without its per-digest outcomes, stamped with when
+    the run ended) for /metrics and the textfile; a failure here is logged, never the run's
+    failure."""
+    summary = report.as_dict()
+    del summary["outcomes"]
+    summary["finished_at"] = clock.timestamp()
+    summary["seconds"] = round(sum(report.timings.values()), 3)
     try:
         with store.session() as session:
             session.merge(Meta(key=LAST_RUN, value=json.dumps(summary)))  # insert or update
@@ -93,7 +87,7 @@ def run_families(summary: dict[str, Any] | None) -> list[Metric]:
         return [finished, took, result, counts, errors]
     finished.add_metric([], float(summary.get("finished_at", 0)))
     took.add_metric([], float(summary.get("seconds", 0)))
-    for name in RESULTS:
+    for name in ("ok", "partial", "nothing"):
         result.add_metric([name], 1.0 if summary.get("status") == name else 0.0)
     for stage in ("ingest", "digests", "send"):
         for outcome, value in (summary.get(stage) or {}).items():

@@ -190,13 +190,6 @@ async def _new_links(request: Request, site: Site, pref_token: str) -> Response:
 # --- feedback -------------------------------------------------------------------------------
 
 
-def _feedback_target(site: Site, token: str) -> tuple[str, str, str]:
-    pref_token, paper_id, direction = link_fields(_value(site, "feedback", token), "s", "p", "d")
-    if direction not in DIRECTIONS:
-        raise HTTPException(400, INVALID_LINK)
-    return pref_token, paper_id, direction
-
-
 def _feedback(s: Any, sub: Subscriber, paper_id: str, direction: str, save: bool) -> dict[str, Any]:
     paper = s.get(Paper, paper_id)
     if paper is None:
@@ -209,7 +202,9 @@ def _feedback(s: Any, sub: Subscriber, paper_id: str, direction: str, save: bool
 async def feedback(request: Request) -> Response:
     site = site_of(request)
     token = request.path_params["token"]
-    pref_token, paper_id, direction = _feedback_target(site, token)
+    pref_token, paper_id, direction = link_fields(_value(site, "feedback", token), "s", "p", "d")
+    if direction not in DIRECTIONS:
+        raise HTTPException(400, INVALID_LINK)
     save = request.method == "POST"
     if save:
         form = await read_form(request)

@@ -64,11 +64,6 @@ class FormResult:
     def ok(self) -> bool:
         return not self.errors
 
-    def add_error(self, error: ValidationError) -> None:
-        name = error.field if error.field in LABELS else "form"
-        message = error.message + (f". {error.hint}" if error.hint else "")
-        self.errors.setdefault(name, message)
-
 
 async def read_form(request: Request) -> FormData:
     limit = request.app.state.site.config["web.max_body_kb"] * 1024
@@ -98,7 +93,9 @@ def check_form(form: Mapping[str, Any], fields: tuple[str, ...]) -> FormResult:
         try:
             result.values[name] = CHECKS[name](value)
         except ValidationError as error:
-            result.add_error(error)
+            where = error.field if error.field in LABELS else "form"
+            hint = f". {error.hint}" if error.hint else ""
+            result.errors.setdefault(where, error.message + hint)
     if "keywords" in result.values and not result.values["keywords"]:
         result.errors.setdefault(
             "keywords",

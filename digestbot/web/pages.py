@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from ..errors import NotFoundError, StoreError
+from ..periods import WEEKDAYS
 from ..render.links import paper_url
 from ..store import Paper, Store, Subscriber, UsedToken
 from ..store.subscribers import (
@@ -44,7 +45,6 @@ RETRY_AFTER = 60  # seconds a reader is asked to wait when the store is busy
 log = logging.getLogger("digestbot.web")
 
 PREVIEW_SIZE = 5
-WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
 def site_of(request: Request) -> Site:
@@ -93,7 +93,6 @@ def _preview(store: Store) -> list[dict[str, Any]]:
         query = query.order_by(
             Paper.upvotes.desc().nulls_last(), Paper.first_seen_at.desc(), Paper.id
         ).limit(PREVIEW_SIZE)
-        papers = list(s.scalars(query))
         return [
             {
                 "title": p.title,
@@ -104,7 +103,7 @@ def _preview(store: Store) -> list[dict[str, Any]]:
                 "listed_on": p.listed_on,
                 "abstract": _snippet(p.abstract or ""),
             }
-            for p in papers
+            for p in s.scalars(query)
         ]
 
 
@@ -124,8 +123,7 @@ def _snippet(abstract: str, limit: int = 220) -> str:
 
 
 async def home(request: Request) -> Response:
-    site = site_of(request)
-    return await _subscribe_page(request, site, FormResult({}), status=200)
+    return await _subscribe_page(request, site_of(request), FormResult({}), status=200)
 
 
 async def _subscribe_page(
@@ -238,34 +236,25 @@ def _spent_key(pref_token: str, nonce: str) -> str:
     return hashlib.sha256(f"confirm\0{pref_token}\0{nonce}".encode()).hexdigest()
 
 
-def _check_confirm(s: Any, pref_token: str, nonce: str) -> tuple[Subscriber, str]:
-    sub = s.scalar(select(Subscriber).where(Subscriber.pref_token == pref_token))
-    if sub is None:
-        raise NotFoundError("this subscription no longer exists")
-    if sub.status == "active":
-        return sub, "already"
-    current = sub.confirm_nonce
-    if (
-        sub.status != "pending"
-        or not current
-        or not hmac.compare_digest(current, nonce)
-        or s.get(UsedToken, _spent_key(pref_token, nonce)) is not None
-    ):
-        return sub, "spent"
-    return sub, "ready"
-
-
-def _confirm_state(store: Store, pref_token: str, nonce: str) -> str:
+def _confirm(store: Store, pref_token: str, nonce: str, *, spend: bool = True) -> str:
+    """The link's state, as for the GET page: already, spent or ready; with ``spend`` a
+    ready link is spent and the reader activated ("confirmed")."""
     with store.session() as s:
-        return _check_confirm(s, pref_token, nonce)[1]
-
-
-def _confirm(store: Store, pref_token: str, nonce: str) -> str:
-    """Spend the token and activate; returns the state, as for the GET page."""
-    with store.session() as s:
-        sub, state = _check_confirm(s, pref_token, nonce)
-        if state != "ready":
-            return state
+        sub = s.scalar(select(Subscriber).where(Subscriber.pref_token == pref_token))
+        if sub is None:
+            raise NotFoundError("this subscription no longer exists")
+        if sub.status == "active":
+            return "already"
+        current = sub.confirm_nonce
+        if (
+            sub.status != "pending"
+            or not current
+            or not hmac.compare_digest(current, nonce)
+            or s.get(UsedToken, _spent_key(pref_token, nonce)) is not None
+        ):
+            return "spent"
+        if not spend:
+            return "ready"
         s.add(UsedToken(token_hash=_spent_key(pref_token, nonce)))
         # flush first: if another request spent the token a moment ago, this one fails
         s.flush()
@@ -299,7 +288,7 @@ async def confirm(request: Request) -> Response:
             return RedirectResponse(path + "?welcome=1", status_code=303)
     else:
         pref_token, nonce = _confirm_value(site, token)
-        state = await run_in_threadpool(_confirm_state, site.store, pref_token, nonce)
+        state = await run_in_threadpool(_confirm, site.store, pref_token, nonce, spend=False)
     if state == "spent":
         raise HTTPException(
             410,
@@ -312,10 +301,9 @@ async def confirm(request: Request) -> Response:
 # --- health ---------------------------------------------------------------------------------
 
 
-def _db_ok(store: Store) -> bool:
+def _db_ok(store: Store) -> None:
     with store.engine.connect() as conn:
         conn.execute(text("SELECT 1"))
-    return True
 
 
 async def healthz(request: Request) -> Response:

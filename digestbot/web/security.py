@@ -158,13 +158,9 @@ def client_address(request: Request, trusted: list[Network]) -> str:
 # --- CSRF: a signed token bound to a random cookie ------------------------------------------
 
 
-def csrf_cookie_name(request: Request) -> str:
-    site = getattr(request.app.state, "site", None) if "app" in request.scope else None
-    return CSRF_COOKIE_HOST if site is not None and site.secure else CSRF_COOKIE
-
-
 def _cookie_seed(request: Request) -> str | None:
-    seed = request.cookies.get(csrf_cookie_name(request), "")
+    site = getattr(request.app.state, "site", None) if "app" in request.scope else None
+    seed = request.cookies.get(CSRF_COOKIE_HOST if site and site.secure else CSRF_COOKIE, "")
     return seed if _SEED.fullmatch(seed) else None
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import jinja2
@@ -14,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.templating import Jinja2Templates
 
+from .. import __version__ as VERSION
 from ..config import Config
 from ..resources import templates_dir
 from ..store import Store
@@ -24,16 +24,6 @@ from .security import Network, csrf_token, set_csrf_cookie
 log = logging.getLogger("digestbot.web")
 
 
-def _version() -> str:
-    # from the installed metadata, not digestbot.__version__: the same answer however the
-    # package was imported
-    try:
-        return version("digestbot")
-    except PackageNotFoundError:
-        return "0.0.0"
-
-
-VERSION = _version()
 INVALID_LINK = "This link is not valid."
 
 
@@ -102,11 +92,10 @@ class Site:
         status: int,
         detail: str,
         *,
-        title: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> Response:
         """Every error goes out through here, as JSON to API clients, else as error.html."""
-        title = title or REASONS.get(status, "Error")
+        title = REASONS.get(status, "Error")
         accept = request.headers.get("accept", "")
         if "application/json" in accept and "text/html" not in accept:
             return JSONResponse(

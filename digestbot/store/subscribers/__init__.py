@@ -1,7 +1,6 @@
 """Subscribers and their feedback: adding, changing, finding, removing, CSV in and out."""
 
 from .core import (
-    EDITABLE,
     add_subscriber,
     as_dict,
     disliked_ids,
@@ -14,24 +13,11 @@ from .core import (
     set_feedback,
     update_subscriber,
 )
-from .csvio import CSV_COLUMNS, ImportReport, export_csv, import_csv
-from .validate import (
-    FORMATS,
-    FREQUENCIES,
-    STATUSES,
-    email_key,
-    parse_ids,
-    parse_keywords,
-    validate_email,
-)
+from .csvio import export_csv, import_csv
+from .validate import STATUSES, email_key, parse_ids, parse_keywords, validate_email
 
 __all__ = [
-    "CSV_COLUMNS",
-    "EDITABLE",
-    "FORMATS",
-    "FREQUENCIES",
     "STATUSES",
-    "ImportReport",
     "add_subscriber",
     "as_dict",
     "disliked_ids",

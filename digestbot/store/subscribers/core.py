@@ -165,10 +165,8 @@ def add_subscriber(
     )
     session.add(subscriber)
     session.flush()
-    for paper_id in to_like:
-        session.add(Feedback(subscriber_id=subscriber.id, paper_id=paper_id, value=1))
-    for paper_id in to_dislike:
-        session.add(Feedback(subscriber_id=subscriber.id, paper_id=paper_id, value=-1))
+    for value, ids in ((1, to_like), (-1, to_dislike)):
+        session.add_all(Feedback(subscriber_id=subscriber.id, paper_id=i, value=value) for i in ids)
     session.flush()
     return subscriber
 
@@ -198,28 +196,23 @@ def update_subscriber(session: Session, subscriber: Subscriber, **changes: Any) 
         subscriber.email_key = email_key(values["email"])
     if values.get("status") == "active" and subscriber.confirmed_at is None:
         subscriber.confirmed_at = clock.now()
-    for paper_id in to_like:
-        set_feedback(session, subscriber, paper_id, 1)
-    for paper_id in to_dislike:
-        set_feedback(session, subscriber, paper_id, -1)
+    for value, ids in ((1, to_like), (-1, to_dislike)):
+        for paper_id in ids:
+            set_feedback(session, subscriber, paper_id, value)
     subscriber.updated_at = clock.now()
     session.flush()
     return subscriber
 
 
 def rotate_tokens(
-    session: Session,
-    subscriber: Subscriber,
-    *,
-    pref_token: str | None = None,
-    feed_token: str | None = None,
+    session: Session, subscriber: Subscriber, *, pref_token: str | None = None
 ) -> tuple[str, str]:
-    """Give the subscriber fresh random tokens (or the ones given); returns the old
-    ``(pref_token, feed_token)``. Every link signed over the old preference token
-    (preferences, unsubscribe, feedback) and the old feed address stop working."""
+    """Give the subscriber fresh random tokens (the preference token given, if one is);
+    returns the old ``(pref_token, feed_token)``. Every link signed over the old preference
+    token (preferences, unsubscribe, feedback) and the old feed address stop working."""
     old = (subscriber.pref_token, subscriber.feed_token)
     subscriber.pref_token = pref_token or new_token()
-    subscriber.feed_token = feed_token or new_token()
+    subscriber.feed_token = new_token()
     subscriber.updated_at = clock.now()
     session.flush()
     return old

@@ -13,10 +13,8 @@ import email_validator
 
 from ...config import validate_timezone
 from ...errors import ConfigError, ValidationError
-from ...periods import FREQUENCIES
+from ...periods import FREQUENCIES, WEEKDAYS
 from ...states import FORMATS, STATUSES
-
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 MAX_NAME = 200
 MAX_KEYWORD = 100
@@ -160,7 +158,7 @@ def validate_weekday(value: Any) -> int:
     if isinstance(value, str) and value.strip() and not value.strip().isdigit():
         low = value.strip().lower()
         for number, name in enumerate(WEEKDAYS):
-            if len(low) >= 3 and name.startswith(low):
+            if len(low) >= 3 and name.lower().startswith(low):
                 return number
         raise ValidationError(
             f"{value!r} is not a weekday",
