@@ -235,6 +235,18 @@ def test_the_inbox_says_what_it_skipped(runner: CliRunner, tmp_path: Path) -> No
     assert result.stdout.endswith("Ingested 1 file, 62 new papers, 0 updated.\n")
 
 
+def test_the_ingest_lock_goes_in_store_lock_dir_as_the_run_lock_does(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    # `~` in store.lock_dir is the home folder, for `digestbot ingest` as for `run`
+    home = tmp_path / "home"
+    (home / "locks").mkdir(parents=True)
+    env = {"HOME": str(home), "DIGESTBOT_STORE_LOCK_DIR": "~/locks"}
+    result = runner.invoke(main, ["ingest", str(SEEDS), "--db", "x.db"], env=env)
+    assert result.exit_code == 0, result.output
+    assert (home / "locks" / "x.db.ingest.lock").exists()
+
+
 def test_missing_inbox_folder(runner: CliRunner) -> None:
     result = runner.invoke(main, ["ingest", "--inbox", "--db", "x.db"])
     assert result.exit_code == 1

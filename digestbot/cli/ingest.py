@@ -97,7 +97,7 @@ def ingest_command(
       digestbot ingest seeds/ --json
     """
     from ..ingest import IngestReport, ingest_inbox, ingest_paths
-    from ..store import RunLock
+    from ..store import run_lock
 
     if not paths and not use_inbox:
         raise click.UsageError("give one or more PATHs, or --inbox")
@@ -107,9 +107,8 @@ def ingest_command(
     # a store starts with its first papers: `digestbot ingest page.txt` is the first command
     # people try, so it may create one (read-only commands may not)
     store = app.store(create=True)
-    lock_dir = config["store.lock_dir"] or None
     report = IngestReport()
-    with RunLock(store, "ingest", lock_dir=Path(lock_dir) if lock_dir else None):
+    with run_lock(store, config, "ingest"):
         with progress_bars(app, enabled=not as_json) as bars:
             if paths:
                 report = ingest_paths(

@@ -13,7 +13,6 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
-from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,7 +21,7 @@ from ..config import Config
 from ..deliver.safety import check_smtp_settings
 from ..errors import DigestbotError
 from ..periods import aware_utc
-from ..store import RunLock, Store
+from ..store import Store, run_lock
 from ..store.db import store_error_from
 from ..tokens import Tokens
 from .digests import Progress, digest_stage
@@ -31,11 +30,6 @@ from .report import RunReport, timed
 
 log = logging.getLogger("digestbot.run")
 T = TypeVar("T")
-
-
-def run_lock(store: Store, config: Config) -> RunLock:
-    lock_dir = config["store.lock_dir"]
-    return RunLock(store, lock_dir=Path(lock_dir).expanduser() if lock_dir else None)
 
 
 def prepare_folders(config: Config) -> None:

@@ -1,6 +1,6 @@
 """The store: papers, subscribers and the outbox, in SQLite or PostgreSQL."""
 
-from .db import RunLock, Store, normalise_url, open_store, upgrade
+from .db import RunLock, Store, normalise_url, open_store, run_lock, upgrade
 from .models import (
     Base,
     Digest,
@@ -25,6 +25,7 @@ __all__ = [
     "Paper",
     "PaperEmbedding",
     "RunLock",
+    "run_lock",
     "Sighting",
     "Store",
     "Subscriber",

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..config import DB_URL
+from ..config import DB_URL, Config
 from ..errors import LockError, StoreError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -375,3 +375,10 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def run_lock(store: Store, config: Config, name: str = "run") -> RunLock:
+    """The lock of a job (``run``, or ``ingest`` alone) on ``store``, in store.lock_dir when
+    it is set, read as every path setting is (``~`` expanded)."""
+    lock_dir = config.path("store.lock_dir") if config["store.lock_dir"] else None
+    return RunLock(store, name, lock_dir)
