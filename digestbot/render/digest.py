@@ -18,6 +18,7 @@ from markupsafe import Markup, escape
 
 from ..config import Config
 from ..errors import RenderError
+from ..periods import WEEKDAYS
 from ..scoring.picks import Pick
 from ..store import Paper, Subscriber
 from . import feedcards, links, views
@@ -29,8 +30,6 @@ from .templates import get_template, styled_tag
 from .views import MONTHS, WRAP, PaperView, card, paper_view, static_card
 from .why import clear as clear_why
 from .why import top_topic, why_pair
-
-WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
 @lru_cache(maxsize=512)
