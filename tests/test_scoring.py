@@ -4,6 +4,7 @@ explanations, Rocchio feedback, limits, chunking and streaming."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
@@ -359,17 +360,11 @@ def test_the_shortlisting_product_equals_the_exact_one(monkeypatch: pytest.Monke
     start = rng.choice([0, 30, 90, 119, 120], 400)
     min_scores = rng.choice([0.0, 0.0, 0.05], 400).astype(np.float32)
     pairs = np.unique(rng.integers(0, 400, 3000) * 120 + rng.integers(0, 120, 3000))
-    fast = top_papers(profiles, papers, ks, start=start, min_scores=min_scores, banned=pairs)
+    # the readers' masks, the same for every path below
+    masks: dict[str, Any] = {"start": start, "min_scores": min_scores, "banned": pairs}
+    fast = top_papers(profiles, papers, ks, **masks)
     # a boost of zero takes the exact path and changes no score
-    exact = top_papers(
-        profiles,
-        papers,
-        ks,
-        start=start,
-        min_scores=min_scores,
-        banned=pairs,
-        boost=np.zeros(120, np.float32),
-    )
+    exact = top_papers(profiles, papers, ks, **masks, boost=np.zeros(120, np.float32))
     for a, b in zip(fast, exact, strict=True):
         assert np.allclose(a, b, atol=1e-6)
     assert fast[0][-1] > 300  # the test exercises real picks
@@ -378,15 +373,7 @@ def test_the_shortlisting_product_equals_the_exact_one(monkeypatch: pytest.Monke
     allowed = sp.random(400, 120, density=0.15, format="csr", random_state=3, dtype=np.float32)
     allowed.data[:] = 1.0
     monkeypatch.setattr(engine, "EXACT_BLOCK_ROWS", 64)
-    fast = top_papers(
-        profiles,
-        papers,
-        ks,
-        start=start,
-        min_scores=min_scores,
-        banned=pairs,
-        allowed=allowed,
-    )
+    fast = top_papers(profiles, papers, ks, **masks, allowed=allowed)
     dense = (profiles @ papers.T).toarray()
     ok = (allowed.toarray() > 0) & (dense > 0) & (np.arange(120)[None, :] >= start[:, None])
     ok &= dense >= min_scores[:, None]
