@@ -258,6 +258,24 @@ def test_release_returns_claims_untouched(store: Store) -> None:
     assert state_counts(store) == {"queued": 5}
 
 
+def test_a_cursor_claims_on_from_the_last_claim_and_comes_back_for_rows_given_back(
+    store: Store,
+) -> None:
+    seed_outbox(store, 6)
+    cursor = outbox.QueueCursor()
+    first = outbox.claim(store, "w", 3, NOW, LEASE, cursor=cursor)
+    assert cursor.queued_after == first[-1].id
+    # given back: queued again, below where the claims have read
+    outbox.release(store, "w", [first[0].id])
+    second = outbox.claim(store, "w", 3, NOW, LEASE, cursor=cursor)
+    assert [j.id for j in second] == [first[-1].id + k for k in (1, 2, 3)]
+    # nothing left above the cursor: the claim goes back for the row given back
+    third = outbox.claim(store, "w", 3, NOW, LEASE, cursor=cursor)
+    assert [j.id for j in third] == [first[0].id]
+    assert cursor.queued_after == second[-1].id
+    assert outbox.claim(store, "w", 3, NOW, LEASE, cursor=cursor) == []
+
+
 def test_record_sent_retry_failed_bounced(store: Store) -> None:
     seed_outbox(store, 4)
     jobs = outbox.claim(store, "w", 4, NOW, LEASE)

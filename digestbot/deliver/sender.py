@@ -176,6 +176,7 @@ class _Run:
         self.lost_results: list[tuple[Job, Outcome]] = []
         self.renewed = time.monotonic()
         self.claimed = 0
+        self.cursor = outbox.QueueCursor()
         self.exhausted = False
         self.halt = False
         self.fill_lock = asyncio.Lock()
@@ -260,6 +261,7 @@ class _Run:
                     self.lease,
                     max_attempts=self.config["delivery.max_attempts"],
                     daily_limit=self.daily_limit,
+                    cursor=self.cursor,
                     executor=self.claim_executor,
                 )
             except Exception as exc:  # locked, full, gone: nothing was claimed, all stays queued
